@@ -1,0 +1,16 @@
+#pragma once
+// Each subcommand file registers its CLI11 options and the action to run once parsed.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace tsumugi::cli {
+
+void register_corpus(CLI::App& app);
+
+// Sets what runs after parsing; the action returns the process exit code.
+void set_action(std::function<int()> action);
+// Runs the chosen action, printing errors as `tsumugi: error: ...`.
+int run_selected();
+
+}  // namespace tsumugi::cli
