@@ -123,15 +123,14 @@ void register_corpus(CLI::App& app) {
     });
   });
 
-  bool show_all = false;
-  std::string show;
+  auto show = std::make_shared<std::string>();
   auto* presets = corpus->add_subcommand("presets", "List the built-in filter presets, or print one as TOML");
-  presets->add_option("--show", show, "Print this preset's TOML (a starting point for --profile)");
-  presets->callback([&show] {
-    set_action([&show] {
-      if (!show.empty()) {
-        auto data = resources::find("presets/" + show + ".toml");
-        if (!data) corpus::load_preset(show);  // throws the helpful message
+  presets->add_option("--show", *show, "Print this preset's TOML (a starting point for --profile)");
+  presets->callback([show] {
+    set_action([show] {
+      if (!show->empty()) {
+        auto data = resources::find("presets/" + *show + ".toml");
+        if (!data) corpus::load_preset(*show);  // throws the helpful message
         std::fwrite(data->data(), 1, data->size(), stdout);
         return 0;
       }
@@ -142,7 +141,6 @@ void register_corpus(CLI::App& app) {
       return 0;
     });
   });
-  (void)show_all;
 
   auto* filters = corpus->add_subcommand("filters", "List the filter types a profile can use");
   filters->callback([] {

@@ -1,0 +1,60 @@
+# tsumugi — the two commands a new machine needs:
+#   make demo   installs dependencies, builds, and runs the end-to-end demo on bundled data
+#   make test   installs dependencies, builds, and runs every test (also under ASan+UBSan)
+# Both are idempotent.
+
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 \
+  libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
+  libzstd-dev zlib1g-dev libxxhash-dev libutf8proc-dev libcld2-dev \
+  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev
+
+.PHONY: all deps build build-asan test test-fast test-asan demo bench corpus clean-build
+
+all: build
+
+# Installs only what is missing, so repeated runs cost one dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTSUMUGI_SANITIZE=ON -DTSUMUGI_BUILD_BENCH=OFF
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD) -j $(JOBS) tsumugi tsumugi_tests
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+test: test-fast test-asan
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	bash bench/corpus_clean.sh
+
+# Rebuilds the bundled corpus from Debian packages (needs manpages-ja, manpages-ja-dev, manpages).
+corpus:
+	python3 scripts/build_corpus.py --out data/corpus
+
+clean-build:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# End-to-end demo on the bundled real corpus (Debian man pages and C sources).
+# Each stage of tsumugi adds its step here as it lands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${TSUMUGI:-build/tsumugi}
+OUT=${DEMO_OUT:-demo-out}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1. A web-like dirty mix of the bundled corpus (duplicates, near-duplicates, URLs, ads, junk)"
+python3 scripts/make_dirty_corpus.py --input data/corpus --out "$OUT/raw.jsonl.gz" --seed 1
+python3 - "$OUT/raw.jsonl.gz" <<'PY'
+import gzip, json, sys, collections
+c = collections.Counter(json.loads(l).get("synthetic", "original") for l in gzip.open(sys.argv[1], "rt"))
+print("documents by kind:", dict(c))
+PY
+
+step "2. corpus clean: Japanese with the LLM-jp corpus v1 rules and MinHash near-dedup"
+$BIN corpus clean --preset llm-jp-v1-ja --dedup minhash -o "$OUT/clean-ja" "$OUT/raw.jsonl.gz"
+
+step "3. corpus clean: English man pages with the Gopher/C4 rules, code with the RedPajama rules"
+$BIN corpus clean --preset en --dedup exact -o "$OUT/clean-en" data/corpus/en.jsonl.gz
+$BIN corpus clean --preset code --dedup exact -o "$OUT/clean-code" data/corpus/code.jsonl.gz
+
+step "What was rejected, and why (first of each filter)"
+python3 - "$OUT/clean-ja/rejects.jsonl.zst" <<'PY' || true
+import json, subprocess, sys
+seen = set()
+out = subprocess.run(["zstdcat", sys.argv[1]], capture_output=True, text=True).stdout
+for line in out.splitlines():
+    r = json.loads(line)
+    f = r["reject"]["filter"]
+    if f in seen: continue
+    seen.add(f)
+    extra = f" (duplicate of {r['reject']['duplicate_of']})" if "duplicate_of" in r["reject"] else ""
+    print(f"- {f}: {r['reject']['reason']}{extra}\n    {r['text'][:80]!r}")
+PY
+
+echo
+echo "Outputs are in $OUT/: kept shards, rejects, errors and stats.json for each run."
