@@ -52,7 +52,8 @@ demo: build
 bench: build
 	bash bench/corpus_clean.sh
 
-# Rebuilds the bundled corpus from Debian packages (needs manpages-ja, manpages-ja-dev, manpages).
+# Rebuilds the bundled corpus from Debian packages: manpages-ja manpages-ja-dev manpages manpages-dev
+# zlib1g-dev libzstd-dev libc6-dev man-db groff-base bsdextrautils (the script names any that are missing).
 corpus:
 	python3 scripts/build_corpus.py --out data/corpus
 

@@ -69,7 +69,7 @@ TOOLS = {
 
 # Default budgets, in bytes of UTF-8 `text` (before compression).  Chosen so
 # the committed gz files stay around ja ~3-4 MB, en ~1.5 MB, code ~0.7 MB.
-DEFAULT_MAX_BYTES = {"ja": 40_000_000, "en": 9_000_000, "code": 3_000_000}
+DEFAULT_MAX_BYTES = {"ja": 40_000_000, "en": 6_300_000, "code": 4_000_000}
 
 CODE_MIN_BYTES = 256        # drop one-line "#include <sys/x.h>" redirect headers
 CODE_MAX_BYTES = 256 * 1024  # a single huge generated header would dominate
@@ -207,14 +207,15 @@ def man_license(pkg: str, rel: str, source: str, dep5: Dep5 | None) -> str:
     return JA_FALLBACK_LICENSE if pkg.startswith("manpages-ja") else "see-copyright-file"
 
 
-def code_license(pkg: str, source: str, dep5: Dep5 | None) -> str:
+def code_license(pkg: str, rel: str, source: str, dep5: Dep5 | None) -> str:
     head = source[:6000]
     m = SPDX_RE.search(head)
     if m:
         return m.group(1)
     if dep5 is not None:
-        # zlib/zstd: every installed header/example falls under "Files: *".
-        lic = dep5.license_for("*")
+        # zlib/zstd: installed examples/ keep their source-tree path; headers
+        # (include/...) fall back to the "Files: *" stanza.
+        lic = dep5.license_for(rel) or dep5.license_for("*")
         if lic:
             return lic
     # libc6-dev has a free-form copyright file: glibc is LGPL-2.1+, with some
@@ -293,18 +294,24 @@ def clean_man_text(text: str, japanese: bool) -> str:
     lines = [ln.rstrip() for ln in text.split("\n")]
 
     if japanese:
-        # groff wraps Japanese between any two characters, which leaves
-        # newlines inside words.  Re-join a line that was filled to the right
-        # margin when the break falls between two CJK characters.
+        # groff wraps Japanese between almost any two characters, which
+        # leaves newlines inside words.  Re-join a line that was filled close
+        # to the right margin when the break falls between two CJK
+        # characters.  Kinsoku rules (no 、 or 。 at a line start) can push a
+        # few characters down, so "close" is generous; measured on the
+        # manpages-ja pages, shorter lines ending in CJK are headings or
+        # deliberate breaks, and lines wider than the margin are tables.
         joined: list[str] = []
-        prev_full = False
+        prev_wrapped = False
         for ln in lines:
-            if (prev_full and joined and joined[-1] and ln.strip()
+            if (prev_wrapped and joined and joined[-1] and ln.strip()
                     and is_cjk(joined[-1][-1]) and is_cjk(ln.lstrip()[0])):
                 joined[-1] += ln.lstrip()
             else:
                 joined.append(ln)
-            prev_full = display_width(ln) >= MAN_WIDTH - 4
+            w = display_width(ln)
+            prev_wrapped = (MAN_WIDTH - 20 <= w <= MAN_WIDTH
+                            and not ln.endswith(("。", "：", ":")))
         # roff turns source newlines into spaces, which is wrong between
         # Japanese characters ("場合、 要素は").
         lines = [CJK_SPACE_RE.sub("", ln) for ln in joined]
@@ -403,7 +410,7 @@ def process(lang: str, c: Candidate) -> tuple[Doc | None, str | None, str]:
         if len(raw) > CODE_MAX_BYTES:
             return None, "code: too large", ""
         text, note = clean_code_text(raw)
-        lic = code_license(c.pkg, text, c.license_hint)
+        lic = code_license(c.pkg, c.rel, text, c.license_hint)
         return Doc(doc_id, text, c.pkg, c.path, lang, lic), None, note or ""
 
     source = raw.decode("utf-8", "replace")
@@ -416,8 +423,12 @@ def process(lang: str, c: Candidate) -> tuple[Doc | None, str | None, str]:
         return None, "man: empty render", warn
     if looks_like_mojibake(text):
         return None, "man: mojibake/replacement chars", warn
-    if lang == "ja" and count_japanese(text) < 20:
-        return None, "man: no Japanese text (untranslated)", warn
+    # A few "translations" are the untranslated English page (e.g. bash's
+    # builtins.1); labelling those "ja" would poison language statistics.
+    if lang == "ja":
+        n_ja = count_japanese(text)
+        if n_ja < 20 or n_ja < 0.01 * len("".join(text.split())):
+            return None, "man: almost no Japanese text (untranslated)", warn
     lic = man_license(c.pkg, c.rel, source, c.license_hint)
     return Doc(doc_id, text, c.pkg, c.path, lang, lic), None, warn
 
@@ -563,14 +574,29 @@ def render_readme(manifest: dict) -> str:
     L.append("```\n")
     L.append("Clean-up applied after rendering: trailing spaces stripped, runs of blank "
              "lines collapsed, tabs expanded.  For Japanese pages two groff artefacts are "
-             "undone: a line break that groff inserted between two CJK characters at the "
-             "right margin is removed (otherwise words are split across lines), and a "
+             "undone: a line break that groff inserted between two CJK characters near the "
+             "right margin is removed (otherwise words are split across lines, so such "
+             "paragraphs become one long line), and a "
              "single space between two CJK characters (a source-line break turned into a "
              "space by roff) is removed.\n")
+    L.append("Note that the Japanese translations are not all complete: some "
+             "manpages-ja-dev pages keep untranslated English paragraphs, and all pages "
+             "contain code, option names and command examples.  Treat `lang` as the "
+             "document's main language, not a per-character label.\n")
     L.append("Skipped: symlinked pages/headers (aliases), pages that are only a `.so` "
-             "redirect, pages that render empty, Japanese pages with no Japanese text, "
+             "redirect, pages that render empty, Japanese pages that are still untranslated "
+             "(under 1% Japanese characters), "
              f"code files under {CODE_MIN_BYTES} bytes (one-line redirect headers) or over "
              f"{CODE_MAX_BYTES} bytes.  Counts are in `manifest.json` under `stats`.\n")
+    budget_lines = []
+    for lang, b in manifest["budgets_text_bytes"].items():
+        dropped = manifest["stats"].get(lang, {}).get("skipped", {}).get("over byte budget", 0)
+        budget_lines.append(f"{lang}: {b} bytes of text"
+                            + (f" ({dropped} documents left out)" if dropped else " (everything fits)"))
+    L.append("Size budgets (UTF-8 bytes of `text`, before compression; `--max-bytes-*` "
+             "options): " + "; ".join(budget_lines) + ".  When a budget is exceeded, "
+             "documents are taken in order of sha256(id) until it is full, so the sample "
+             "is spread evenly over all sections and stays stable between rebuilds.\n")
     L.append("The output is deterministic: inputs are processed in sorted order, the "
              "gzip header carries no name or timestamp (mtime=0).  Re-running the "
              "command on a machine with the same package and tool versions (below) "
@@ -588,11 +614,11 @@ def render_readme(manifest: dict) -> str:
     L.append("## Licences\n")
     L.append("All input packages are in Debian main (DFSG-free).  The `license` field is "
              "chosen per document:\n")
-    L.append("1. an `SPDX-License-Identifier:` in the file itself (English man-pages 6.x "
-             "carry one in every page);")
-    L.append("2. for Japanese pages, the `%%%LICENSE_START(TAG)` marker the translation "
-             "kept from the original page, mapped to the SPDX id man-pages uses for that "
-             "tag;")
+    L.append("1. an `SPDX-License-Identifier:` in the file itself (most English "
+             "man-pages 6.x pages carry one);")
+    L.append("2. otherwise the older man-pages `%%%LICENSE_START(TAG)` marker (kept by "
+             "the Japanese translations and a few English pages), mapped to the "
+             "corresponding SPDX id (tags without one are kept as `man-pages:<TAG>`);")
     L.append("3. the matching `Files:` stanza of the package's machine-readable copyright "
              "file (zlib1g-dev: `Zlib`; libzstd-dev: `BSD-3-clause or GPL-2`);")
     L.append("4. libc6-dev's copyright file is free-form: glibc is LGPL-2.1-or-later, with "
@@ -605,6 +631,14 @@ def render_readme(manifest: dict) -> str:
     for name, info in manifest["files"].items():
         L.append(f"- `{name}`: " + ", ".join(f"{k} ({v})" for k, v in info["licenses"].items()))
     L.append("")
+    L.append("## Dirty variant for demos and benchmarks\n")
+    L.append("`scripts/make_dirty_corpus.py` derives a seeded, web-like noisy mix from these "
+             "files (exact and near duplicates, URL lines, ad/boilerplate lines, very short "
+             "docs, long ASCII runs, mixed-language docs; each injected doc is tagged with "
+             "`\"synthetic\": \"<kind>\"`).  It is not committed; generate it with e.g.\n")
+    L.append("```sh")
+    L.append("python3 scripts/make_dirty_corpus.py --seed 1 --scale 2 --out build/dirty.jsonl.gz")
+    L.append("```\n")
     L.append("## Checksums\n")
     L.append("| file | sha256 |")
     L.append("|---|---|")
@@ -642,13 +676,14 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = os.path.join(out, "manifest.json")
     files: dict = {}
     stats: dict = {}
+    budgets: dict = {}
     # Rebuilding a subset keeps the other languages' manifest entries.
     if set(langs) != set(SOURCES) and os.path.exists(manifest_path):
         with open(manifest_path, encoding="utf-8") as f:
             old = json.load(f)
         files, stats = old.get("files", {}), old.get("stats", {})
+        budgets = old.get("budgets_text_bytes", {})
 
-    budgets = {}
     for lang in langs:
         b = getattr(args, f"max_bytes_{lang}")
         if b is None:
@@ -693,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         "generator": "scripts/build_corpus.py",
         "command": cmd,
         "man_width": MAN_WIDTH,
-        "budgets_text_bytes": budgets,
+        "budgets_text_bytes": {k: budgets[k] for k in SOURCES if k in budgets},
         "packages": packages,
         "files": dict(sorted(files.items(), key=lambda kv: ["ja", "en", "code"].index(
             kv[0].split(".")[0]) if kv[0].split(".")[0] in SOURCES else 9)),

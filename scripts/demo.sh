@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. A web-like dirty mix of the bundled corpus (duplicates, near-duplicates, URLs, ads, junk)"
-python3 scripts/make_dirty_corpus.py --input data/corpus --out "$OUT/raw.jsonl.gz" --seed 1
+python3 scripts/make_dirty_corpus.py --in data/corpus --langs ja --out "$OUT/raw.jsonl.gz" --seed 1
 python3 - "$OUT/raw.jsonl.gz" <<'PY'
 import gzip, json, sys, collections
 c = collections.Counter(json.loads(l).get("synthetic", "original") for l in gzip.open(sys.argv[1], "rt"))

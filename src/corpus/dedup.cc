@@ -32,8 +32,8 @@ double DedupOptions::threshold() const { return std::pow(1.0 / bands, 1.0 / rows
 DedupKeyer::DedupKeyer(const DedupOptions& opt) : opt_(opt) {
   if (opt.mode == DedupMode::minhash) {
     if (opt.ngram < 1 || opt.bands < 1 || opt.rows < 1) fail("minhash: ngram, bands and rows must be positive");
-    // Multiply-shift hashing (a*x + b) >> 32 with odd 64-bit a: a fresh permutation-like
-    // hash per slot from one base hash of the shingle.
+    // Multiply-shift hashing ((a*x + b) mod 2^64) >> 32 with odd 64-bit a: a fresh
+    // permutation-like hash per slot from one 64-bit base hash of the shingle.
     std::mt19937_64 rng(opt.seed);
     mul_.resize(size_t(opt.num_perm()));
     add_.resize(size_t(opt.num_perm()));
@@ -51,10 +51,11 @@ void codepoint_offsets(std::string_view s, std::vector<uint32_t>& off) {
   off.push_back(uint32_t(s.size()));
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void update_min(uint32_t* __restrict sig,
-                                                                              const uint64_t* __restrict mul,
-                                                                              const uint64_t* __restrict add, size_t n,
-                                                                              uint64_t h) {
+// Where MinHash spends its time; cloned for AVX-512 (vpmullq) and AVX2 at -O3.
+// The 64-bit product must wrap: without the wrap, (a*x)>>32 is monotone in x and every
+// slot would pick the same shingle.
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default"))) void update_min(
+    uint32_t* __restrict sig, const uint64_t* __restrict mul, const uint64_t* __restrict add, size_t n, uint64_t h) {
   for (size_t j = 0; j < n; ++j) {
     uint32_t v = uint32_t((mul[j] * h + add[j]) >> 32);
     sig[j] = v < sig[j] ? v : sig[j];
