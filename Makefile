@@ -11,7 +11,7 @@ ASAN_BUILD ?= build-asan
 
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 \
   libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
-  libzstd-dev zlib1g-dev libxxhash-dev libutf8proc-dev libcld2-dev \
+  libzstd-dev zlib1g-dev libdeflate-dev libxxhash-dev libutf8proc-dev libcld2-dev \
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev
 
 .PHONY: all deps build build-asan test test-fast test-asan demo bench corpus clean-build

@@ -1,5 +1,6 @@
 #include "text/aho_corasick.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "util/error.h"
@@ -10,13 +11,14 @@ namespace {
 inline uint8_t fold(uint8_t b, bool ci) { return (ci && b >= 'A' && b <= 'Z') ? uint8_t(b + 32) : b; }
 }  // namespace
 
-AhoCorasick::AhoCorasick(const std::vector<std::string>& patterns, Options options) {
-  const bool ci = options.ascii_case_insensitive;
+AhoCorasick::AhoCorasick(const std::vector<std::string>& patterns, bool ascii_case_insensitive) {
+  const bool ci = ascii_case_insensitive;
   lengths_.reserve(patterns.size());
   for (size_t i = 0; i < patterns.size(); ++i) {
     if (patterns[i].empty()) fail("Aho-Corasick: pattern {} is empty", i);
     if (patterns[i].size() > std::numeric_limits<uint32_t>::max()) fail("Aho-Corasick: pattern {} is too long", i);
     lengths_.push_back(uint32_t(patterns[i].size()));
+    max_length_ = std::max(max_length_, lengths_.back());
   }
   if (patterns.empty()) return;
 

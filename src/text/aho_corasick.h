@@ -7,6 +7,7 @@
 // Patterns are raw bytes (UTF-8 words work as they are: a match always starts and ends on
 // the pattern's own bytes, so a valid UTF-8 pattern matches only on code point boundaries
 // of valid UTF-8 text).
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -19,17 +20,11 @@ namespace tsumugi::text {
 
 class AhoCorasick {
  public:
-  struct Options {
-    // Fold ASCII A-Z to a-z in patterns and text (other bytes compare exactly).
-    bool ascii_case_insensitive = false;
-  };
-
   AhoCorasick() = default;  // matches nothing
   // Pattern ids are positions in `patterns`. Empty patterns are rejected (tsumugi::Error);
-  // duplicates are allowed and each id is reported.
-  explicit AhoCorasick(const std::vector<std::string>& patterns, Options options = {});
-  AhoCorasick(const std::vector<std::string>& patterns, bool ascii_case_insensitive)
-      : AhoCorasick(patterns, Options{ascii_case_insensitive}) {}
+  // duplicates are allowed and each id is reported. With ascii_case_insensitive, ASCII A-Z
+  // and a-z compare equal in patterns and text (other bytes compare exactly).
+  explicit AhoCorasick(const std::vector<std::string>& patterns, bool ascii_case_insensitive = false);
 
   size_t pattern_count() const { return lengths_.size(); }
   uint32_t pattern_length(uint32_t id) const { return lengths_[id]; }
@@ -45,6 +40,12 @@ class AhoCorasick {
   template <typename F>
   void for_each_match(std::string_view text, F&& f) const;
 
+  // Like for_each_match, but in no particular order: long texts are cut into four parts
+  // scanned in lockstep (each part starts max_pattern_length-1 bytes early so no match is
+  // lost or reported twice), which hides the latency of the table lookups (~2x faster).
+  template <typename F>
+  void for_each_match_unordered(std::string_view text, F&& f) const;
+
   // True if any pattern occurs in text (stops at the first occurrence).
   bool contains_any(std::string_view text) const;
 
@@ -56,6 +57,22 @@ class AhoCorasick {
   std::vector<uint32_t> out_begin_;      // per match state (in order), offsets into outs_; +1 sentinel
   std::vector<uint32_t> outs_;           // pattern ids, longest first
   std::vector<uint32_t> lengths_;        // pattern byte lengths
+  uint32_t max_length_ = 0;
+
+  // Reports the outputs of match state s for a match ending at `end`; false = stop.
+  template <typename F>
+  bool report(uint32_t s, size_t end, F& f) const {
+    const uint32_t k = (s - first_match_) / stride_;
+    for (uint32_t j = out_begin_[k], je = out_begin_[k + 1]; j < je; ++j) {
+      const uint32_t id = outs_[j];
+      if constexpr (std::is_same_v<std::invoke_result_t<F&, uint32_t, size_t, size_t>, bool>) {
+        if (!f(id, end - lengths_[id], end)) return false;
+      } else {
+        f(id, end - lengths_[id], end);
+      }
+    }
+    return true;
+  }
 };
 
 template <typename F>
@@ -70,16 +87,51 @@ void AhoCorasick::for_each_match(std::string_view text, F&& f) const {
   for (size_t i = 0; i < n; ++i) {
     s = t[s + cls[p[i]]];
     if (s >= fm) [[unlikely]] {
-      const uint32_t k = (s - fm) / stride_;
-      const size_t end = i + 1;
-      for (uint32_t j = out_begin_[k], je = out_begin_[k + 1]; j < je; ++j) {
-        const uint32_t id = outs_[j];
-        if constexpr (std::is_same_v<std::invoke_result_t<F&, uint32_t, size_t, size_t>, bool>) {
-          if (!f(id, end - lengths_[id], end)) return;
-        } else {
-          f(id, end - lengths_[id], end);
-        }
-      }
+      if (!report(s, i + 1, f)) return;
+    }
+  }
+}
+
+template <typename F>
+void AhoCorasick::for_each_match_unordered(std::string_view text, F&& f) const {
+  constexpr size_t kLanes = 4;
+  const size_t n = text.size();
+  if (trans_.empty()) return;
+  if (n < kLanes * (size_t(max_length_) + 256)) {
+    for_each_match(text, f);
+    return;
+  }
+  const uint32_t* t = trans_.data();
+  const uint8_t* cls = classes_.data();
+  const auto* p = reinterpret_cast<const uint8_t*>(text.data());
+  const uint32_t fm = first_match_;
+  // Lane k reports the matches ending in (from[k], stop[k]]; it starts reading max_length_-1
+  // bytes before from[k] so that its state there is exactly the sequential scan's.
+  const size_t part = (n + kLanes - 1) / kLanes;
+  size_t from[kLanes], pos[kLanes], stop[kLanes];
+  uint32_t s[kLanes] = {0, 0, 0, 0};
+  size_t steps = n;
+  for (size_t k = 0; k < kLanes; ++k) {
+    from[k] = k * part;
+    pos[k] = k == 0 ? 0 : from[k] - (max_length_ - 1);
+    stop[k] = std::min(n, (k + 1) * part);
+    steps = std::min(steps, stop[k] - pos[k]);
+  }
+  for (size_t j = 0; j < steps; ++j) {
+    s[0] = t[s[0] + cls[p[pos[0] + j]]];
+    s[1] = t[s[1] + cls[p[pos[1] + j]]];
+    s[2] = t[s[2] + cls[p[pos[2] + j]]];
+    s[3] = t[s[3] + cls[p[pos[3] + j]]];
+    if ((s[0] >= fm) | (s[1] >= fm) | (s[2] >= fm) | (s[3] >= fm)) [[unlikely]] {
+      for (size_t k = 0; k < kLanes; ++k)
+        if (s[k] >= fm && pos[k] + j >= from[k] && !report(s[k], pos[k] + j + 1, f)) return;
+    }
+  }
+  for (size_t k = 0; k < kLanes; ++k) {
+    uint32_t st = s[k];
+    for (size_t i = pos[k] + steps; i < stop[k]; ++i) {
+      st = t[st + cls[p[i]]];
+      if (st >= fm && i >= from[k] && !report(st, i + 1, f)) [[unlikely]] return;
     }
   }
 }

@@ -1,9 +1,11 @@
 #include "text/langid.h"
 
+// compact_lang_det.h uses FILE without including <cstdio>.
+#include <climits>
+#include <cstdio>
+
 #include <cld2/public/compact_lang_det.h>
 #include <cld2/public/encodings.h>
-
-#include <climits>
 
 namespace tsumugi::text {
 
@@ -28,14 +30,14 @@ LanguageGuess detect_language(std::string_view text) {
                                                                /*flags=*/0, lang3, percent3, normalized3,
                                                                /*resultchunkvector=*/nullptr, &text_bytes, &reliable,
                                                                &valid_prefix);
-  g.code = CLD2::LanguageCode(top);
+  // language3[0] is the language with the largest share of the text. CLD2's summary
+  // answer (`top`) can differ: it reports a non-English language over a larger English
+  // share (61% English / 38% Japanese comes back as "ja"), which suits web-page tagging
+  // but not "is this document mostly X".
+  (void)top;
+  g.code = CLD2::LanguageCode(lang3[0]);
+  g.score = percent3[0] / 100.0;
   g.reliable = reliable;
-  for (int i = 0; i < 3; ++i) {
-    if (lang3[i] == top) {
-      g.score = percent3[i] / 100.0;
-      break;
-    }
-  }
   return g;
 }
 

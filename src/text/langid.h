@@ -5,10 +5,11 @@
 namespace tsumugi::text {
 
 struct LanguageGuess {
-  // ISO 639-1 code where one exists ("ja", "en"), CLD2's own code otherwise ("zh-Hant",
-  // "haw"), or "un" when CLD2 cannot tell. Points at a static string inside CLD2.
+  // The language with the largest share of the text (CLD2's language3[0]): ISO 639-1
+  // code where one exists ("ja", "en"), CLD2's own code otherwise ("zh-Hant", "haw"), or
+  // "un" when CLD2 cannot tell. Points at a static string inside CLD2.
   std::string_view code;
-  // Share of the text's letters (0..1) that CLD2 attributes to `code` (its percent3).
+  // That share (0..1) of the text's letters (CLD2's percent3[0] / 100).
   double score = 0;
   // CLD2's own verdict: the top language is clearly ahead of the runner-up.
   bool reliable = false;

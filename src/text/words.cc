@@ -1,5 +1,6 @@
 #include "text/words.h"
 
+#include <fmt/format.h>
 #include <utf8proc.h>
 
 #include <cstring>
@@ -106,6 +107,15 @@ size_t count_occurrences(std::string_view s, std::string_view needle) {
   size_t n = 0;
   for (size_t pos = s.find(needle); pos != std::string_view::npos; pos = s.find(needle, pos + needle.size())) ++n;
   return n;
+}
+
+std::pair<std::string, std::string> format_pair(double value, double threshold) {
+  for (int prec = 2; prec < 8; ++prec) {
+    auto a = fmt::format("{:.{}f}", value, prec);
+    auto b = fmt::format("{:.{}f}", threshold, prec);
+    if (a != b || value == threshold) return {std::move(a), std::move(b)};
+  }
+  return {fmt::format("{}", value), fmt::format("{}", threshold)};
 }
 
 }  // namespace tsumugi::text

@@ -5,7 +5,9 @@
 // per-word allocation.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "text/utf8.h"
 
@@ -79,5 +81,10 @@ bool iequals_ascii(std::string_view s, std::string_view lower);
 bool icontains_ascii(std::string_view haystack, std::string_view lower_needle);
 // Non-overlapping occurrences of needle in s (like Python's str.count).
 size_t count_occurrences(std::string_view s, std::string_view needle);
+
+// Formats a measured value and the threshold it is compared with for a filter's reason,
+// with two decimals, or more when two decimals would print them equal
+// ("0.21" / "0.30", but "0.2996" / "0.3000").
+std::pair<std::string, std::string> format_pair(double value, double threshold);
 
 }  // namespace tsumugi::text
