@@ -188,7 +188,7 @@ class Job {
   std::unique_ptr<OutputFile> spill_, rejects_, errors_;
   std::vector<FilterStats> stats_;
   uint64_t docs_ = 0, kept_docs_ = 0, error_docs_ = 0, chars_in_ = 0, chars_out_ = 0, raw_bytes_ = 0;
-  uint64_t blank_lines_ = 0, files_empty_ = 0, files_no_final_newline_ = 0, files_truncated_ = 0, lines_ = 0, input_bytes_ = 0;
+  uint64_t text_bytes_ = 0, blank_lines_ = 0, files_empty_ = 0, files_no_final_newline_ = 0, files_truncated_ = 0, lines_ = 0, input_bytes_ = 0;
   std::map<std::string, uint64_t> error_kinds_;
   std::vector<uint64_t> orders_;
   std::vector<std::string> ids_;
@@ -429,7 +429,8 @@ nlohmann::json Job::local_stats() const {
                 {"empty", files_empty_},
                 {"missing_final_newline", files_no_final_newline_},
                 {"truncated_or_corrupt", files_truncated_}};
-  j["input_bytes"] = input_bytes_;
+  j["input_bytes"] = input_bytes_;  // on disk (compressed where the input is)
+  j["input_bytes_uncompressed"] = text_bytes_;
   j["lines"] = lines_;
   j["blank_lines"] = blank_lines_;
   j["documents"] = {{"read", docs_}, {"errors", error_docs_}, {"kept", kept_docs_}};
@@ -550,6 +551,7 @@ nlohmann::json Job::run() {
       while (reader.next(line)) {
         batch.data.append(line);
         batch.ends.push_back(uint32_t(batch.data.size()));
+        text_bytes_ += line.size() + 1;
         // A single huge line makes its own batch; offsets stay within 32 bits per batch.
         if (batch.data.size() >= opt_.batch_bytes) flush({});
       }
@@ -584,12 +586,13 @@ nlohmann::json Job::run() {
   for (auto& s : comm_.all_gather(mine.dump())) all.push_back(nlohmann::json::parse(s));
   nlohmann::json stats = merge_stats(all);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  uint64_t in_bytes = stats["input_bytes"].get<uint64_t>();
+  uint64_t in_bytes = stats["input_bytes_uncompressed"].get<uint64_t>();
   stats["profile"] = opt_.profile.name;
   stats["text_field"] = opt_.text_field;
   stats["ranks"] = comm_.size();
   stats["threads_per_rank"] = pool.size();
   stats["seconds"] = secs;
+  // Throughput over uncompressed JSONL bytes, so it compares across input formats.
   stats["mb_per_s"] = secs > 0 ? double(in_bytes) / 1e6 / secs : 0.0;
   stats["dedup"]["ngram"] = opt_.dedup.ngram;
   stats["dedup"]["bands"] = opt_.dedup.bands;
