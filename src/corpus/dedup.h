@@ -35,7 +35,7 @@ class DedupKeyer {
 
  private:
   DedupOptions opt_;
-  std::vector<uint64_t> mul_, add_;
+  std::vector<uint32_t> mul_, add_;
 };
 
 // Fraction of equal signature slots: an unbiased estimate of Jaccard similarity.
