@@ -207,6 +207,268 @@ TEST(JaLineFilter, RejectsWhenNoLineIsLeft) {
   EXPECT_THROW(make_filter({{"type", "line_filter_ja"}, {"drop_url", true}}), Error);  // misspelled
 }
 
+TEST(JaLineFilter, ModeAndJoinParamsAreChecked) {
+  EXPECT_THROW(make_filter({{"type", "line_filter_ja"}, {"mode", "cutt"}}), Error);
+  EXPECT_THROW(make_filter({{"type", "line_filter_ja"}, {"join", "newline"}}), Error);
+  EXPECT_NO_THROW(make_filter({{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}}));
+  EXPECT_NO_THROW(make_filter({{"type", "line_filter_ja"}, {"mode", "drop_line"}, {"join", "keep"}}));
+}
+
+TEST(JaLineFilter, DropLineModeJoinNoneConcatenatesLineContents) {
+  const json f = {{"type", "line_filter_ja"}, {"join", "none"}};
+  auto r = run(f, "こんにちは\r\nhello world\n世界です\nhttp://a.jp です\nカタカナ\n");
+  EXPECT_TRUE(r.kept);
+  EXPECT_EQ(r.text, "こんにちは世界ですカタカナ");  // CR of the CRLF is part of the line ending here
+  r = run({{"type", "line_filter_ja"}, {"join", "none"}, {"require_kana", false}}, "\n\r\n");
+  EXPECT_FALSE(r.kept);
+  EXPECT_EQ(r.reason, "no text left (2 empty lines kept)");
+}
+
+TEST(JaLineFilterCut, CutsUrlSpansAndKeepsTheLine) {
+  const json f = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  auto r = run(f, "詳しくは https://example.jp/a?b=c&d=(e)#f~g%20+h を見てください\nこれは本文です\n");
+  EXPECT_TRUE(r.kept);
+  EXPECT_EQ(r.text, "詳しくは  を見てください\nこれは本文です\n");
+  // Case-sensitive scheme; no "www." rule; "http://" with nothing after it is no match.
+  for (std::string s : {"URLは HTTPS://EXAMPLE.COM です", "サイト www.example.com です", "httpとwwwの話です",
+                        "http:// だけ", "https:/ ではない", "ftp://example.com です"})
+    EXPECT_EQ(run(f, s).text, s) << s;
+  // Every match in a line goes; a match starts anywhere (no word boundary before it).
+  EXPECT_EQ(run(f, "あhttp://a.b/ いxhttps://c.d う").text, "あ いx う");
+  // The URL class stops at characters outside [\w/:%#$&?()~.=+-] ...
+  EXPECT_EQ(run(f, "見て<http://a.jp/x>と[https://b.jp]と\"http://c.jp\"です").text, "見て<>と[]と\"\"です");
+  // ... but \w is Unicode: kanji and kana right after a URL are eaten up to a space, 、, 。,
+  // 「, ・ or U+3000 (what LLM-jp's regex did).
+  EXPECT_EQ(run(f, "リンクhttps://example.jp/ページです。次の文").text, "リンク。次の文");
+  EXPECT_EQ(run(f, "出典は:http://a.jp/記事、参照").text, "出典は:、参照");
+  EXPECT_EQ(run(f, "http://a.jp漢字ひらがなカタカナーＡ１_ｶﾀ\u3000残る").text, "\u3000残る");
+  EXPECT_EQ(run(f, "http://a.jp/x・y「あ」").text, "・y「あ」");
+  EXPECT_EQ(run(f, "あhttp://a.jpé\u0301ⅷ\u200dⒶ²").text, "あ²");  // letters, marks, Nl, ZWJ, circled A; not ²
+  // The kana test reads the line before cutting: kana inside a URL still keeps the line.
+  r = run(f, "http://a.jp/です\nこんにちは");
+  EXPECT_TRUE(r.kept);
+  EXPECT_EQ(r.text, "\nこんにちは");
+  // drop_urls = false leaves URLs alone.
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"drop_urls", false}}, "見て https://a.jp/ね").text,
+            "見て https://a.jp/ね");
+}
+
+TEST(JaLineFilterCut, AsciiRunsAreMeasuredAfterUrlRemoval) {
+  const json f = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  const std::string x49(49, 'x'), x50(50, 'x'), y50(50, 'y');
+  const std::string y49(49, 'y');
+  // 50 + 1 + 49 ASCII around a URL become one run of 100 once the URL is gone.
+  EXPECT_EQ(run(f, "あ" + x50 + "http://example.com/ " + y49 + "い").text, "あい");
+  EXPECT_EQ(run(f, "あ" + x49 + "http://example.com/ " + y49 + "い").text, "あ" + x49 + " " + y49 + "い");
+  // Without the space the URL would eat the y's and the い (\\w) as well.
+  EXPECT_EQ(run(f, "あ" + x50 + "http://example.com/" + y50 + "い。").text, "あ" + x50 + "。");
+  // A URL that ends in Japanese text: the ASCII after it joins the run before it.
+  EXPECT_EQ(run(f, "あ" + x50 + "http://a.jp/です " + y49 + "。").text, "あ。");
+  // Every long run goes, wherever it is in the line; short ones stay.
+  EXPECT_EQ(run(f, std::string(120, 'a') + "か" + std::string(30, 'b') + "き" + std::string(100, ' ')).text,
+            "か" + std::string(30, 'b') + "き");
+  // Runs are per line, even when join = "none" puts two lines' ASCII side by side.
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}}, "あ" + x50 + "\n" + y50 + "い").text,
+            "あ" + x50 + y50 + "い");
+  // max_ascii_run is configurable; 0 disables.
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"max_ascii_run", 5}}, "あabcdeいabcd").text,
+            "あいabcd");
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"max_ascii_run", 0}}, "あ" + std::string(500, 'x')).text,
+            "あ" + std::string(500, 'x'));
+}
+
+TEST(JaLineFilterCut, AsciiRunBoundary99And100) {
+  const json f = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  const std::string x99(99, 'x'), x100(100, 'x');
+  EXPECT_EQ(run(f, "あ" + x99 + "い").text, "あ" + x99 + "い");
+  EXPECT_EQ(run(f, "あ" + x100 + "い").text, "あい");
+  EXPECT_EQ(run(f, x99 + "あ").text, x99 + "あ");
+  EXPECT_EQ(run(f, x100 + "あ").text, "あ");
+  EXPECT_EQ(run(f, "あ" + x99).text, "あ" + x99);
+  EXPECT_EQ(run(f, "あ" + x100).text, "あ");
+  // Spaces, punctuation and control characters are ASCII too ([\x00-\x7f]).
+  EXPECT_EQ(run(f, "あ" + rep("a b.\t", 20) + "い").text, "あい");
+  EXPECT_EQ(run(f, "あ" + rep("a b.\t", 19) + "abcい").text, "あ" + rep("a b.\t", 19) + "abcい");
+  // A run is broken by any non-ASCII character (full-width letters included).
+  EXPECT_EQ(run(f, "あ" + std::string(60, 'x') + "Ａ" + std::string(60, 'x')).text,
+            "あ" + std::string(60, 'x') + "Ａ" + std::string(60, 'x'));
+}
+
+TEST(JaLineFilterCut, JoinKeepAndNone) {
+  const std::string in = "一行目です\nEnglish only\n二行目 http://a.jp/ です\n\nカタカナ\n";
+  auto keep = run({{"type", "line_filter_ja"}, {"mode", "cut"}}, in);
+  EXPECT_TRUE(keep.kept);
+  EXPECT_EQ(keep.text, "一行目です\n二行目  です\nカタカナ\n");
+  auto none = run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}}, in);
+  EXPECT_TRUE(none.kept);
+  EXPECT_EQ(none.text, "一行目です二行目  ですカタカナ");  // LLM-jp: "".join(lines)
+  // A last line without '\n' gets none added; nothing dropped and nothing cut: untouched.
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}}, "あ\nい").text, "あ\nい");
+  const std::string all = "あ\r\n\xE3\x82\xA2\nか\u3099\n";
+  EXPECT_EQ(run({{"type", "line_filter_ja"}, {"mode", "cut"}}, all).text, all);
+}
+
+TEST(JaLineFilterCut, CrlfCrIsLineContentAsInPythonSplit) {
+  const json keep = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  const json none = {{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}};
+  EXPECT_EQ(run(keep, "あ\r\nabc\r\nい\r\n").text, "あ\r\nい\r\n");
+  EXPECT_EQ(run(none, "あ\r\nabc\r\nい\r\n").text, "あ\rい\r");  // what "".join(text.split("\n")) keeps
+  // The '\r' counts toward an ASCII run and goes with it: 99 x + CR is a run of 100.
+  const std::string x98(98, 'x'), x99(99, 'x');
+  EXPECT_EQ(run(keep, "あ" + x99 + "\r\nい\r\n").text, "あ\nい\r\n");
+  EXPECT_EQ(run(none, "あ" + x99 + "\r\nい\r\n").text, "あい\r");
+  EXPECT_EQ(run(keep, "あ" + x98 + "\r\nい").text, "あ" + x98 + "\r\nい");
+  // A URL stops at the '\r'.
+  EXPECT_EQ(run(keep, "見て http://a.jp/x\r\nね").text, "見て \r\nね");
+}
+
+TEST(JaLineFilterCut, RejectsWhenOnlyWhitespaceIsLeft) {
+  const json f = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  auto r = run(f, "");
+  EXPECT_FALSE(r.kept);
+  EXPECT_EQ(r.reason, "empty text");
+  r = run(f, "abc\n\n漢字\n");
+  EXPECT_FALSE(r.kept);
+  EXPECT_EQ(r.reason, "no line with kana (4 lines)");
+  // Kana only inside URLs: the lines are kept, but nothing but whitespace (U+3000, \t, \r,
+  // the kept '\n') is left.
+  r = run(f, "\u3000http://a.jp/です \t\r\nhttps://b.jp/ページ\u00a0\n" + std::string(150, ' ') + "http://c.jp/ー");
+  EXPECT_FALSE(r.kept);
+  EXPECT_EQ(r.reason, "only whitespace left after cutting URLs and ASCII runs (3 of 3 lines kept)");
+  EXPECT_FALSE(run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}}, "http://a.jp/です\nhttp://b.jp/ね").kept);
+  // One visible character is enough.
+  r = run(f, "http://a.jp/です 。");
+  EXPECT_TRUE(r.kept);
+  EXPECT_EQ(r.text, " 。");
+  // require_kana = false keeps every line.
+  r = run({{"type", "line_filter_ja"}, {"mode", "cut"}, {"require_kana", false}}, "abc\n\nhttp://x.y def");
+  EXPECT_TRUE(r.kept);
+  EXPECT_EQ(r.text, "abc\n\n def");
+}
+
+TEST(JaLineFilterCut, KanaIsUnicodeScriptHiraganaKatakanaOrChoonpu) {
+  for (const char* mode : {"cut", "drop_line"}) {
+    const json f = {{"type", "line_filter_ja"}, {"mode", mode}};
+    EXPECT_TRUE(keeps(f, "ｱ")) << mode;
+    EXPECT_TRUE(keeps(f, "ー")) << mode;
+    EXPECT_TRUE(keeps(f, "ゟ")) << mode;           // U+309F hiragana digraph yori
+    EXPECT_TRUE(keeps(f, "ヿ")) << mode;           // U+30FF katakana digraph koto
+    EXPECT_TRUE(keeps(f, "\u32D0")) << mode;       // ㋐ circled katakana
+    EXPECT_TRUE(keeps(f, "\u3300")) << mode;       // ㌀ squared katakana
+    EXPECT_TRUE(keeps(f, "\U0001B001")) << mode;   // hentaigana
+    EXPECT_TRUE(keeps(f, "\U0001F200")) << mode;   // 🈀 squared hiragana hoka
+    EXPECT_FALSE(keeps(f, "ｰ")) << mode;           // U+FF70 half-width prolonged mark: Common script
+    EXPECT_FALSE(keeps(f, "ﾞﾟ")) << mode;          // half-width sound marks: Common
+    EXPECT_FALSE(keeps(f, "゛゜\u30A0")) << mode;  // ゛ ゜ ゠: Common
+    EXPECT_FALSE(keeps(f, "\u32FF")) << mode;      // ㋿ (Reiwa): Common
+    EXPECT_TRUE(keeps(f, "漢字\U0001B122")) << mode;
+    EXPECT_FALSE(keeps(f, "漢字\u3099\u309A")) << mode;  // combining sound marks: Inherited
+  }
+}
+
+// A direct (slow) transcription of LLM-jp's extract_japanese_text over code points, for an
+// alphabet whose kana / \w / ASCII classes are spelled out here, compared with the filter
+// on random texts.
+TEST(JaLineFilterCut, AgreesWithAReferenceOnRandomTexts) {
+  struct Ch {
+    const char* utf8;
+    char32_t cp;
+    bool kana, word;
+  };
+  const std::vector<Ch> alphabet = {
+      {"a", 'a', false, true},   {"h", 'h', false, true},      {"t", 't', false, true},
+      {"p", 'p', false, true},   {"s", 's', false, true},      {":", ':', false, false},
+      {"/", '/', false, false},  {".", '.', false, false},     {" ", ' ', false, false},
+      {"_", '_', false, true},   {"%", '%', false, false},     {"<", '<', false, false},
+      {"\r", '\r', false, false}, {"\n", '\n', false, false},  {"あ", 0x3042, true, true},
+      {"ー", 0x30FC, true, true}, {"ｰ", 0xFF70, false, true},   {"・", 0x30FB, false, false},
+      {"。", 0x3002, false, false}, {"漢", 0x6F22, false, true}, {"\u3000", 0x3000, false, false},
+      {"é", 0xE9, false, true},  {"²", 0xB2, false, false},    {"ｱ", 0xFF71, true, true}};
+  auto is_url_char = [&](const Ch& c) {
+    return c.word || std::string_view("/:%#$&?()~.=+-").find(char(c.cp)) != std::string_view::npos;
+  };
+  std::mt19937 rng(7);
+  const size_t run_len = 6;  // small, so random texts hit it often
+  for (bool keep_join : {true, false}) {
+    const json f = {{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", keep_join ? "keep" : "none"},
+                    {"max_ascii_run", run_len}};
+    for (int iter = 0; iter < 3000; ++iter) {
+      std::vector<const Ch*> in;
+      const size_t n = rng() % 40;
+      for (size_t i = 0; i < n; ++i) {
+        if (rng() % 6 == 0) {  // plant "http://" or "https://"
+          for (size_t k : {1, 2, 2, 3}) in.push_back(&alphabet[k]);
+          if (rng() % 2) in.push_back(&alphabet[4]);
+          for (size_t k : {5, 6, 6}) in.push_back(&alphabet[k]);
+        }
+        in.push_back(&alphabet[rng() % alphabet.size()]);
+      }
+      std::string text;
+      for (auto* c : in) text += c->utf8;
+      // Reference: split on '\n'; kana test; URL cut; ASCII-run cut; join.
+      std::vector<std::vector<const Ch*>> lines(1);
+      for (auto* c : in) {
+        if (c->cp == '\n') lines.emplace_back();
+        else lines.back().push_back(c);
+      }
+      std::string expect;
+      for (size_t li = 0; li < lines.size(); ++li) {
+        const auto& l = lines[li];
+        if (!std::any_of(l.begin(), l.end(), [](const Ch* c) { return c->kana; })) continue;
+        std::vector<const Ch*> cut;
+        for (size_t i = 0; i < l.size();) {
+          auto at = [&](size_t k, char c) { return k < l.size() && l[k]->cp == char32_t(c); };
+          size_t j = i;
+          bool scheme = at(j, 'h') && at(j + 1, 't') && at(j + 2, 't') && at(j + 3, 'p');
+          if (scheme) {
+            j += 4;
+            if (at(j, 's') && at(j + 1, ':') && at(j + 2, '/') && at(j + 3, '/')) j += 4;
+            else if (at(j, ':') && at(j + 1, '/') && at(j + 2, '/')) j += 3;
+            else scheme = false;
+          }
+          if (scheme) {
+            size_t k = j;
+            while (k < l.size() && is_url_char(*l[k])) ++k;
+            if (k > j) {
+              i = k;
+              continue;
+            }
+          }
+          cut.push_back(l[i++]);
+        }
+        std::string line;
+        for (size_t i = 0; i < cut.size();) {
+          size_t j = i;
+          while (j < cut.size() && cut[j]->cp < 0x80) ++j;
+          if (j > i) {
+            if (j - i < run_len)
+              for (size_t k = i; k < j; ++k) line += cut[k]->utf8;
+            i = j;
+          } else {
+            line += cut[i++]->utf8;
+          }
+        }
+        expect += line;
+        if (keep_join && li + 1 < lines.size()) expect += "\n";
+      }
+      auto r = run(f, text);
+      bool only_space = true;
+      for (size_t i = 0; i < expect.size();) {
+        if (expect.compare(i, 3, "\u3000") == 0) i += 3;
+        else if (expect[i] == ' ' || expect[i] == '\r' || expect[i] == '\n') ++i;
+        else {
+          only_space = false;
+          break;
+        }
+      }
+      ASSERT_EQ(r.kept, !only_space) << json(text).dump() << " expect " << json(expect).dump();
+      if (r.kept) {
+        ASSERT_EQ(r.text, expect) << json(text).dump();
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // accept_japanese
 
@@ -575,6 +837,11 @@ TEST(JaRobustness, TruncatedUtf8AtTheEndIsNotReadPast) {
   EXPECT_FALSE(keeps({{"type", "ng_words"}, {"words", {"いう"}}}, t));
   EXPECT_FALSE(keeps({{"type", "ng_words"}, {"words", {"いう"}}, {"max_char_fraction", 0.1}}, t));
   EXPECT_EQ(run({{"type", "line_filter_ja"}}, "abc\nあ\xE3").text, "あ\xE3");
+  const json cut = {{"type", "line_filter_ja"}, {"mode", "cut"}};
+  EXPECT_EQ(run(cut, "abc\nあ\xE3").text, "あ\xE3");
+  // A cut-off sequence reads as U+FFFD (not \\w): the URL stops before it.
+  EXPECT_EQ(run(cut, "あhttp://a\xE3").text, "あ\xE3");
+  EXPECT_EQ(run(cut, "あhttp://a\xE3\x81\nい").text, "あ\xE3\x81\nい");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -586,16 +853,21 @@ TEST(JaPresets, BuildAndRunTheLlmJpChain) {
   for (const auto& f : p.filters) chain.push_back(make_filter(f));
   std::vector<std::string> names;
   for (const auto& f : chain) names.push_back(f->name());
-  EXPECT_EQ(names, (std::vector<std::string>{"line_filter_ja", "accept_japanese", "ng_ads", "ng_adult",
-                                             "ng_discrimination", "ng_violence", "kuten_run", "compression_ratio"}));
-  auto run_chain = [&](std::string text, std::string& reason, std::string& by) {
+  // LLM-jp's order: the document filters read the original text, the line cleaning runs last.
+  EXPECT_EQ(names, (std::vector<std::string>{"accept_japanese", "ng_ads", "ng_adult", "ng_discrimination",
+                                             "ng_violence", "kuten_run", "compression_ratio", "line_filter_ja"}));
+  const json& lf = p.filters.back();
+  EXPECT_EQ(lf.value("mode", ""), "cut");
+  EXPECT_EQ(lf.value("join", ""), "keep");
+  auto run_chain = [&](std::string& text, std::string& reason, std::string& by) {
     Document d;
-    d.text = std::move(text);
+    d.text = text;
     for (const auto& f : chain)
       if (!f->apply(d, reason)) {
         by = f->name();
         return false;
       }
+    text = d.text;
     return true;
   };
   std::string reason, by;
@@ -603,14 +875,37 @@ TEST(JaPresets, BuildAndRunTheLlmJpChain) {
       "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所で"
       "ニャーニャー泣いていた事だけは記憶している。\nhttps://example.com/cat\n"
       "吾輩はここで始めて人間というものを見た。しかもあとで聞くとそれは書生という人間中で一番獰悪な種族"
-      "であったそうだ。この書生というのは時々我々を捕えて煮て食うという話である。";
-  EXPECT_TRUE(run_chain(good, reason, by)) << by << ": " << reason;
+      "であったそうだ。詳しくは https://example.com/shosei を見よ。この書生というのは時々我々を捕えて煮て"
+      "食うという話である。";
+  ASSERT_TRUE(run_chain(good, reason, by)) << by << ": " << reason;
+  EXPECT_EQ(good,
+            "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所で"
+            "ニャーニャー泣いていた事だけは記憶している。\n"
+            "吾輩はここで始めて人間というものを見た。しかもあとで聞くとそれは書生という人間中で一番獰悪な種族"
+            "であったそうだ。詳しくは  を見よ。この書生というのは時々我々を捕えて煮て食うという話である。");
   std::string ad = "【期間限定】送料無料！今すぐ購入。税込価格で最安値。クーポン配布中、ポイント10倍。"
                    "在庫あり、即日発送。会員登録でさらに割引。楽天市場より激安。タイムセール開催中。";
   EXPECT_FALSE(run_chain(ad, reason, by));
   EXPECT_EQ(by, "ng_ads") << reason;
-  EXPECT_FALSE(run_chain("English only\nno Japanese here", reason, by));
-  EXPECT_EQ(by, "line_filter_ja");
+  std::string english = "English only\nno Japanese here";
+  EXPECT_FALSE(run_chain(english, reason, by));
+  EXPECT_EQ(by, "accept_japanese");
+  // accept_japanese reads the original text: a first line of 60 ASCII characters hides the
+  // kana from it, although the line cleaning would have removed that line.
+  std::string late = std::string(60, '-') + "\n" + good;
+  EXPECT_FALSE(run_chain(late, reason, by));
+  EXPECT_EQ(by, "accept_japanese") << reason;
+  // Every document filter passes on the original text; the line cleaning then leaves only
+  // whitespace (the kana are inside URLs, the lone 。 line has no kana), so it rejects last.
+  const std::vector<std::string> s = {"吾輩は猫である名前はまだ無い", "どこで生れたかとんと見当がつかぬ",
+                                      "何でも薄暗いじめじめした所でニャーニャー泣いていた"};
+  std::string urls;
+  for (int k = 0; k < 2; ++k)
+    for (const auto& x : s) urls += "https://example.jp/" + x + "\n";
+  urls += "\u3002";
+  EXPECT_FALSE(run_chain(urls, reason, by));
+  EXPECT_EQ(by, "line_filter_ja") << reason;
+  EXPECT_EQ(reason, "only whitespace left after cutting URLs and ASCII runs (6 of 7 lines kept)");
 }
 
 TEST(JaPresets, SwallowPresetBuilds) {
@@ -675,6 +970,8 @@ TEST(JaThroughput, DISABLED_LineFilterAndNgWords) {
         std::printf("    %-36s %6.1f%% of the time\n", chain[k]->name().c_str(), 100.0 * spent[k] / s);
   };
   measure({{{"type", "line_filter_ja"}}}, "line_filter_ja");
+  measure({{{"type", "line_filter_ja"}, {"mode", "cut"}}}, "line_filter_ja mode=cut");
+  measure({{{"type", "line_filter_ja"}, {"mode", "cut"}, {"join", "none"}}}, "line_filter_ja mode=cut join=none");
   measure({{{"type", "ng_words"}, {"lists", {"adult_ja"}}, {"max_count", 3}}}, "ng_words adult_ja");
   measure({{{"type", "ng_words"},
             {"lists", {"adult_ja", "discrimination_ja", "violence_ja", "ads_ja", "adult_en"}},

@@ -2,8 +2,9 @@
 // the Swallow corpus v1 (Okazaki et al., 2024). Every filter reads the text in one pass over
 // its bytes, without regular expressions or per-character allocation.
 //
-//  line_filter_ja      drop lines without kana, with a URL, or with a long ASCII run (LLM-jp
-//                      extract_japanese_text, at line granularity); rewrites the text.
+//  line_filter_ja      keep lines with kana and cut URLs and long ASCII runs out of them (LLM-jp
+//                      extract_japanese_text, mode = "cut"), or drop such lines whole
+//                      (mode = "drop_line"); rewrites the text.
 //  accept_japanese     kana within the first N characters (HojiChar AcceptJapanese).
 //  char_ratio          hiragana / katakana / Japanese character fractions (Swallow).
 //  kuten_run           average characters per 。 (HojiChar DiscardRareKuten).
@@ -12,9 +13,13 @@
 //
 // Character counts are Unicode code points, as len() in the Python originals.
 #include <fmt/format.h>
+#include <utf8proc.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 #include "corpus/filters/groups.h"
 #include "corpus/filters/ngwords.h"
@@ -69,21 +74,77 @@ std::string fmt_value(double v, double bound) {
 
 // ---------------------------------------------------------------------------------------
 // line_filter_ja
+//
+// LLM-jp v1's extract_japanese_text splits the text on '\n', keeps the lines that match
+//   [\p{Script=Hiragana}\p{Script=Katakana}ー]
+// deletes from each kept line every match of (Python `regex` module, \w being Unicode)
+//   https?://[\w/:%#\$&\?\(\)~\.=\+\-]+
+// then every run of >= 100 characters in [\x00-\x7f] (found after the URLs are gone, so the
+// ASCII on both sides of a removed URL forms one run), and joins the lines with "".
+//
+//  mode = "cut"        does exactly that, in place, in one pass over the bytes. A line is
+//                      what split('\n') gives, so a CRLF line's '\r' is line content (it
+//                      belongs to an ASCII run like any other ASCII character). Rejects
+//                      the document when nothing but (Unicode) whitespace is left.
+//  mode = "drop_line"  (default) drops a whole line without kana, with a URL (http://,
+//                      https:// or www., any case) or with a run of >= max_ascii_run ASCII
+//                      characters; here the '\r' of a CRLF is part of the line ending.
+//  join = "keep"       (default) a kept line keeps its own line ending; "none" concatenates
+//                      the kept lines (LLM-jp: byte for byte with mode = "cut").
 
-// Kana as LLM-jp's extract_japanese_text finds it: [\p{Script=Hiragana}\p{Script=Katakana}ー]
-// restricted to the BMP kana blocks and half-width katakana. `p` points at a 3-byte sequence.
-inline bool is_kana_utf8(const unsigned char* p) {
-  const unsigned char b1 = p[1], b2 = p[2];
-  if (p[0] == 0xE3) {
-    if (b1 == 0x81) return b2 >= 0x81;                             // U+3041..U+307F
-    if (b1 == 0x82) return b2 <= 0x96 || (b2 >= 0x9D && b2 != 0xA0);  // ..U+3096, ゝゞゟ, U+30A1..U+30BF
-    if (b1 == 0x83) return b2 != 0xBB;                             // U+30C0..U+30FF except ・
-    if (b1 == 0x87) return b2 >= 0xB0;                             // U+31F0..U+31FF
-    return false;
-  }
-  if (p[0] == 0xEF) return (b1 == 0xBD && b2 >= 0xA6) || (b1 == 0xBE && b2 <= 0x9D);  // U+FF66..U+FF9D
-  return false;
+// [\p{Script=Hiragana}\p{Script=Katakana}ー] as Python's `regex` module (2026.5.9) sees it,
+// enumerated over every code point. ー is Common script but listed explicitly; ・ (U+30FB),
+// ｰ (U+FF70), ﾞ ﾟ and the combining voiced marks are Common/Inherited and are not kana here.
+inline bool is_llmjp_kana(char32_t c) {
+  if (c < 0x3041) return false;
+  if (c <= 0x3357)
+    return c <= 0x3096 || (c >= 0x309D && c <= 0x309F) || (c >= 0x30A1 && c <= 0x30FA) ||
+           (c >= 0x30FC && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) || (c >= 0x32D0 && c <= 0x32FE) ||
+           c >= 0x3300;
+  if (c >= 0xFF66 && c <= 0xFF9D) return c != 0xFF70;
+  if (c < 0x1AFF0) return false;
+  return (c <= 0x1AFFE && c != 0x1AFF4 && c != 0x1AFFC) || (c >= 0x1B000 && c <= 0x1B122) || c == 0x1B132 ||
+         (c >= 0x1B150 && c <= 0x1B152) || c == 0x1B155 || (c >= 0x1B164 && c <= 0x1B167) || c == 0x1F200;
 }
+
+// Python `regex` \w outside ASCII: Alphabetic, Mark, Decimal_Number, Connector_Punctuation
+// and Join_Control, i.e. general categories L*, M*, Nd, Nl, Pc, plus ZWNJ/ZWJ and the
+// circled/squared Latin letters (So but Alphabetic). Checked against regex's \w over every
+// code point assigned in Unicode 14 (utf8proc's tables are Unicode 15; characters assigned
+// later may differ). Kanji, kana, ー and full-width letters/digits are word characters;
+// 。、・「」 and U+3000 are not.
+inline bool is_word_char(char32_t c) {
+  switch (utf8proc_category(utf8proc_int32_t(c))) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_PC:
+      return true;
+    case UTF8PROC_CATEGORY_SO:
+      return (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+             (c >= 0x1F170 && c <= 0x1F189);
+    case UTF8PROC_CATEGORY_CF:
+      return c == 0x200C || c == 0x200D;
+    default:
+      return false;
+  }
+}
+
+// ASCII characters of the URL body class [\w/:%#$&?()~.=+-].
+constexpr std::array<bool, 128> kUrlAscii = [] {
+  std::array<bool, 128> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 32] = true;
+  for (char c : std::string_view("_/:%#$&?()~.=+-")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
 
 inline bool lower_eq(const unsigned char* p, const unsigned char* e, std::string_view lit) {
   if (size_t(e - p) < lit.size()) return false;
@@ -92,20 +153,42 @@ inline bool lower_eq(const unsigned char* p, const unsigned char* e, std::string
   return true;
 }
 
+// Python's str.isspace() (what str.strip() removes).
+inline bool is_py_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+bool only_py_space(std::string_view s) {
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (p < end)
+    if (!is_py_space(next_codepoint(p, end))) return false;
+  return true;
+}
+
 class LineFilterJa : public Filter {
  public:
-  LineFilterJa(std::string name, bool require_kana, bool drop_urls, int64_t max_ascii_run)
+  LineFilterJa(std::string name, bool require_kana, bool drop_urls, int64_t max_ascii_run, bool cut, bool join_keep)
       : Filter(std::move(name)),
         require_kana_(require_kana),
         drop_urls_(drop_urls),
+        cut_(cut),
+        join_keep_(join_keep),
         max_ascii_run_(max_ascii_run > 0 ? size_t(max_ascii_run) : SIZE_MAX) {}
 
   bool apply(Document& doc, std::string& reason) const override {
-    std::string& t = doc.text;
+    return cut_ ? apply_cut(doc.text, reason) : apply_drop(doc.text, reason);
+  }
+
+ private:
+  enum Verdict { kKeep = 0, kNoKana = 1, kUrl = 2, kAscii = 3 };
+
+  bool apply_drop(std::string& t, std::string& reason) const {
     auto* base = reinterpret_cast<unsigned char*>(t.data());
     const size_t n = t.size();
     size_t w = 0, pos = 0;
-    size_t lines = 0, dropped[4] = {0, 0, 0, 0};
+    size_t lines = 0, kept = 0, dropped[4] = {0, 0, 0, 0};
     while (pos < n) {
       const void* nlp = std::memchr(base + pos, '\n', n - pos);
       size_t stop = nlp ? size_t(static_cast<const unsigned char*>(nlp) - base) : n;
@@ -115,14 +198,16 @@ class LineFilterJa : public Filter {
       ++lines;
       Verdict v = check(base + pos, base + content_end);
       if (v == kKeep) {
-        if (w != pos) std::memmove(base + w, base + pos, next - pos);
-        w += next - pos;
+        ++kept;
+        const size_t keep_end = join_keep_ ? next : content_end;
+        if (w != pos) std::memmove(base + w, base + pos, keep_end - pos);
+        w += keep_end - pos;
       } else {
         ++dropped[v];
       }
       pos = next;
     }
-    if (w == 0) {
+    if (kept == 0) {
       if (lines == 0) {
         reason = "no line left (empty text)";
       } else {
@@ -136,32 +221,133 @@ class LineFilterJa : public Filter {
       }
       return false;
     }
+    if (w == 0) {  // only empty lines kept (require_kana = false, join = "none")
+      reason = fmt::format("no text left ({} empty line{} kept)", kept, kept == 1 ? "" : "s");
+      return false;
+    }
     if (w != n) t.resize(w);
     return true;
   }
 
- private:
-  enum Verdict { kKeep = 0, kNoKana = 1, kUrl = 2, kAscii = 3 };
-
   Verdict check(const unsigned char* p, const unsigned char* e) const {
     bool kana = !require_kana_;
     size_t run = 0;
-    for (; p < e; ++p) {
+    while (p < e) {
       const unsigned char c = *p;
       if (c < 0x80) {
         if (++run >= max_ascii_run_) return kAscii;
         if (drop_urls_ && ((c | 0x20) == 'h' || (c | 0x20) == 'w') &&
             (lower_eq(p, e, "http://") || lower_eq(p, e, "https://") || lower_eq(p, e, "www.")))
           return kUrl;
+        ++p;
         continue;
       }
       run = 0;
-      if (!kana && (c == 0xE3 || c == 0xEF) && e - p >= 3 && is_kana_utf8(p)) kana = true;
+      if (kana || (c != 0xE3 && c != 0xEF && c != 0xF0)) {  // every kana code point starts E3, EF or F0
+        p += std::min(text::sequence_length(c), size_t(e - p));
+        continue;
+      }
+      const char* q = reinterpret_cast<const char*>(p);
+      kana = is_llmjp_kana(next_codepoint(q, reinterpret_cast<const char*>(e)));
+      p = reinterpret_cast<const unsigned char*>(q);
     }
     return kana ? kKeep : kNoKana;
   }
 
-  bool require_kana_, drop_urls_;
+  // End of the URL (https?://[\w/:%#$&?()~.=+-]+, case-sensitive) starting at b[p], or p
+  // when none starts there. Sets `kana` when the URL contains kana: LLM-jp tests the line
+  // for kana before cutting, so kana eaten by a URL still keeps the line.
+  static size_t url_end(const unsigned char* b, size_t p, size_t stop, bool& kana) {
+    if (stop - p < 8 || std::memcmp(b + p, "http", 4) != 0) return p;
+    size_t q = p + 4;
+    if (b[q] == 's') ++q;
+    if (stop - q < 4 || std::memcmp(b + q, "://", 3) != 0) return p;
+    q += 3;
+    const size_t body = q;
+    const char* end = reinterpret_cast<const char*>(b + stop);
+    while (q < stop) {
+      const unsigned char c = b[q];
+      if (c < 0x80) {
+        if (!kUrlAscii[c]) break;
+        ++q;
+        continue;
+      }
+      const char* s = reinterpret_cast<const char*>(b + q);
+      const char32_t cp = next_codepoint(s, end);
+      if (!is_word_char(cp)) break;
+      if (!kana && is_llmjp_kana(cp)) kana = true;
+      q = size_t(reinterpret_cast<const unsigned char*>(s) - b);
+    }
+    return q == body ? p : q;
+  }
+
+  bool apply_cut(std::string& t, std::string& reason) const {
+    if (t.empty()) {
+      reason = "empty text";
+      return false;
+    }
+    auto* b = reinterpret_cast<unsigned char*>(t.data());
+    const size_t n = t.size();
+    size_t w = 0, r = 0, lines = 0, kept = 0;
+    // Writes never overtake reads (w <= p), so the text is rewritten in place.
+    for (;;) {
+      const void* nlp = std::memchr(b + r, '\n', n - r);
+      const size_t stop = nlp ? size_t(static_cast<const unsigned char*>(nlp) - b) : n;
+      const char* stop_c = reinterpret_cast<const char*>(b + stop);
+      ++lines;
+      const size_t line_w = w;
+      bool kana = !require_kana_;
+      size_t run = 0, run_w = 0;  // the ASCII run being written: length, and where it starts
+      size_t p = r;
+      while (p < stop) {
+        const unsigned char c = b[p];
+        if (c < 0x80) {
+          if (c == 'h' && drop_urls_) {
+            const size_t e = url_end(b, p, stop, kana);
+            if (e != p) {  // cut out; the ASCII before and after joins into one run
+              p = e;
+              continue;
+            }
+          }
+          if (run++ == 0) run_w = w;
+          b[w++] = c;
+          ++p;
+          continue;
+        }
+        if (run >= max_ascii_run_) w = run_w;
+        run = 0;
+        const char* q = reinterpret_cast<const char*>(b + p);
+        const char32_t cp = next_codepoint(q, stop_c);
+        const size_t len = size_t(reinterpret_cast<const unsigned char*>(q) - (b + p));
+        if (!kana && is_llmjp_kana(cp)) kana = true;
+        if (w != p) std::memmove(b + w, b + p, len);
+        w += len;
+        p += len;
+      }
+      if (run >= max_ascii_run_) w = run_w;
+      if (kana) {
+        ++kept;
+        if (nlp && join_keep_) b[w++] = '\n';  // w <= stop: this overwrites only read bytes
+      } else {
+        w = line_w;
+      }
+      if (!nlp) break;
+      r = stop + 1;
+    }
+    t.resize(w);
+    if (kept == 0) {
+      reason = fmt::format("no line with kana ({} line{})", lines, lines == 1 ? "" : "s");
+      return false;
+    }
+    if (only_py_space(t)) {
+      reason = fmt::format("only whitespace left after cutting URLs and ASCII runs ({} of {} line{} kept)", kept,
+                           lines, lines == 1 ? "" : "s");
+      return false;
+    }
+    return true;
+  }
+
+  bool require_kana_, drop_urls_, cut_, join_keep_;
   size_t max_ascii_run_;
 };
 
@@ -170,7 +356,12 @@ std::unique_ptr<Filter> make_line_filter_ja(const std::string& name, Params& p) 
   bool drop_urls = p.boolean("drop_urls", true);
   int64_t max_run = p.integer("max_ascii_run", 100);
   if (max_run < 0) fail("line_filter_ja: 'max_ascii_run' must be >= 0 (0 disables), got {}", max_run);
-  return std::make_unique<LineFilterJa>(name, require_kana, drop_urls, max_run);
+  std::string mode = p.string("mode", "drop_line");
+  if (mode != "drop_line" && mode != "cut")
+    fail("line_filter_ja: 'mode' must be \"drop_line\" or \"cut\", got \"{}\"", mode);
+  std::string join = p.string("join", "keep");
+  if (join != "keep" && join != "none") fail("line_filter_ja: 'join' must be \"keep\" or \"none\", got \"{}\"", join);
+  return std::make_unique<LineFilterJa>(name, require_kana, drop_urls, max_run, mode == "cut", join == "keep");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,12 +542,6 @@ inline bool is_terminator(char32_t c) {
   return c == 0x3002 || c == 0xFF0E || c == 0xFF01 || c == 0xFF1F || c == '!' || c == '?';
 }
 
-// Python's str.isspace() (what Swallow's strip() removes).
-inline bool is_py_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 class SentenceLengthJa : public Filter {
  public:
   SentenceLengthJa(std::string name, std::optional<double> min_mean, std::optional<double> max_mean,
@@ -460,8 +645,9 @@ std::unique_ptr<Filter> make_sentence_length_ja(const std::string& name, Params&
 
 void add_japanese_filters(std::vector<FilterSpec>& specs) {
   specs.push_back({"line_filter_ja",
-                   "drop lines without hiragana/katakana, with a URL, or with a run of >= max_ascii_run ASCII "
-                   "chars (LLM-jp v1); reject when no line is left",
+                   "keep lines with hiragana/katakana; mode=\"cut\" cuts URLs and runs of >= max_ascii_run ASCII "
+                   "chars out of them (LLM-jp v1 extract_japanese_text), mode=\"drop_line\" (default) drops such "
+                   "lines; join=\"keep\"|\"none\" line endings; reject when nothing is left",
                    make_line_filter_ja});
   specs.push_back({"accept_japanese",
                    "keep documents with hiragana/katakana within the first within_chars chars (HojiChar "
