@@ -133,3 +133,26 @@ TEST(Io, GlobExpansionAndNoMatchError) {
   EXPECT_EQ(files[0], dir.file("a.jsonl"));
   EXPECT_THROW(expand_inputs({dir.file("*.nothing")}), Error);
 }
+
+TEST_P(IoRoundTrip, FramesFromWorkersMixWithStreamedWrites) {
+  TempDir dir;
+  std::string path = dir.file("f" + GetParam());
+  Compression c = compression_for_path(path);
+  {
+    OutputFile f(path);
+    f.write("streamed 1\n");
+    f.write_frames(compress_frame(c, "frame A\nframe B\n"), 16);
+    f.write_frames(compress_frame(c, "frame C\n"), 8);
+    f.write("streamed 2\n");
+    f.write_frames(compress_frame(c, "frame D\n"), 8);
+    EXPECT_EQ(f.bytes_written(), 11u + 16 + 8 + 11 + 8);
+    f.commit();
+  }
+  EXPECT_EQ(read_file(path), "streamed 1\nframe A\nframe B\nframe C\nstreamed 2\nframe D\n");
+  std::string empty = dir.file("empty" + GetParam());
+  {
+    OutputFile f(empty);
+    f.commit();
+  }
+  EXPECT_EQ(read_file(empty), "");
+}

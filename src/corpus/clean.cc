@@ -42,6 +42,10 @@ struct Batch {
 
 struct BatchOut {
   std::string kept, rejects, errors;
+  // When the outputs are compressed, workers compress kept/rejects into whole frames so the
+  // single writer thread only copies bytes; these hold the uncompressed sizes.
+  uint64_t kept_raw = 0, rejects_raw = 0;
+  bool framed = false;
   std::vector<FilterStats> stats;
   uint64_t docs = 0, kept_docs = 0, errors_count = 0, chars_in = 0, chars_out = 0, raw_bytes = 0, blank_lines = 0;
   std::map<std::string, uint64_t> error_kinds;
@@ -110,6 +114,15 @@ class ShardWriter {
   void write(std::string_view lines) {
     if (!cur_) open();
     cur_->write(lines);
+    rotate_if_full();
+  }
+  void write_frames(std::string_view frames, uint64_t uncompressed) {
+    if (uncompressed == 0) return;
+    if (!cur_) open();
+    cur_->write_frames(frames, uncompressed);
+    rotate_if_full();
+  }
+  void rotate_if_full() {
     if (cur_->bytes_written() >= cap_) {
       cur_->commit();
       cur_.reset();
@@ -269,6 +282,15 @@ BatchOut Job::process(const Batch& b) const {
       out.dedup_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
   }
+  Compression kept_comp = opt_.dedup.mode != DedupMode::none ? Compression::zstd : compression_for_path(opt_.output_ext);
+  Compression rejects_comp = compression_for_path(opt_.rejects_ext);
+  if (kept_comp != Compression::none && rejects_comp != Compression::none) {
+    out.framed = true;
+    out.kept_raw = out.kept.size();
+    out.rejects_raw = out.rejects.size();
+    if (!out.kept.empty()) out.kept = compress_frame(kept_comp, out.kept, opt_.dedup.mode != DedupMode::none ? 1 : 3);
+    if (!out.rejects.empty()) out.rejects = compress_frame(rejects_comp, out.rejects);
+  }
   if (!b.read_error.empty()) {
     out.error_kinds["input broke off (truncated or corrupt compressed data)"]++;
     append_error(out.errors, file, b.first_line + b.ends.size(), b.read_error, nullptr);
@@ -279,9 +301,18 @@ BatchOut Job::process(const Batch& b) const {
 }
 
 void Job::consume(BatchOut&& out) {
-  if (opt_.dedup.mode != DedupMode::none) spill_->write(out.kept);
-  else kept_->write(out.kept);
-  if (rejects_) rejects_->write(out.rejects);
+  if (out.framed) {
+    if (opt_.dedup.mode != DedupMode::none) {
+      if (out.kept_raw) spill_->write_frames(out.kept, out.kept_raw);
+    } else {
+      kept_->write_frames(out.kept, out.kept_raw);
+    }
+    if (rejects_ && out.rejects_raw) rejects_->write_frames(out.rejects, out.rejects_raw);
+  } else {
+    if (opt_.dedup.mode != DedupMode::none) spill_->write(out.kept);
+    else kept_->write(out.kept);
+    if (rejects_) rejects_->write(out.rejects);
+  }
   errors_->write(out.errors);
   for (size_t i = 0; i < stats_.size(); ++i) stats_[i].merge(out.stats[i]);
   docs_ += out.docs;

@@ -281,7 +281,46 @@ void OutputFile::write(std::string_view bytes) {
   if (pending_.size() >= (1 << 17)) flush_compressed(false);
 }
 
+void OutputFile::write_frames(std::string_view frames, uint64_t uncompressed) {
+  // Close any streaming frame first: frames must follow each other whole.
+  if (stream_open_ || !pending_.empty()) flush_compressed(true);
+  raw_write(frames.data(), frames.size());
+  written_ += uncompressed;
+  framed_ = true;
+}
+
+std::string compress_frame(Compression c, std::string_view data, int zstd_level) {
+  if (c == Compression::none) return std::string(data);
+  std::string out;
+  if (c == Compression::zstd) {
+    thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, zstd_level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    out.resize(ZSTD_compressBound(data.size()));
+    size_t n = ZSTD_compress2(cctx, out.data(), out.size(), data.data(), data.size());
+    if (ZSTD_isError(n)) fail("zstd: {}", ZSTD_getErrorName(n));
+    out.resize(n);
+    return out;
+  }
+  z_stream zs{};
+  if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) fail("zlib init failed");
+  out.resize(deflateBound(&zs, uLong(data.size())) + 64);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = uInt(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = uInt(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) fail("gzip compression failed");
+  out.resize(zs.total_out);
+  return out;
+}
+
+// Compresses pending_ into the current frame; `end` closes the frame (zstd) or member
+// (gzip) so another may follow.
 void OutputFile::flush_compressed(bool end) {
+  stream_open_ = true;
   if (comp_ == Compression::zstd) {
     auto* cctx = static_cast<ZSTD_CCtx*>(zstd_);
     ZSTD_inBuffer in{pending_.data(), pending_.size(), 0};
@@ -304,13 +343,16 @@ void OutputFile::flush_compressed(bool end) {
       raw_write(out_buf_.data(), out_buf_.size() - zs->avail_out);
       if (end ? rc == Z_STREAM_END : (zs->avail_in == 0 && zs->avail_out != 0)) break;
     }
+    if (end) deflateReset(zs);
   }
   pending_.clear();
+  if (end) stream_open_ = false;
 }
 
 void OutputFile::commit() {
   if (committed_) return;
-  if (comp_ != Compression::none) flush_compressed(true);
+  // Close the streaming frame unless everything went out as whole frames already.
+  if (comp_ != Compression::none && (stream_open_ || !pending_.empty() || !framed_)) flush_compressed(true);
   if (is_stdout_) {
     std::fflush(fp_);
     committed_ = true;

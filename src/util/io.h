@@ -64,6 +64,11 @@ class OutputFile {
   OutputFile& operator=(const OutputFile&) = delete;
 
   void write(std::string_view bytes);
+  // Appends data already compressed into complete frames of this file's format
+  // (zstd frames / gzip members; both formats allow concatenation), so callers can
+  // compress on worker threads. `uncompressed` counts toward bytes_written().
+  void write_frames(std::string_view frames, uint64_t uncompressed);
+  Compression compression() const { return comp_; }
   void commit();
   // Uncompressed bytes written so far.
   uint64_t bytes_written() const { return written_; }
@@ -82,7 +87,12 @@ class OutputFile {
   uint64_t written_ = 0;
   bool committed_ = false;
   bool is_stdout_ = false;
+  bool stream_open_ = false;  // a streaming frame/member has started and is not closed
+  bool framed_ = false;       // whole frames were appended by write_frames
 };
+
+// Compresses `data` as one complete frame (zstd) or member (gzip); `none` returns it as is.
+std::string compress_frame(Compression c, std::string_view data, int zstd_level = 3);
 
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, std::string_view content);
