@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <filesystem>
-#include <future>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -14,6 +12,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "corpus/batches.h"
 #include "corpus/jsonl.h"
 #include "corpus/pipeline.h"
 #include "text/utf8.h"
@@ -30,16 +29,6 @@ namespace tsumugi::corpus {
 
 namespace {
 
-// Lines of one input file handed to a worker as a unit; results come back in order.
-struct Batch {
-  uint32_t file_index = 0;
-  uint64_t first_line = 0;
-  std::string data;               // the lines, back to back
-  std::vector<uint32_t> ends;     // end offset of each line in data
-  std::string read_error;         // set when the input broke off here (truncated/corrupt)
-  uint64_t raw_bytes = 0;         // input bytes this batch accounts for (progress)
-};
-
 struct BatchOut {
   std::string kept, rejects, errors;
   // When the outputs are compressed, workers compress kept/rejects into whole frames so the
@@ -55,56 +44,6 @@ struct BatchOut {
   std::vector<std::pair<uint64_t, uint64_t>> keys;
   double dedup_seconds = 0;
 };
-
-std::string base64(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += tbl[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-// One error record: where, why, and the raw line so nothing is lost (base64 when the
-// bytes are not UTF-8, since JSON cannot hold them).
-void append_error(std::string& out, std::string_view file, uint64_t line, std::string_view error,
-                  const std::string_view* raw) {
-  out += "{\"file\":";
-  append_json_string(out, file);
-  out += fmt::format(",\"line\":{},\"error\":", line);
-  append_json_string(out, error);
-  if (raw) {
-    if (text::is_valid_utf8(*raw)) {
-      out += ",\"raw\":";
-      append_json_string(out, *raw);
-    } else {
-      out += ",\"raw_base64\":\"";
-      out += base64(*raw);
-      out += '"';
-    }
-  }
-  out += "}\n";
-}
-
-std::string error_kind(const std::string& e) {
-  auto colon = e.find(':');
-  return colon == std::string::npos ? e : e.substr(0, colon);
-}
 
 // Splits output into size-capped shards: PREFIX-00000EXT, PREFIX-00001EXT, ...
 class ShardWriter {
@@ -175,12 +114,13 @@ uint64_t get_u64(const char* p) {
 class Job {
  public:
   Job(const CleanOptions& opt, Communicator& comm)
-      : opt_(opt), comm_(comm), pipeline_(opt.profile), keyer_(opt.dedup), stats_(pipeline_.size()) {}
+      : opt_(opt), comm_(comm), pipeline_(opt.profile), keyer_(opt.dedup), parsers_(opt.text_field, opt.id_field),
+        stats_(pipeline_.size()) {}
 
   nlohmann::json run();
 
  private:
-  BatchOut process(const Batch& b) const;
+  BatchOut process(const LineBatch& b) const;
   void consume(BatchOut&& out);
   void dedup_phase();
   nlohmann::json local_stats() const;
@@ -193,15 +133,14 @@ class Job {
   std::vector<std::string> files_;
   std::vector<int> owner_;
 
-  // Parsers are not thread-safe; each running task borrows one.
-  mutable std::mutex parsers_mu_;
-  mutable std::vector<std::unique_ptr<DocumentParser>> parsers_;
+  mutable ParserPool parsers_;
 
   std::unique_ptr<ShardWriter> kept_;
   std::unique_ptr<OutputFile> spill_, rejects_, errors_;
   std::vector<FilterStats> stats_;
   uint64_t docs_ = 0, kept_docs_ = 0, error_docs_ = 0, chars_in_ = 0, chars_out_ = 0, raw_bytes_ = 0;
-  uint64_t text_bytes_ = 0, blank_lines_ = 0, files_empty_ = 0, files_no_final_newline_ = 0, files_truncated_ = 0, lines_ = 0, input_bytes_ = 0;
+  uint64_t blank_lines_ = 0;
+  ReadCounts read_;
   std::map<std::string, uint64_t> error_kinds_;
   std::vector<uint64_t> orders_;
   std::vector<std::string> ids_;
@@ -212,32 +151,20 @@ class Job {
   std::unique_ptr<Progress> progress_;
 };
 
-BatchOut Job::process(const Batch& b) const {
+BatchOut Job::process(const LineBatch& b) const {
   BatchOut out;
   out.stats.resize(pipeline_.size());
   out.raw_bytes = b.raw_bytes;
   std::string_view file = files_[b.file_index];
-  std::unique_ptr<DocumentParser> parser;
-  {
-    std::lock_guard lock(parsers_mu_);
-    if (!parsers_.empty()) {
-      parser = std::move(parsers_.back());
-      parsers_.pop_back();
-    }
-  }
-  if (!parser) parser = std::make_unique<DocumentParser>(opt_.text_field, opt_.id_field);
+  auto parser = parsers_.borrow();
 
   Document doc;
   doc.file = file;
   std::string error, reason, original;
-  size_t start = 0;
-  for (size_t i = 0; i < b.ends.size(); ++i) {
-    std::string_view line(b.data.data() + start, b.ends[i] - start);
-    start = b.ends[i];
-    uint64_t line_no = b.first_line + i;
-    std::string_view trimmed = line;
-    if (!trimmed.empty() && trimmed.back() == '\r') trimmed.remove_suffix(1);
-    if (trimmed.find_first_not_of(" \t") == std::string_view::npos) {  // blank lines are not documents
+  for (size_t i = 0; i < b.size(); ++i) {
+    std::string_view line = b.line(i);
+    uint64_t line_no = b.line_number(i);
+    if (is_blank_line(line)) {
       out.blank_lines++;
       continue;
     }
@@ -245,7 +172,7 @@ BatchOut Job::process(const Batch& b) const {
     if (!parser->parse(line, doc, error)) {
       out.errors_count++;
       out.error_kinds[error_kind(error)]++;
-      append_error(out.errors, file, line_no, error, &line);
+      append_error_record(out.errors, file, line_no, error, &line);
       continue;
     }
     doc.line = line_no;
@@ -292,11 +219,10 @@ BatchOut Job::process(const Batch& b) const {
     if (!out.rejects.empty()) out.rejects = compress_frame(rejects_comp, out.rejects);
   }
   if (!b.read_error.empty()) {
-    out.error_kinds["input broke off (truncated or corrupt compressed data)"]++;
-    append_error(out.errors, file, b.first_line + b.ends.size(), b.read_error, nullptr);
+    out.error_kinds[kBrokenInputKind]++;
+    append_error_record(out.errors, file, b.first_line + b.size(), b.read_error, nullptr);
   }
-  std::lock_guard lock(parsers_mu_);
-  parsers_.push_back(std::move(parser));
+  parsers_.give_back(std::move(parser));
   return out;
 }
 
@@ -457,12 +383,12 @@ void Job::dedup_phase() {
 nlohmann::json Job::local_stats() const {
   nlohmann::json j;
   j["files"] = {{"total", files_.size()},
-                {"empty", files_empty_},
-                {"missing_final_newline", files_no_final_newline_},
-                {"truncated_or_corrupt", files_truncated_}};
-  j["input_bytes"] = input_bytes_;  // on disk (compressed where the input is)
-  j["input_bytes_uncompressed"] = text_bytes_;
-  j["lines"] = lines_;
+                {"empty", read_.files_empty},
+                {"missing_final_newline", read_.files_missing_final_newline},
+                {"truncated_or_corrupt", read_.files_truncated}};
+  j["input_bytes"] = read_.input_bytes;  // on disk (compressed where the input is)
+  j["input_bytes_uncompressed"] = read_.jsonl_bytes;
+  j["lines"] = read_.lines;
   j["blank_lines"] = blank_lines_;
   j["documents"] = {{"read", docs_}, {"errors", error_docs_}, {"kept", kept_docs_}};
   j["chars"] = {{"in", chars_in_}, {"out", chars_out_}};
@@ -547,61 +473,16 @@ nlohmann::json Job::run() {
       show && comm_.rank() == 0);
 
   ThreadPool pool(opt_.threads);
-  std::deque<std::future<BatchOut>> inflight;
-  const size_t max_inflight = size_t(pool.size()) * 3;
-  auto submit = [&](Batch&& b) {
-    while (inflight.size() >= max_inflight) {
-      consume(inflight.front().get());
-      inflight.pop_front();
-      throw_if_interrupted();
-    }
-    inflight.push_back(pool.submit([this, b = std::move(b)] { return process(b); }));
-  };
-
-  for (size_t fi = 0; fi < files_.size(); ++fi) {
-    if (owner_[fi] != comm_.rank()) continue;
-    input_bytes_ += file_size_or_zero(files_[fi]);
-    LineReader reader(files_[fi]);
-    Batch batch;
-    batch.file_index = uint32_t(fi);
-    batch.first_line = 1;
-    uint64_t last_raw = 0;
-    std::string_view line;
-    auto flush = [&](std::string read_error) {
-      uint64_t raw = reader.raw_bytes_consumed();
-      batch.raw_bytes = raw - last_raw;
-      last_raw = raw;
-      batch.read_error = std::move(read_error);
-      uint64_t next_first = batch.first_line + batch.ends.size();
-      submit(std::move(batch));
-      batch = Batch{};
-      batch.file_index = uint32_t(fi);
-      batch.first_line = next_first;
-    };
-    try {
-      while (reader.next(line)) {
-        batch.data.append(line);
-        batch.ends.push_back(uint32_t(batch.data.size()));
-        text_bytes_ += line.size() + 1;
-        // A single huge line makes its own batch; offsets stay within 32 bits per batch.
-        if (batch.data.size() >= opt_.batch_bytes) flush({});
-      }
-      if (!batch.ends.empty()) flush({});
-    } catch (const Error& e) {
-      files_truncated_++;
-      log::warn("{} (after line {}); the lines before it are kept", e.what(), reader.line_number());
-      flush(e.what());
-    }
-    lines_ += reader.line_number();
-    if (reader.line_number() == 0 && reader.raw_bytes_consumed() == 0) {
-      files_empty_++;
-      log::warn("{}: empty input", files_[fi]);
-    }
-    if (reader.missing_final_newline()) files_no_final_newline_++;
-  }
-  while (!inflight.empty()) {
-    consume(inflight.front().get());
-    inflight.pop_front();
+  {
+    OrderedResults<BatchOut> work(pool, [this](BatchOut&& out) { consume(std::move(out)); });
+    read_line_batches(
+        files_, [&](size_t fi) { return owner_[fi] == comm_.rank(); }, opt_.batch_bytes,
+        [&](LineBatch&& b) {
+          throw_if_interrupted();
+          work.submit([this, b = std::move(b)] { return process(b); });
+        },
+        read_);
+    work.finish();
   }
   throw_if_interrupted();
   progress_->finish();

@@ -46,3 +46,41 @@ class ThreadPool {
 };
 
 }  // namespace tsumugi
+
+namespace tsumugi {
+
+// Runs tasks on a pool and hands their results to `consume` on the submitting thread in
+// submission order, with at most `max_inflight` outstanding: output order (and so every
+// file written) does not depend on the thread count, and memory stays bounded.
+template <typename R>
+class OrderedResults {
+ public:
+  OrderedResults(ThreadPool& pool, std::function<void(R&&)> consume, size_t max_inflight = 0)
+      : pool_(pool), consume_(std::move(consume)), max_(max_inflight ? max_inflight : size_t(pool.size()) * 3) {}
+  // Tasks usually reference the caller's state: never leave one running past this object.
+  ~OrderedResults() {
+    for (auto& f : inflight_)
+      if (f.valid()) f.wait();
+  }
+  template <typename F>
+  void submit(F&& task) {
+    while (inflight_.size() >= max_) pop_one();
+    inflight_.push_back(pool_.submit(std::forward<F>(task)));
+  }
+  void finish() {
+    while (!inflight_.empty()) pop_one();
+  }
+
+ private:
+  void pop_one() {
+    auto f = std::move(inflight_.front());
+    inflight_.pop_front();
+    consume_(f.get());
+  }
+  ThreadPool& pool_;
+  std::function<void(R&&)> consume_;
+  size_t max_;
+  std::deque<std::future<R>> inflight_;
+};
+
+}  // namespace tsumugi
