@@ -9,12 +9,13 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 \
+DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 python3-pip \
   libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
   libzstd-dev zlib1g-dev libdeflate-dev libxxhash-dev libutf8proc-dev libcld2-dev \
-  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev \
+  sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev
 
-.PHONY: all deps build build-asan test test-fast test-asan demo bench corpus clean-build
+.PHONY: all deps pydeps build build-asan test test-fast test-asan demo bench corpus clean-build
 
 all: build
 
@@ -25,6 +26,12 @@ deps:
 	  echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# Test oracles from PyPI (HF tokenizers, numpy), into whichever python3 is first on PATH.
+pydeps: deps
+	@python3 -c "import tokenizers, numpy" 2>/dev/null || \
+	  python3 -m pip install -q --break-system-packages -r tests/requirements.txt 2>/dev/null || \
+	  python3 -m pip install -q -r tests/requirements.txt
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -38,10 +45,10 @@ $(ASAN_BUILD)/build.ninja:
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS) tsumugi tsumugi_tests
 
-test-fast: build
+test-fast: build pydeps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: build-asan
+test-asan: build-asan pydeps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 test: test-fast test-asan

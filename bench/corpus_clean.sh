@@ -62,7 +62,7 @@ hoji=$(python3 -c "import json,sys; print(f\"{json.loads(sys.argv[1])['mb_per_s'
 echo "| tool | MB/s | ratio |"
 echo "|---|---|---|"
 echo "| tsumugi llm-jp-v1-ja (1 thread) | $ours | $(python3 -c "print(f'{$ours/$hoji:.0f}x')") |"
-echo "| HojiChar $(python3 -c 'import hojichar; print(hojichar.__version__)' 2>/dev/null || echo) | $hoji | 1x |"
+echo "| HojiChar $(python3 -c 'from importlib.metadata import version; print(version("hojichar"))') (1 process) | $hoji | 1x |"
 echo
 
 echo "MinHash near-dedup (5-gram, 20 bands x 12 rows), documents of $SMALL:"

@@ -7,6 +7,10 @@
 namespace tsumugi::cli {
 
 void register_corpus(CLI::App& app);
+void register_tokenizer(CLI::App& app);
+void register_tokenizer_train(CLI::App& tokenizer_cmd);
+void register_tokenize(CLI::App& app);
+void register_tokenizer_export(CLI::App& tokenizer_cmd);
 
 // Sets what runs after parsing; the action returns the process exit code.
 void set_action(std::function<int()> action);

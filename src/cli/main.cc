@@ -20,11 +20,15 @@ int main(int argc, char** argv) {
   app.footer("Run `tsumugi COMMAND --help` for the options of a command.");
 
   tsumugi::cli::register_corpus(app);
+  tsumugi::cli::register_tokenizer(app);
+  tsumugi::cli::register_tokenize(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (quiet) tsumugi::log::set_level(tsumugi::log::Level::warn);
+  if (verbose) tsumugi::log::set_level(tsumugi::log::Level::debug);
   return tsumugi::cli::run_selected();
 }

@@ -1,0 +1,88 @@
+// `tsumugi tokenizer train`: trains a SentencePiece-compatible unigram or BPE model and writes
+// PREFIX.model and PREFIX.vocab (as spm_train does).
+#include <memory>
+
+#include "cli/commands.h"
+#include "tokenizer/trainer.h"
+#include "util/error.h"
+#include "util/interrupt.h"
+#include "util/log.h"
+
+namespace tsumugi::cli {
+
+void register_tokenizer_train(CLI::App& tokenizer_cmd) {
+  auto o = std::make_shared<tokenizer::TrainOptions>();
+  auto prefix = std::make_shared<std::string>();
+  auto type = std::make_shared<std::string>("unigram");
+  auto* cmd = tokenizer_cmd.add_subcommand("train", "Train a SentencePiece-compatible unigram or BPE model");
+  cmd->add_option("--input,-i", o->inputs,
+                  "Input files (globs allowed): one sentence a line, or .jsonl[.gz|.zst] (text field split into lines)")
+      ->required();
+  cmd->add_option("-o,--output,--model-prefix", *prefix, "Writes PREFIX.model and PREFIX.vocab")->required();
+  cmd->add_option("--vocab-size", o->vocab_size, "Vocabulary size, meta pieces included")->capture_default_str();
+  cmd->add_option("--model-type", *type, "unigram or bpe")
+      ->check(CLI::IsMember({"unigram", "bpe"}))
+      ->capture_default_str();
+  cmd->add_option("--text-field", o->text_field, "JSONL field holding the text")->capture_default_str();
+  cmd->add_option("--character-coverage", o->character_coverage, "Share of characters the alphabet covers")
+      ->capture_default_str();
+  cmd->add_option("--input-sentence-size", o->input_sentence_size, "Sample this many sentences (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--shuffle-input-sentence", o->shuffle_input_sentence,
+                  "Reservoir-sample (true) or take the first --input-sentence-size (false)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the sentence sampling")->capture_default_str();
+  cmd->add_option("--max-sentencepiece-length", o->max_sentencepiece_length, "Longest piece, in characters")
+      ->capture_default_str();
+  cmd->add_option("--max-sentence-length", o->max_sentence_length, "Longer lines (bytes) are skipped")
+      ->capture_default_str();
+  cmd->add_option("--num-threads", o->num_threads, "Worker threads")->capture_default_str();
+  cmd->add_option("--seed-sentencepiece-size", o->seed_sentencepiece_size, "Unigram seed pieces")
+      ->capture_default_str();
+  cmd->add_option("--shrinking-factor", o->shrinking_factor, "Unigram pruning keeps this share each round")
+      ->capture_default_str();
+  cmd->add_option("--num-sub-iterations", o->num_sub_iterations, "EM iterations per pruning round")
+      ->capture_default_str();
+  cmd->add_option("--split-by-unicode-script", o->split_by_unicode_script)->capture_default_str();
+  cmd->add_option("--split-by-number", o->split_by_number)->capture_default_str();
+  cmd->add_option("--split-by-whitespace", o->split_by_whitespace)->capture_default_str();
+  cmd->add_option("--split-digits", o->split_digits, "Every digit a piece of its own")->capture_default_str();
+  cmd->add_option("--byte-fallback", o->byte_fallback, "Add <0x00>..<0xFF> for characters outside the vocabulary")
+      ->capture_default_str();
+  cmd->add_option("--hard-vocab-limit", o->hard_vocab_limit)->capture_default_str();
+  cmd->add_option("--vocabulary-output-piece-score", o->vocabulary_output_piece_score)->capture_default_str();
+  cmd->add_option("--control-symbols", o->control_symbols, "Control symbols (comma-separated)")->delimiter(',');
+  cmd->add_option("--user-defined-symbols", o->user_defined_symbols, "User-defined symbols (comma-separated)")
+      ->delimiter(',');
+  cmd->add_option("--required-chars", o->required_chars, "Characters always in the vocabulary");
+  cmd->add_option("--normalization-rule-name", o->normalization_rule_name, "Only identity is supported")
+      ->capture_default_str();
+  cmd->add_option("--add-dummy-prefix", o->add_dummy_prefix)->capture_default_str();
+  cmd->add_option("--remove-extra-whitespaces", o->remove_extra_whitespaces)->capture_default_str();
+  cmd->add_option("--unk-id", o->unk_id)->capture_default_str();
+  cmd->add_option("--bos-id", o->bos_id)->capture_default_str();
+  cmd->add_option("--eos-id", o->eos_id)->capture_default_str();
+  cmd->add_option("--pad-id", o->pad_id)->capture_default_str();
+  cmd->add_option("--unk-piece", o->unk_piece)->capture_default_str();
+  cmd->add_option("--bos-piece", o->bos_piece)->capture_default_str();
+  cmd->add_option("--eos-piece", o->eos_piece)->capture_default_str();
+  cmd->add_option("--pad-piece", o->pad_piece)->capture_default_str();
+  cmd->footer(
+      "Examples:\n"
+      "  tsumugi tokenizer train --input corpus.txt --vocab-size 32000 --model-type unigram -o ja\n"
+      "  tsumugi tokenizer train --input 'clean/*.jsonl.zst' --vocab-size 50000 --model-type bpe \\\n"
+      "      --byte-fallback true --split-digits true --user-defined-symbols '<mask>,<sep>' -o llmjp");
+  cmd->callback([o, prefix, type] {
+    set_action([o, prefix, type] {
+      install_interrupt_handler();
+      o->model_type = *type == "bpe" ? tokenizer::ModelType::bpe : tokenizer::ModelType::unigram;
+      tokenizer::TrainStats stats;
+      tokenizer::train_and_save(*o, *prefix, &stats);
+      log::info("wrote {}.model and {}.vocab ({} sentences, {:.1f} s)", *prefix, *prefix, stats.sentences,
+                stats.seconds);
+      return 0;
+    });
+  });
+}
+
+}  // namespace tsumugi::cli

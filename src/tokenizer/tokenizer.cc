@@ -1,0 +1,656 @@
+#include "tokenizer/tokenizer.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cstring>
+#include <unordered_map>
+
+#include "tokenizer/normalizer.h"
+#include "tokenizer/trie.h"
+#include "util/error.h"
+#include "util/io.h"
+
+namespace tsumugi::tokenizer {
+
+namespace {
+
+constexpr float kUnkPenalty = 10.0f;       // SentencePiece: unk score = min piece score - 10
+constexpr int32_t kUserDefinedFlag = 1 << 30;  // marks user-defined ids in the Viterbi trie
+
+// A piece of the segmentation: bytes [begin, begin + len) of the normalized text.
+struct Token {
+  uint32_t begin;
+  uint32_t len;
+  int32_t id;
+};
+
+// Per-thread working memory, so encoding allocates nothing once warm.
+struct Scratch {
+  std::string normalized;
+  std::vector<Token> tokens;
+  struct Best {
+    float score;
+    int32_t start;
+    int32_t id;
+  };
+  std::vector<Best> best;
+  struct Symbol {
+    int32_t prev, next;
+    uint32_t begin, len;
+    int32_t node;  // `pieces` trie node reached by the symbol's bytes, -1 if none
+    bool freeze;
+  };
+  std::vector<Symbol> symbols;
+  struct Pair {
+    uint64_t key;  // score (order-preserving bits) << 32 | ~left: larger is merged first
+    int32_t right;
+    uint32_t size;
+    int32_t node;  // trie node of the merged piece
+    int32_t left() const { return int32_t(~uint32_t(key)); }
+  };
+  std::vector<Pair> agenda;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  ModelProto model;
+  std::string origin;
+  ModelType type = ModelType::unigram;
+  std::vector<PieceType> types;
+  std::vector<float> scores;
+  Trie pieces;     // normal, user-defined and unused pieces -> id (SentencePiece's pieces_)
+  Trie reserved;   // control, unknown and byte pieces -> id (reserved_id_map_)
+  Trie user;       // user-defined symbols (the prefix matcher)
+  Trie viterbi;    // unigram: normal and user-defined pieces, score in the node
+  // Unigram: the viterbi node reached by each 2- or 3-byte character (U+0080..U+FFFF) from the
+  // root, so a Viterbi step starts after the first character with one load instead of a walk
+  // of three dependent ones. kNoPiece: no piece starts with the character; kWalk: walk.
+  std::vector<int32_t> first_char;
+  static constexpr int32_t kNoPiece = -1, kWalk = -2;
+  Normalizer normalizer;
+  std::unique_ptr<Normalizer> denormalizer;
+  int32_t unk = -1;
+  bool byte_fallback = false;
+  bool has_unused = false;
+  int32_t byte_ids[256];
+  std::vector<int32_t> canonical;  // piece_to_id(id_to_piece(id)), used by decode(ids)
+  float min_score = FLT_MAX, max_score = FLT_MIN;
+  std::string unk_surface;
+
+  int32_t lookup(std::string_view piece) const {
+    int32_t id = reserved.exact(piece);
+    if (id >= 0) return id;
+    id = pieces.exact(piece);
+    return id >= 0 ? id : unk;
+  }
+
+  void init();
+  void segment(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
+  void segment_unigram(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
+  void segment_bpe(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
+  void segment_word(std::string_view normalized, std::vector<Token>& out) const;
+  void segment_char(std::string_view normalized, std::vector<Token>& out) const;
+  std::string decode_pieces(const std::vector<std::string_view>& pieces, const int32_t* ids) const;
+};
+
+void Tokenizer::Impl::init() {
+  auto bad = [&](const std::string& what) {
+    throw Error(fmt::format("{}: unusable SentencePiece model: {}", origin, what));
+  };
+  const TrainerSpec& ts = model.trainer();
+  type = ts.model_type_or_default();
+  if (type != ModelType::unigram && type != ModelType::bpe && type != ModelType::word &&
+      type != ModelType::character)
+    bad(fmt::format("unknown model type {} (known: 1 unigram, 2 bpe, 3 word, 4 char)", int32_t(type)));
+  if (model.pieces.empty()) bad("it has no pieces (is this a SentencePiece .model file?)");
+  if (model.pieces.size() >= size_t(kUserDefinedFlag)) bad(fmt::format("too many pieces ({})", model.pieces.size()));
+  byte_fallback = ts.byte_fallback_or_default();
+
+  const size_t n = model.pieces.size();
+  types.resize(n);
+  scores.resize(n);
+  std::fill(std::begin(byte_ids), std::end(byte_ids), -1);
+  std::vector<std::pair<std::string, int32_t>> normal_keys, reserved_keys, user_keys, viterbi_keys;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& sp = model.pieces[i];
+    const PieceType t = sp.type_or_default();
+    if (int32_t(t) < 1 || int32_t(t) > 6) bad(fmt::format("piece {} ({}) has unknown type {}", i, sp.piece, int32_t(t)));
+    if (sp.piece.empty()) bad(fmt::format("piece {} is empty", i));
+    types[i] = t;
+    scores[i] = sp.score_or_default();
+    const bool normal_like = t == PieceType::normal || t == PieceType::user_defined || t == PieceType::unused;
+    (normal_like ? normal_keys : reserved_keys).emplace_back(sp.piece, int32_t(i));
+    if (t == PieceType::user_defined) user_keys.emplace_back(sp.piece, int32_t(i));
+    if (t == PieceType::unused) has_unused = true;
+    if (t == PieceType::normal) {
+      min_score = std::min(min_score, scores[i]);
+      max_score = std::max(max_score, scores[i]);
+    }
+    if (t == PieceType::normal || t == PieceType::user_defined)
+      viterbi_keys.emplace_back(sp.piece, int32_t(i) | (t == PieceType::user_defined ? kUserDefinedFlag : 0));
+    if (t == PieceType::unknown) {
+      if (unk >= 0) bad(fmt::format("more than one unknown piece ({} and {})", model.pieces[size_t(unk)].piece, sp.piece));
+      unk = int32_t(i);
+    }
+    if (t == PieceType::byte) {
+      if (!byte_fallback) bad(fmt::format("byte piece {} is present although byte_fallback is off", sp.piece));
+      int b = piece_to_byte(sp.piece);
+      if (b < 0) bad(fmt::format("byte piece {} is not of the form <0xNN>", sp.piece));
+      byte_ids[b] = int32_t(i);
+    }
+  }
+  if (unk < 0) bad("it defines no unknown piece (<unk>)");
+  if (byte_fallback)
+    for (int b = 0; b < 256; ++b)
+      if (byte_ids[b] < 0) bad(fmt::format("byte_fallback is on but byte piece {} is missing", byte_piece(uint8_t(b))));
+  auto check_unique = [&](std::vector<std::pair<std::string, int32_t>>& keys) {
+    std::sort(keys.begin(), keys.end());
+    for (size_t i = 1; i < keys.size(); ++i)
+      if (keys[i].first == keys[i - 1].first) bad(fmt::format("piece {} is defined twice", keys[i].first));
+  };
+  check_unique(normal_keys);
+  check_unique(reserved_keys);
+  pieces = Trie(normal_keys);
+  reserved = Trie(reserved_keys);
+  user = Trie(user_keys);
+  if (type == ModelType::unigram) {
+    if (normal_keys.empty()) bad("a unigram model needs at least one normal piece");
+    viterbi = Trie(viterbi_keys);
+    for (const auto& [key, value] : viterbi_keys) {
+      int32_t node = viterbi.find_node(key);
+      viterbi.set_score(node, scores[size_t(value & ~kUserDefinedFlag)]);
+    }
+    first_char.assign(0x10000, kWalk);
+    for (uint32_t cp = 0x80; cp < 0x10000; ++cp) {
+      if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+      uint8_t buf[3];
+      size_t len;
+      if (cp < 0x800) {
+        buf[0] = uint8_t(0xC0 | (cp >> 6));
+        buf[1] = uint8_t(0x80 | (cp & 0x3F));
+        len = 2;
+      } else {
+        buf[0] = uint8_t(0xE0 | (cp >> 12));
+        buf[1] = uint8_t(0x80 | ((cp >> 6) & 0x3F));
+        buf[2] = uint8_t(0x80 | (cp & 0x3F));
+        len = 3;
+      }
+      int32_t node = 0;
+      bool value_inside = false;
+      for (size_t i = 0; i < len && node >= 0; ++i) {
+        node = viterbi.child(node, buf[i]);
+        if (node >= 0 && i + 1 < len && Trie::has_value(viterbi.units()[node])) value_inside = true;
+      }
+      first_char[cp] = value_inside ? kWalk : node < 0 ? kNoPiece : node;
+    }
+  }
+  canonical.resize(n);
+  for (size_t i = 0; i < n; ++i) canonical[i] = lookup(model.pieces[i].piece);
+  unk_surface = ts.unk_surface ? *ts.unk_surface : std::string(" \xE2\x81\x87 ");
+
+  normalizer = Normalizer(model.normalizer(), ts.treat_whitespace_as_suffix_or_default(), &user, origin);
+  if (model.denormalizer_spec && !model.denormalizer_spec->charsmap().empty())
+    denormalizer = std::make_unique<Normalizer>(*model.denormalizer_spec, false, nullptr, origin);
+}
+
+// ---- segmentation --------------------------------------------------------------------------
+
+void Tokenizer::Impl::segment(std::string_view normalized, std::vector<Token>& out, Scratch& s) const {
+  out.clear();
+  if (normalized.empty()) return;
+  switch (type) {
+    case ModelType::unigram: segment_unigram(normalized, out, s); break;
+    case ModelType::bpe: segment_bpe(normalized, out, s); break;
+    case ModelType::word: segment_word(normalized, out); break;
+    case ModelType::character: segment_char(normalized, out); break;
+  }
+}
+
+// Viterbi over the pieces that start at each character, as SentencePiece's optimized unigram
+// encoder: best[i] is the best path ending at byte i; ties keep the earlier candidate. The
+// arithmetic (double sums, float storage) follows SentencePiece so that near-ties break the
+// same way.
+void Tokenizer::Impl::segment_unigram(std::string_view normalized, std::vector<Token>& out, Scratch& s) const {
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  auto& best = s.best;
+  best.assign(size + 1, Scratch::Best{0.0f, -1, -1});
+  const Trie::Unit* units = viterbi.units();
+  const Trie::Payload* payload = viterbi.payloads();
+  const float unk_score = min_score - kUnkPenalty;
+  const float max_sc = max_score;
+
+  for (size_t start = 0; start < size;) {
+    const size_t mblen = std::min(one_char_len(uint8_t(text[start])), size - start);
+    const float here = best[start].score;
+    bool has_single = false;
+    int32_t node = 0;
+    int32_t base = units[0].base;
+    size_t k = start;
+    const uint8_t lead = uint8_t(text[start]);
+    // Jump over the whole first character when it is well-formed (normalized text is, unless a
+    // model's own rules or user symbols are not UTF-8; then the walk below handles it).
+    if (lead >= 0xC2 && lead < 0xF0 && mblen >= 2 && (uint8_t(text[start + 1]) & 0xC0) == 0x80 &&
+        (mblen == 2 || (uint8_t(text[start + 2]) & 0xC0) == 0x80)) {
+      const uint32_t cp = mblen == 2 ? ((lead & 0x1Fu) << 6) | (uint8_t(text[start + 1]) & 0x3Fu)
+                                     : ((lead & 0x0Fu) << 12) | ((uint8_t(text[start + 1]) & 0x3Fu) << 6) |
+                                           (uint8_t(text[start + 2]) & 0x3Fu);
+      const int32_t jump = (mblen == 3 && cp < 0x800) ? kWalk : first_char[cp];  // overlong: walk
+      if (jump == kNoPiece) {
+        k = size;  // nothing to walk: the character is unknown
+      } else if (jump >= 0) {
+        node = jump;
+        base = units[jump].base;
+        k = start + mblen;
+        if (Trie::has_value(units[jump])) {
+          const int32_t value = payload[jump].value;
+          auto& target = best[k];
+          const double score =
+              (value & kUserDefinedFlag) ? double(float(mblen) * max_sc) - 0.1 : double(payload[jump].score);
+          const double cand = score + double(here);
+          if (target.start == -1 || cand > double(target.score)) {
+            target.score = float(cand);
+            target.start = int32_t(start);
+            target.id = value & ~kUserDefinedFlag;
+          }
+          has_single = true;
+        }
+      }
+    }
+    for (; k < size; ++k) {
+      const int32_t t = base + uint8_t(text[k]);
+      const uint32_t check = units[t].check;
+      if ((check & Trie::kParentMask) != uint32_t(node)) break;
+      node = t;
+      base = units[t].base;
+      if (!(check & Trie::kHasValue)) continue;  // no piece ends here
+      const int32_t value = payload[t].value;
+      const size_t length = k + 1 - start;
+      auto& target = best[k + 1];
+      // SentencePiece's `cond ? length * max_score - 0.1 : score` is a double, so the sum and
+      // the comparison happen in double and only the stored best score is rounded to float.
+      const double score =
+          (value & kUserDefinedFlag) ? double(float(length) * max_sc) - 0.1 : double(payload[t].score);
+      const double cand = score + double(here);
+      if (target.start == -1 || cand > double(target.score)) {
+        target.score = float(cand);
+        target.start = int32_t(start);
+        target.id = value & ~kUserDefinedFlag;
+      }
+      if (length == mblen) has_single = true;
+    }
+    if (!has_single) {
+      auto& target = best[start + mblen];
+      const float cand = unk_score + here;
+      if (target.start == -1 || cand > target.score) {
+        target.score = cand;
+        target.start = int32_t(start);
+        target.id = unk;
+      }
+    }
+    start += mblen;
+  }
+  for (size_t end = size; end > 0;) {
+    const auto& b = best[end];
+    out.push_back(Token{uint32_t(b.start), uint32_t(end - size_t(b.start)), b.id});
+    end = size_t(b.start);
+  }
+  std::reverse(out.begin(), out.end());
+}
+
+// SentencePiece's BPE: start from characters (user-defined symbols frozen whole), repeatedly
+// merge the adjacent pair whose merged piece scores highest (leftmost on ties), then split
+// any unused piece back into the parts it was made of.
+void Tokenizer::Impl::segment_bpe(std::string_view normalized, std::vector<Token>& out, Scratch& s) const {
+  using Symbol = Scratch::Symbol;
+  using Pair = Scratch::Pair;
+  auto& symbols = s.symbols;
+  symbols.clear();
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  const Trie::Unit* units = pieces.units();
+  const Trie::Payload* payload = pieces.payloads();
+  // Walks bytes [p, p + n) from `node`; -1 when the trie has no such path.
+  auto walk = [&](int32_t node, const char* p, size_t n) {
+    for (size_t i = 0; i < n && node >= 0; ++i) node = pieces.child(node, uint8_t(p[i]));
+    return node;
+  };
+  for (size_t pos = 0; pos < size;) {
+    size_t len = user.empty() ? 0 : user.longest_prefix(normalized.substr(pos));
+    const bool freeze = len > 0;
+    if (!freeze) len = std::min(one_char_len(uint8_t(text[pos])), size - pos);
+    const int32_t index = int32_t(symbols.size());
+    symbols.push_back(Symbol{index - 1, pos + len < size ? index + 1 : -1, uint32_t(pos), uint32_t(len),
+                             pieces.empty() ? -1 : walk(0, text + pos, len), freeze});
+    pos += len;
+  }
+
+  // SentencePiece merges the pair with the highest score, the leftmost among equals. A pair is
+  // valid until either side changes (sizes only grow, so the size check detects that), and no
+  // two valid pairs share a left symbol, so that order is total on valid pairs: any max-heap on
+  // (score, -left) pops them in SentencePiece's order. The key packs both into one integer.
+  struct Compare {
+    bool operator()(const Pair& a, const Pair& b) const { return a.key < b.key; }
+  };
+  auto make_key = [](float score, int32_t left) {
+    uint32_t bits;
+    std::memcpy(&bits, &score, 4);
+    if (bits == 0x80000000u) bits = 0;  // -0 == +0
+    bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    return (uint64_t(bits) << 32) | uint64_t(~uint32_t(left));
+  };
+  auto& agenda = s.agenda;
+  agenda.clear();
+  // Merged piece -> the two parts it was made of; only needed when unused pieces exist.
+  std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>> rev_merge;
+
+  // The merged piece is found by continuing the left symbol's trie walk over the right one.
+  auto maybe_add = [&](int32_t left, int32_t right) {
+    if (left == -1 || right == -1) return;
+    const Symbol& l = symbols[size_t(left)];
+    const Symbol& r = symbols[size_t(right)];
+    if (l.freeze || r.freeze || l.node < 0) return;
+    const int32_t node = walk(l.node, text + r.begin, r.len);
+    if (node < 0 || !Trie::has_value(units[node])) return;
+    const int32_t id = payload[node].value;
+    agenda.push_back(Pair{make_key(scores[size_t(id)], left), right, l.len + r.len, node});
+    std::push_heap(agenda.begin(), agenda.end(), Compare{});
+    if (types[size_t(id)] == PieceType::unused)
+      rev_merge[std::string_view(text + l.begin, l.len + r.len)] = {std::string_view(text + l.begin, l.len),
+                                                                     std::string_view(text + r.begin, r.len)};
+  };
+
+  for (size_t i = 1; i < symbols.size(); ++i) maybe_add(int32_t(i - 1), int32_t(i));
+
+  while (!agenda.empty()) {
+    std::pop_heap(agenda.begin(), agenda.end(), Compare{});
+    const Pair top = agenda.back();
+    agenda.pop_back();
+    const int32_t left = top.left();
+    Symbol& l = symbols[size_t(left)];
+    Symbol& r = symbols[size_t(top.right)];
+    if (l.len == 0 || r.len == 0 || l.len + r.len != top.size) continue;
+    l.len += r.len;
+    l.node = top.node;
+    l.next = r.next;
+    if (r.next >= 0) symbols[size_t(r.next)].prev = left;
+    r.len = 0;
+    maybe_add(l.prev, left);
+    maybe_add(left, l.next);
+  }
+
+  auto resegment = [&](auto&& self, std::string_view w) -> void {
+    const int32_t id = lookup(w);
+    if (types[size_t(id)] != PieceType::unused) {
+      out.push_back(Token{uint32_t(w.data() - text), uint32_t(w.size()), id});
+      return;
+    }
+    auto it = rev_merge.find(w);
+    if (it == rev_merge.end()) {
+      out.push_back(Token{uint32_t(w.data() - text), uint32_t(w.size()), id});
+      return;
+    }
+    const auto parts = it->second;
+    self(self, parts.first);
+    self(self, parts.second);
+  };
+  for (int32_t i = 0; i != -1; i = symbols[size_t(i)].next) {
+    const Symbol& sym = symbols[size_t(i)];
+    const std::string_view w(text + sym.begin, sym.len);
+    if (has_unused) {
+      resegment(resegment, w);
+    } else if (sym.node >= 0 && Trie::has_value(units[sym.node])) {
+      // A piece of the vocabulary: its id as SentencePiece's PieceToId gives it.
+      out.push_back(Token{sym.begin, sym.len, canonical[size_t(payload[sym.node].value)]});
+    } else {
+      out.push_back(Token{sym.begin, sym.len, lookup(w)});
+    }
+  }
+}
+
+// Word model: a new word starts at the beginning and at every U+2581.
+void Tokenizer::Impl::segment_word(std::string_view normalized, std::vector<Token>& out) const {
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  size_t word = 0;
+  for (size_t pos = 0; pos < size;) {
+    const size_t len = std::min(one_char_len(uint8_t(text[pos])), size - pos);
+    if (pos > 0 && normalized.substr(pos, len) == kSpaceSymbol) {
+      out.push_back(Token{uint32_t(word), uint32_t(pos - word), lookup(normalized.substr(word, pos - word))});
+      word = pos;
+    }
+    pos += len;
+  }
+  out.push_back(Token{uint32_t(word), uint32_t(size - word), lookup(normalized.substr(word))});
+}
+
+void Tokenizer::Impl::segment_char(std::string_view normalized, std::vector<Token>& out) const {
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  for (size_t pos = 0; pos < size;) {
+    size_t len = user.empty() ? 0 : user.longest_prefix(normalized.substr(pos));
+    if (len == 0) len = std::min(one_char_len(uint8_t(text[pos])), size - pos);
+    out.push_back(Token{uint32_t(pos), uint32_t(len), lookup(normalized.substr(pos, len))});
+    pos += len;
+  }
+}
+
+// ---- public API ----------------------------------------------------------------------------
+
+Tokenizer Tokenizer::load(const std::string& model_path) {
+  std::string bytes;
+  try {
+    bytes = read_file(model_path);
+  } catch (const Error& e) {
+    fail("cannot read tokenizer model: {}", e.what());
+  }
+  return from_bytes(bytes, model_path);
+}
+
+Tokenizer Tokenizer::from_bytes(std::string_view serialized, const std::string& origin) {
+  if (serialized.empty()) fail("{}: not a valid SentencePiece model: the file is empty", origin);
+  return from_proto(parse_model_proto(serialized, origin), origin);
+}
+
+Tokenizer Tokenizer::from_proto(ModelProto model, const std::string& origin) {
+  auto impl = std::make_shared<Impl>();
+  impl->model = std::move(model);
+  impl->origin = origin;
+  impl->init();
+  return Tokenizer(std::move(impl));
+}
+
+namespace {
+// Turns the segmentation into output the way SentencePiece's PopulateSentencePieceText does:
+// unknown pieces become byte pieces under byte fallback, otherwise runs of them merge into one.
+template <typename Emit, typename Merge>
+void emit_tokens(const Tokenizer::Impl& m, std::string_view normalized, const std::vector<Token>& tokens,
+                 Emit&& emit, Merge&& merge) {
+  bool prev_unk = false;
+  for (const Token& t : tokens) {
+    const bool is_unk = m.types[size_t(t.id)] == PieceType::unknown;
+    const std::string_view w = normalized.substr(t.begin, t.len);
+    if (is_unk && m.byte_fallback) {
+      for (char c : w) emit(m.byte_ids[uint8_t(c)], std::string_view());
+    } else if (is_unk && prev_unk) {
+      merge(w);
+    } else {
+      emit(t.id, w);
+    }
+    prev_unk = is_unk;
+  }
+}
+}  // namespace
+
+void Tokenizer::encode(std::string_view text, std::vector<int32_t>& ids) const {
+  const Impl& m = *impl_;
+  Scratch& s = scratch();
+  m.normalizer.normalize(text, s.normalized);
+  m.segment(s.normalized, s.tokens, s);
+  emit_tokens(m, s.normalized, s.tokens, [&](int32_t id, std::string_view) { ids.push_back(id); },
+              [](std::string_view) {});
+}
+
+void Tokenizer::encode_pieces(std::string_view text, std::vector<std::string>& pieces) const {
+  const Impl& m = *impl_;
+  Scratch& s = scratch();
+  m.normalizer.normalize(text, s.normalized);
+  m.segment(s.normalized, s.tokens, s);
+  emit_tokens(
+      m, s.normalized, s.tokens,
+      [&](int32_t id, std::string_view w) {
+        if (m.types[size_t(id)] == PieceType::byte)
+          pieces.push_back(m.model.pieces[size_t(id)].piece);
+        else
+          pieces.emplace_back(w);
+      },
+      [&](std::string_view w) { pieces.back().append(w); });
+}
+
+std::string Tokenizer::normalize(std::string_view text) const {
+  std::string out;
+  impl_->normalizer.normalize(text, out);
+  return out;
+}
+
+// SentencePiece's Decode: control pieces vanish, <unk> becomes unk_surface, runs of byte
+// pieces are reassembled into UTF-8 (each invalid byte becomes U+FFFD), U+2581 becomes ' ', and
+// the leading space that the dummy prefix (or extra-whitespace removal) implies is dropped.
+std::string Tokenizer::Impl::decode_pieces(const std::vector<std::string_view>& ps, const int32_t* ids) const {
+  std::string text;
+  const bool strip_bos = model.normalizer().add_dummy_prefix_or_default() ||
+                         model.normalizer().remove_extra_whitespaces_or_default();
+  const bool remove_extra = model.normalizer().remove_extra_whitespaces_or_default();
+  std::string bytes;
+  auto flush_bytes = [&]() {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      size_t n = valid_utf8_len(bytes.data() + off, bytes.data() + bytes.size());
+      if (n == 0) {
+        text.append(kReplacementChar);
+        off += 1;
+      } else {
+        text.append(bytes, off, n);
+        off += n;
+      }
+    }
+    bytes.clear();
+  };
+  bool is_bos_ws = true, bos_ws_seen = false;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const int32_t id = ids[i];
+    const PieceType t = types[size_t(id)];
+    if (t == PieceType::byte) {
+      bytes.push_back(char(piece_to_byte(ps[i])));
+      continue;
+    }
+    flush_bytes();
+    if (bos_ws_seen || !text.empty()) is_bos_ws = false;
+    bos_ws_seen = false;
+    std::string_view piece = ps[i];
+    if (t == PieceType::control) continue;
+    if (t == PieceType::unknown) {
+      if (model.pieces[size_t(id)].piece == piece)
+        text += unk_surface;
+      else
+        text += piece;
+      continue;
+    }
+    if (is_bos_ws && strip_bos) {
+      if (piece.substr(0, kSpaceSymbol.size()) == kSpaceSymbol) {
+        piece.remove_prefix(kSpaceSymbol.size());
+        bos_ws_seen = !remove_extra;
+      }
+    }
+    for (size_t pos = 0; pos < piece.size();) {
+      if (piece.substr(pos, kSpaceSymbol.size()) == kSpaceSymbol) {
+        text.push_back(' ');
+        pos += kSpaceSymbol.size();
+      } else {
+        text.push_back(piece[pos]);
+        ++pos;
+      }
+    }
+  }
+  flush_bytes();
+  if (denormalizer) {
+    std::string out;
+    denormalizer->normalize(text, out);
+    return out;
+  }
+  return text;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  const Impl& m = *impl_;
+  std::vector<std::string_view> ps;
+  std::vector<int32_t> canon;
+  ps.reserve(ids.size());
+  canon.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size()) fail("cannot decode id {}: the model has ids 0..{}", id, vocab_size() - 1);
+    ps.emplace_back(m.model.pieces[size_t(id)].piece);
+    canon.push_back(m.canonical[size_t(id)]);
+  }
+  return m.decode_pieces(ps, canon.data());
+}
+
+std::string Tokenizer::decode_pieces(const std::vector<std::string_view>& pieces) const {
+  std::vector<int32_t> ids;
+  ids.reserve(pieces.size());
+  for (auto p : pieces) ids.push_back(impl_->lookup(p));
+  return impl_->decode_pieces(pieces, ids.data());
+}
+
+std::string Tokenizer::decode_pieces(const std::vector<std::string>& pieces) const {
+  std::vector<std::string_view> views(pieces.begin(), pieces.end());
+  return decode_pieces(views);
+}
+
+int32_t Tokenizer::vocab_size() const { return int32_t(impl_->model.pieces.size()); }
+int32_t Tokenizer::piece_to_id(std::string_view piece) const { return impl_->lookup(piece); }
+
+const std::string& Tokenizer::id_to_piece(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) fail("id {} is out of range: the model has ids 0..{}", id, vocab_size() - 1);
+  return impl_->model.pieces[size_t(id)].piece;
+}
+
+float Tokenizer::score(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) fail("id {} is out of range: the model has ids 0..{}", id, vocab_size() - 1);
+  return impl_->scores[size_t(id)];
+}
+
+PieceType Tokenizer::piece_type(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) fail("id {} is out of range: the model has ids 0..{}", id, vocab_size() - 1);
+  return impl_->types[size_t(id)];
+}
+
+int32_t Tokenizer::unk_id() const {
+  int32_t id = impl_->lookup(impl_->model.trainer().unk_piece_or_default());
+  return impl_->types[size_t(id)] == PieceType::unknown ? id : -1;
+}
+
+namespace {
+int32_t control_id(const Tokenizer::Impl& m, const std::string& piece) {
+  int32_t id = m.lookup(piece);
+  return m.types[size_t(id)] == PieceType::control ? id : -1;
+}
+}  // namespace
+
+int32_t Tokenizer::bos_id() const { return control_id(*impl_, impl_->model.trainer().bos_piece_or_default()); }
+int32_t Tokenizer::eos_id() const { return control_id(*impl_, impl_->model.trainer().eos_piece_or_default()); }
+int32_t Tokenizer::pad_id() const { return control_id(*impl_, impl_->model.trainer().pad_piece_or_default()); }
+
+ModelType Tokenizer::model_type() const { return impl_->type; }
+const ModelProto& Tokenizer::model() const { return impl_->model; }
+const std::string& Tokenizer::origin() const { return impl_->origin; }
+
+}  // namespace tsumugi::tokenizer
