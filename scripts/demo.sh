@@ -39,5 +39,23 @@ for line in out.splitlines():
     print(f"- {f}: {r['reject']['reason']}{extra}\n    {r['text'][:80]!r}")
 PY
 
+step "4. tokenizer train: a SentencePiece-compatible unigram model on the cleaned ja + en + code text"
+$BIN tokenizer train --input "$OUT"/clean-ja/kept-*.jsonl.zst "$OUT"/clean-en/kept-*.jsonl.zst \
+  "$OUT"/clean-code/kept-*.jsonl.zst --vocab-size 8000 --model-type unigram --byte-fallback true \
+  --split-digits true --control-symbols '<EOD>' --input-sentence-size 30000 --num-threads "$(nproc)" -o "$OUT/tok"
+$BIN tokenizer info --model "$OUT/tok.model" | head -12
+echo "吾輩は猫である。名前はまだ無い。 The quick brown fox; printf(\"%d\", 42);" > "$OUT/sample.txt"
+echo "pieces:"; $BIN tokenizer encode --model "$OUT/tok.model" --output-format piece < "$OUT/sample.txt"
+echo "ids:   "; $BIN tokenizer encode --model "$OUT/tok.model" --output-format id < "$OUT/sample.txt" \
+  | tee "$OUT/sample.ids"
+echo "decode:"; $BIN tokenizer decode --model "$OUT/tok.model" < "$OUT/sample.ids"
+
+step "5. tokenize: cleaned Japanese into a Megatron-LM indexed dataset (.bin/.idx), <EOD> after each document"
+$BIN tokenize --model "$OUT/tok.model" -o "$OUT/shards/ja" "$OUT"/clean-ja/kept-*.jsonl.zst
+
+step "6. tokenizer export-hf: the same tokenizer for Hugging Face (tokenizer.json)"
+$BIN tokenizer export-hf --model "$OUT/tok.model" -o "$OUT/hf-tokenizer"
+ls -l "$OUT/hf-tokenizer"
+
 echo
-echo "Outputs are in $OUT/: kept shards, rejects, errors and stats.json for each run."
+echo "Outputs are in $OUT/: cleaned shards with rejects and stats, the tokenizer, Megatron shards, HF files."

@@ -69,7 +69,7 @@ struct Tokenizer::Impl {
   Trie pieces;     // normal, user-defined and unused pieces -> id (SentencePiece's pieces_)
   Trie reserved;   // control, unknown and byte pieces -> id (reserved_id_map_)
   Trie user;       // user-defined symbols (the prefix matcher)
-  Trie viterbi;    // unigram: normal and user-defined pieces, score in the node
+  Trie viterbi;    // unigram: normal and user-defined pieces, score in the payload
   // Unigram: the viterbi node reached by each 2- or 3-byte character (U+0080..U+FFFF) from the
   // root, so a Viterbi step starts after the first character with one load instead of a walk
   // of three dependent ones. kNoPiece: no piece starts with the character; kWalk: walk.

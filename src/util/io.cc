@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "util/error.h"
@@ -293,7 +294,12 @@ std::string compress_frame(Compression c, std::string_view data, int zstd_level)
   if (c == Compression::none) return std::string(data);
   std::string out;
   if (c == Compression::zstd) {
-    thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+    // One context per thread, freed when the thread ends.
+    struct CCtxFree {
+      void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+    };
+    thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> ctx(ZSTD_createCCtx());
+    ZSTD_CCtx* cctx = ctx.get();
     ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, zstd_level);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);

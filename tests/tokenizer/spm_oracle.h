@@ -259,7 +259,7 @@ inline std::string join_lines(const std::vector<std::string>& lines) {
 // '\n'), one file per corpus, and the hard strings.
 struct Inputs {
   fs::path dir;
-  std::vector<std::string> names;  // "ja", "en", "code", "hard"
+  std::vector<std::string> names;  // "ja", "en", "code", "hard": NAME.txt in dir
   std::string key;                 // content hash of all of them
   fs::path file(const std::string& name) const { return dir / (name + ".txt"); }
 };
