@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Encode speed of `tsumugi tokenizer encode` against spm_encode (SentencePiece 0.1.97), both
 # single-threaded, on the bundled corpora, with models trained by spm_train; also checks that
-# the outputs are identical. Usage: tests/tokenizer/bench.sh [BUILD_DIR] (default: build)
+# the outputs are identical. Usage: bench/tokenizer_encode.sh [BUILD_DIR] (default: build)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build}/tsumugi
 for t in spm_train spm_encode python3; do
   command -v $t > /dev/null || { echo "missing $t (apt-get install sentencepiece python3)" >&2; exit 1; }
