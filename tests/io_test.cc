@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "test_util.h"
+#include "util/base64.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -155,4 +156,13 @@ TEST_P(IoRoundTrip, FramesFromWorkersMixWithStreamedWrites) {
     f.commit();
   }
   EXPECT_EQ(read_file(empty), "");
+}
+
+TEST(Base64, MatchesRfc4648Vectors) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64_encode(std::string("\xff\xfe\x00", 3)), "//4A");
 }

@@ -3,34 +3,13 @@
 #include <fmt/format.h>
 
 #include "text/utf8.h"
+#include "util/base64.h"
 #include "util/error.h"
 #include "util/io.h"
 #include "util/log.h"
 
 namespace tsumugi::corpus {
 
-namespace {
-std::string base64(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += tbl[(v >> s) & 63];
-  }
-  size_t rest = in.size() - i;
-  if (rest) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    if (rest == 2) v |= uint32_t(uint8_t(in[i + 1])) << 8;
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += rest == 2 ? tbl[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-}  // namespace
 
 void read_line_batches(const std::vector<std::string>& files, const std::function<bool(size_t)>& take,
                        size_t batch_bytes, const std::function<void(LineBatch&&)>& sink, ReadCounts& counts) {
@@ -113,7 +92,7 @@ void append_error_record(std::string& out, std::string_view file, uint64_t line,
       append_json_string(out, *raw);
     } else {
       out += ",\"raw_base64\":\"";
-      out += base64(*raw);
+      out += base64_encode(*raw);
       out += '"';
     }
   }

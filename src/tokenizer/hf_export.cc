@@ -10,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "util/base64.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -21,32 +22,6 @@ using json = nlohmann::ordered_json;
 
 const char kSpaceSymbol[] = "\xE2\x96\x81";  // U+2581
 
-std::string base64(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += tbl[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8);
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
 
 // Code points in a UTF-8 string (continuation bytes not counted).
 size_t char_count(std::string_view s) {
@@ -116,7 +91,7 @@ json normalizer_json(const ModelProto& m) {
   const NormalizerSpec& ns = m.normalizer();
   json seq = json::array();
   if (!ns.charsmap().empty())
-    seq.push_back(json{{"type", "Precompiled"}, {"precompiled_charsmap", base64(ns.charsmap())}});
+    seq.push_back(json{{"type", "Precompiled"}, {"precompiled_charsmap", base64_encode(ns.charsmap())}});
   const bool remove_ws = ns.remove_extra_whitespaces_or_default();
   const bool escape = ns.escape_whitespaces_or_default();
   if (remove_ws) {
