@@ -28,7 +28,6 @@ namespace {
 Profile empty_profile() { return parse_profile(R"({"name":"none","filters":[]})", "test", false); }
 
 nlohmann::json run(CleanOptions opt) {
-  opt.print_table = false;
   opt.progress = 0;
   auto comm = make_single_communicator();
   return run_clean(opt, *comm);

@@ -28,7 +28,6 @@ struct CleanOptions {
   bool write_rejects = true;
   int progress = -1;                         // -1: when stderr is a terminal
   size_t batch_bytes = 2u << 20;
-  bool print_table = true;                   // readable stats table on stderr
 };
 
 // Runs the job on this rank; every rank of `comm` must call it with the same options.

@@ -64,4 +64,13 @@ ModelProto train_model(const TrainOptions& options, TrainStats* stats = nullptr)
 // Trains and writes PREFIX.model and PREFIX.vocab.
 void train_and_save(const TrainOptions& options, const std::string& prefix, TrainStats* stats = nullptr);
 
+// Re-estimates the scores of a fixed unigram vocabulary: `iterations` EM rounds (forward-backward
+// expected counts, digamma M step) over `sentences` (normalized text as the trainer sees it,
+// U+2581 for spaces, with frequencies), whole sentences (no whitespace pre-split, so pieces
+// spanning several U+2581 get counts). No pruning: every piece is kept, expected counts are
+// floored at 0.5 so unseen pieces get a low finite score. Returns the pieces in input order.
+std::vector<std::pair<std::string, float>> reestimate_unigram_scores(
+    const std::vector<std::pair<std::string, int64_t>>& sentences,
+    const std::vector<std::pair<std::string, float>>& pieces, int iterations, int num_threads);
+
 }  // namespace tsumugi::tokenizer

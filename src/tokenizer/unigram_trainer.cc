@@ -454,3 +454,36 @@ std::vector<Piece> train_unigram(const TrainOptions& o, Corpus& corpus) {
 }
 
 }  // namespace tsumugi::tokenizer::train
+
+namespace tsumugi::tokenizer {
+
+std::vector<std::pair<std::string, float>> reestimate_unigram_scores(
+    const std::vector<std::pair<std::string, int64_t>>& sentences,
+    const std::vector<std::pair<std::string, float>>& pieces, int iterations, int num_threads) {
+  using namespace train;
+  Model model;
+  model.set(pieces);
+  Words words;
+  words.text.reserve(sentences.size());
+  for (const auto& s : sentences) {
+    words.text.push_back(to_u32(s.first));
+    words.freq.push_back(s.second);
+  }
+  ThreadPool pool(unsigned(std::clamp(num_threads, 1, 256)));
+  for (int iter = 0; iter < iterations; ++iter) {
+    double objective = 0;
+    const auto expected = e_step(pool, model, words, &objective);
+    double sum = 0;
+    for (double e : expected) sum += std::max(e, 0.5);
+    const double logsum = digamma(sum);
+    std::vector<Piece> next;
+    next.reserve(expected.size());
+    for (size_t i = 0; i < expected.size(); ++i)
+      next.emplace_back(model.pieces()[i].first, float(digamma(std::max(expected[i], 0.5)) - logsum));
+    model.set(std::move(next));
+    log::info("re-estimation: EM iter={} pieces={} obj={}", iter, model.size(), objective);
+  }
+  return model.pieces();
+}
+
+}  // namespace tsumugi::tokenizer

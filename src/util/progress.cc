@@ -22,9 +22,6 @@ void Progress::clear_line_for_log() {
   if (g_line_drawn.exchange(false)) std::fputs("\r\033[K", stderr);
 }
 
-double Progress::elapsed_seconds() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-}
 
 void Progress::add(uint64_t bytes, uint64_t items) {
   bytes_ += bytes;
@@ -32,10 +29,6 @@ void Progress::add(uint64_t bytes, uint64_t items) {
   maybe_draw(false);
 }
 
-void Progress::set_bytes(uint64_t bytes) {
-  bytes_ = bytes;
-  maybe_draw(false);
-}
 
 void Progress::finish() {
   if (finished_) return;

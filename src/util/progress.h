@@ -15,9 +15,7 @@ class Progress {
   Progress(std::string label, uint64_t total_bytes, bool enabled);
   ~Progress();
   void add(uint64_t bytes, uint64_t items);
-  void set_bytes(uint64_t bytes);
   void finish();
-  double elapsed_seconds() const;
 
   // Whether stderr is an interactive terminal.
   static bool stderr_is_tty();
