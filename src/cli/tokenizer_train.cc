@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "tokenizer/recipe_llmjp.h"
 #include "tokenizer/trainer.h"
 #include "util/error.h"
 #include "util/interrupt.h"
@@ -14,10 +15,13 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
   auto o = std::make_shared<tokenizer::TrainOptions>();
   auto prefix = std::make_shared<std::string>();
   auto type = std::make_shared<std::string>("unigram");
+  auto recipe = std::make_shared<std::string>();
+  auto r = std::make_shared<tokenizer::LlmjpRecipeOptions>();
+  auto keep_domains = std::make_shared<bool>(false);
   auto* cmd = tokenizer_cmd.add_subcommand("train", "Train a SentencePiece-compatible unigram or BPE model");
   cmd->add_option("--input,-i", o->inputs,
                   "Input files (globs allowed): one sentence a line, or .jsonl[.gz|.zst] (text field split into lines)")
-      ->required();
+      ;
   cmd->add_option("-o,--output,--model-prefix", *prefix, "Writes PREFIX.model and PREFIX.vocab")->required();
   cmd->add_option("--vocab-size", o->vocab_size, "Vocabulary size, meta pieces included")->capture_default_str();
   cmd->add_option("--model-type", *type, "unigram or bpe")
@@ -67,14 +71,47 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
   cmd->add_option("--bos-piece", o->bos_piece)->capture_default_str();
   cmd->add_option("--eos-piece", o->eos_piece)->capture_default_str();
   cmd->add_option("--pad-piece", o->pad_piece)->capture_default_str();
+  cmd->add_option("--recipe", *recipe,
+                  "llm-jp: per-domain unigram models (code/en/ja) merged and re-estimated, LLM-jp v2.1 specials "
+                  "(uses --code-input/--en-input/--ja-input instead of --input)")
+      ->check(CLI::IsMember({"llm-jp"}));
+  cmd->add_option("--code-input", r->code_inputs, "llm-jp recipe: code inputs");
+  cmd->add_option("--en-input", r->en_inputs, "llm-jp recipe: English inputs");
+  cmd->add_option("--ja-input", r->ja_inputs, "llm-jp recipe: Japanese inputs");
+  cmd->add_option("--code-vocab-size", r->code_vocab_size, "llm-jp recipe: code model size")->capture_default_str();
+  cmd->add_option("--en-vocab-size", r->en_vocab_size, "llm-jp recipe: English model size")->capture_default_str();
+  cmd->add_option("--ja-vocab-size", r->ja_vocab_size, "llm-jp recipe: Japanese model size")->capture_default_str();
+  cmd->add_option("--em-iterations", r->em_iterations, "llm-jp recipe: EM rounds re-estimating the merged scores")
+      ->capture_default_str();
+  cmd->add_option("--max-whitespace-run", r->max_whitespace_run, "llm-jp recipe: longest whitespace-run piece")
+      ->capture_default_str();
+  cmd->add_option("--keep-domain-models", *keep_domains, "llm-jp recipe: also write PREFIX.{code,en,ja}.model")
+      ->capture_default_str();
   cmd->footer(
       "Examples:\n"
       "  tsumugi tokenizer train --input corpus.txt --vocab-size 32000 --model-type unigram -o ja\n"
       "  tsumugi tokenizer train --input 'clean/*.jsonl.zst' --vocab-size 50000 --model-type bpe \\\n"
-      "      --byte-fallback true --split-digits true --user-defined-symbols '<mask>,<sep>' -o llmjp");
-  cmd->callback([o, prefix, type] {
-    set_action([o, prefix, type] {
+      "      --byte-fallback true --split-digits true --user-defined-symbols '<mask>,<sep>' -o llmjp\n"
+      "  tsumugi tokenizer train --recipe llm-jp --code-input code.jsonl.gz --en-input en.jsonl.gz \\\n"
+      "      --ja-input ja.jsonl.gz --code-vocab-size 10000 --en-vocab-size 20000 --ja-vocab-size 30000 -o llmjp");
+  cmd->callback([o, prefix, type, recipe, r, keep_domains] {
+    set_action([o, prefix, type, recipe, r, keep_domains] {
       install_interrupt_handler();
+      if (!recipe->empty()) {
+        if (!o->inputs.empty()) fail("--recipe llm-jp takes --code-input/--en-input/--ja-input, not --input");
+        r->text_field = o->text_field;
+        r->input_sentence_size = o->input_sentence_size;
+        r->seed = o->seed;
+        r->num_threads = o->num_threads;
+        r->character_coverage = o->character_coverage;
+        tokenizer::LlmjpRecipeStats st;
+        tokenizer::train_llmjp_and_save(*r, *prefix, &st, *keep_domains);
+        log::info("wrote {}.model and {}.vocab (vocab {}: {} merged pieces from code {} / en {} / ja {}; {:.1f} s)",
+                  *prefix, *prefix, st.vocab_size, st.merged_pieces, st.code_pieces, st.en_pieces, st.ja_pieces,
+                  st.seconds);
+        return 0;
+      }
+      if (o->inputs.empty()) fail("no input files (give --input FILE...)");
       o->model_type = *type == "bpe" ? tokenizer::ModelType::bpe : tokenizer::ModelType::unigram;
       tokenizer::TrainStats stats;
       tokenizer::train_and_save(*o, *prefix, &stats);
