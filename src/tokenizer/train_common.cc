@@ -9,6 +9,7 @@
 #include "corpus/document.h"
 #include "corpus/jsonl.h"
 #include "tokenizer/normalizer.h"
+#include "tokenizer/unicode_script_table.h"
 #include "util/error.h"
 #include "util/io.h"
 #include "util/log.h"
@@ -18,66 +19,21 @@ namespace tsumugi::tokenizer::train {
 
 namespace {
 
-// Unicode scripts as far as the piece rules need them. Hiragana, Katakana and U+30FC are folded
-// into Han (SentencePiece treats them as one script). Code points in no listed range get a
-// script of their own per 128-code-point block.
-enum Script : int32_t { kCommon = 0, kLatin, kGreek, kCyrillic, kArmenian, kHebrew, kArabic, kDevanagari,
-                        kBengali, kThai, kHangul, kHan, kBopomofo, kInherited };
-
-struct ScriptRange {
-  char32_t lo, hi;
-  Script s;
-};
-
-constexpr ScriptRange kScripts[] = {
-    {0x0000, 0x0040, kCommon},    {0x0041, 0x005A, kLatin},     {0x005B, 0x0060, kCommon},
-    {0x0061, 0x007A, kLatin},     {0x007B, 0x00A9, kCommon},    {0x00AA, 0x00AA, kLatin},
-    {0x00AB, 0x00B9, kCommon},    {0x00BA, 0x00BA, kLatin},     {0x00BB, 0x00BF, kCommon},
-    {0x00C0, 0x00D6, kLatin},     {0x00D7, 0x00D7, kCommon},    {0x00D8, 0x00F6, kLatin},
-    {0x00F7, 0x00F7, kCommon},    {0x00F8, 0x02B8, kLatin},     {0x02B9, 0x02DF, kCommon},
-    {0x02E0, 0x02E4, kLatin},     {0x02E5, 0x02FF, kCommon},    {0x0300, 0x036F, kInherited},
-    {0x0370, 0x03FF, kGreek},     {0x0400, 0x052F, kCyrillic},  {0x0530, 0x058F, kArmenian},
-    {0x0591, 0x05FF, kHebrew},    {0x0600, 0x06FF, kArabic},    {0x0900, 0x097F, kDevanagari},
-    {0x0980, 0x09FF, kBengali},   {0x0E00, 0x0E7F, kThai},      {0x1100, 0x11FF, kHangul},
-    {0x1E00, 0x1EFF, kLatin},     {0x1F00, 0x1FFF, kGreek},     {0x2000, 0x200B, kCommon},
-    {0x200C, 0x200D, kInherited}, {0x200E, 0x2070, kCommon},    {0x2071, 0x2071, kLatin},
-    {0x2072, 0x207E, kCommon},    {0x207F, 0x207F, kLatin},     {0x2080, 0x208F, kCommon},
-    {0x2090, 0x209C, kLatin},     {0x20A0, 0x20CF, kCommon},    {0x20D0, 0x20F0, kInherited},
-    {0x2100, 0x2BFF, kCommon},    {0x2C60, 0x2C7F, kLatin},     {0x2E00, 0x2E7F, kCommon},
-    {0x2E80, 0x2FDF, kHan},       {0x2FF0, 0x2FFF, kCommon},    {0x3000, 0x3004, kCommon},
-    {0x3005, 0x3005, kHan},       {0x3006, 0x3006, kCommon},    {0x3007, 0x3007, kHan},
-    {0x3008, 0x3020, kCommon},    {0x3021, 0x3029, kHan},       {0x302A, 0x302D, kInherited},
-    {0x302E, 0x302F, kHangul},    {0x3030, 0x3037, kCommon},    {0x3038, 0x303B, kHan},
-    {0x303C, 0x303F, kCommon},    {0x3041, 0x3096, kHan},       {0x3099, 0x309A, kInherited},
-    {0x309B, 0x309C, kCommon},    {0x309D, 0x309F, kHan},       {0x30A0, 0x30A0, kCommon},
-    {0x30A1, 0x30FA, kHan},       {0x30FB, 0x30FB, kCommon},    {0x30FC, 0x30FF, kHan},
-    {0x3105, 0x312F, kBopomofo},  {0x3131, 0x318E, kHangul},    {0x3190, 0x319F, kCommon},
-    {0x31A0, 0x31BF, kBopomofo},  {0x31C0, 0x31EF, kCommon},    {0x31F0, 0x31FF, kHan},
-    {0x3200, 0x32FF, kCommon},    {0x3300, 0x3357, kHan},       {0x3358, 0x33FF, kCommon},
-    {0x3400, 0x4DBF, kHan},       {0x4DC0, 0x4DFF, kCommon},    {0x4E00, 0x9FFF, kHan},
-    {0xA960, 0xA97F, kHangul},    {0xAC00, 0xD7AF, kHangul},    {0xF900, 0xFAFF, kHan},
-    {0xFB00, 0xFB06, kLatin},     {0xFE00, 0xFE0F, kInherited}, {0xFE10, 0xFE1F, kCommon},
-    {0xFE20, 0xFE2F, kInherited}, {0xFE30, 0xFE6F, kCommon},    {0xFF01, 0xFF20, kCommon},
-    {0xFF21, 0xFF3A, kLatin},     {0xFF3B, 0xFF40, kCommon},    {0xFF41, 0xFF5A, kLatin},
-    {0xFF5B, 0xFF65, kCommon},    {0xFF66, 0xFF6F, kHan},       {0xFF70, 0xFF70, kCommon},
-    {0xFF71, 0xFF9D, kHan},       {0xFF9E, 0xFF9F, kCommon},    {0xFFA0, 0xFFDC, kHangul},
-    {0xFFE0, 0xFFFF, kCommon},    {0x1F000, 0x1FAFF, kCommon},  {0x20000, 0x3134F, kHan},
-    {0xE0100, 0xE01EF, kInherited},
-};
-
+// Unicode Script of c (generated table; code points not listed are Common, as in
+// SentencePiece's unicode_script). Hiragana, Katakana and U+30FC (the prolonged sound mark, Common
+// in Unicode) are folded into Han, as SentencePiece's IsValidSentencePiece does.
 int32_t script_of(char32_t c) {
-  const ScriptRange* end = std::end(kScripts);
-  const ScriptRange* it = std::upper_bound(std::begin(kScripts), end, c,
-                                           [](char32_t v, const ScriptRange& r) { return v < r.lo; });
-  if (it != std::begin(kScripts) && c <= (it - 1)->hi) return (it - 1)->s;
-  return 1000 + int32_t(c >> 7);
+  namespace us = unicode_script;
+  const us::Range* end = std::end(us::kRanges);
+  const us::Range* it =
+      std::upper_bound(std::begin(us::kRanges), end, c, [](char32_t v, const us::Range& r) { return v < r.lo; });
+  const int32_t s = it != std::begin(us::kRanges) && c <= (it - 1)->hi ? (it - 1)->script : us::kCommon;
+  if (s == us::kHiragana || s == us::kKatakana || c == 0x30FC) return us::kHan;
+  return s;
 }
 
-bool is_decimal_number(char32_t c) {
-  return (c >= '0' && c <= '9') || (c >= 0xFF10 && c <= 0xFF19) || (c >= 0x0660 && c <= 0x0669) ||
-         (c >= 0x06F0 && c <= 0x06F9) || (c >= 0x0966 && c <= 0x096F) || (c >= 0x09E6 && c <= 0x09EF) ||
-         (c >= 0x0E50 && c <= 0x0E59);
-}
+// SentencePiece's split_by_number / split_digits rules look at ASCII digits only.
+bool is_ascii_digit(char32_t c) { return c >= '0' && c <= '9'; }
 
 bool valid_codepoint(char32_t c) { return c < 0xD800 || (c >= 0xE000 && c <= 0x10FFFF); }
 
@@ -191,8 +147,8 @@ bool PieceValidator::valid(std::u32string_view piece) const {
       continue;
     }
     int32_t s = script_of(c);
-    if (s == kInherited) s = prev;
-    const bool digit = is_decimal_number(c);
+    if (s == unicode_script::kInherited) s = prev;
+    const bool digit = is_ascii_digit(c);
     if (!o_.split_by_number && digit) s = kAny;
     if (o_.split_digits && digit && piece.size() > 1) return false;
     if (o_.split_by_unicode_script && s != kAny && prev != kAny && prev != s) return false;

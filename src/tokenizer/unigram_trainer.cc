@@ -382,7 +382,10 @@ std::vector<Piece> prune(ThreadPool& pool, const TrainOptions& o, const Model& m
     // occurrences are re-segmented into the alternatives.
     const double f = freq[i] / vsum;
     const double logprob_sp = std::log(freq[i]) - logsum;
-    const double logsum_alt = std::log(sum + freq[i] * double(alternatives[i].size() - 1));
+    // SentencePiece <= 0.1.99 (what spm_train users have) adds freq[i] * (number of pieces - 1)
+    // here (`alternatives.size()` rather than `alternatives[i].size()`); we keep that rule so
+    // the vocabularies (and compression) match spm_train's.
+    const double logsum_alt = std::log(sum + freq[i] * double(np - 1));
     double logprob_alt = 0;
     for (int32_t a : alternatives[i]) logprob_alt += std::log(freq[a] + freq[i]) - logsum_alt;
     candidates.emplace_back(int32_t(i), f * (logprob_sp - logprob_alt));
