@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cstring>
 #include <unordered_map>
@@ -51,7 +52,51 @@ struct Scratch {
     int32_t left() const { return int32_t(~uint32_t(key)); }
   };
   std::vector<Pair> agenda;
+  // BPE: encodings of recently seen whitespace-delimited chunks (see segment_bpe).
+  struct ChunkCache {
+    struct Slot {
+      uint64_t hash;
+      uint32_t key_off;
+      uint32_t key_len;  // 0: empty slot
+      uint32_t tok_off;
+      uint32_t ntok;
+    };
+    static constexpr size_t kSlots = size_t(1) << 17;
+    static constexpr size_t kMaxEntries = kSlots / 2;
+    static constexpr size_t kMaxKey = 256;
+    uint64_t owner = 0;  // Impl::uid of the tokenizer the entries belong to
+    size_t entries = 0;
+    std::vector<Slot> slots;
+    std::string keys;
+    std::vector<std::pair<uint32_t, int32_t>> toks;  // (length, id)
+    void reset(uint64_t uid) {
+      owner = uid;
+      entries = 0;
+      slots.assign(kSlots, Slot{0, 0, 0, 0, 0});
+      keys.clear();
+      toks.clear();
+    }
+  } chunk_cache;
 };
+
+uint64_t hash_bytes(const char* p, size_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t(n) * 0xC2B2AE3D27D4EB4Full);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    h = (h ^ v) * 0x9FB21C651E98DF25ull;
+    h ^= h >> 29;
+  }
+  if (i < n) {
+    uint64_t v = 0;
+    std::memcpy(&v, p + i, n - i);
+    h = (h ^ v) * 0x9FB21C651E98DF25ull;
+    h ^= h >> 29;
+  }
+  h *= 0xBF58476D1CE4E5B9ull;
+  return h ^ (h >> 31);
+}
 
 Scratch& scratch() {
   thread_local Scratch s;
@@ -84,6 +129,10 @@ struct Tokenizer::Impl {
   std::vector<int32_t> canonical;  // piece_to_id(id_to_piece(id)), used by decode(ids)
   float min_score = FLT_MAX, max_score = FLT_MIN;
   std::string unk_surface;
+  // BPE: no piece has U+2581 after its first byte, so no merge crosses a U+2581 that starts a
+  // symbol and the text can be encoded in chunks that each start there.
+  bool bpe_chunkable = false;
+  uint64_t uid = 0;  // distinguishes tokenizers in the per-thread chunk cache
 
   int32_t lookup(std::string_view piece) const {
     int32_t id = reserved.exact(piece);
@@ -96,6 +145,7 @@ struct Tokenizer::Impl {
   void segment(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
   void segment_unigram(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
   void segment_bpe(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
+  void segment_bpe_core(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
   void segment_word(std::string_view normalized, std::vector<Token>& out) const;
   void segment_char(std::string_view normalized, std::vector<Token>& out) const;
   std::string decode_pieces(const std::vector<std::string_view>& pieces, const int32_t* ids) const;
@@ -191,6 +241,15 @@ void Tokenizer::Impl::init() {
       }
       first_char[cp] = value_inside ? kWalk : node < 0 ? kNoPiece : node;
     }
+  }
+  if (type == ModelType::bpe && !has_unused) {
+    bpe_chunkable = true;
+    for (const auto& [key, value] : normal_keys)
+      if (key.find("\xE2\x96\x81", 1) != std::string::npos) bpe_chunkable = false;
+  }
+  {
+    static std::atomic<uint64_t> next_uid{1};
+    uid = next_uid.fetch_add(1);
   }
   canonical.resize(n);
   for (size_t i = 0; i < n; ++i) canonical[i] = lookup(model.pieces[i].piece);
@@ -309,7 +368,75 @@ void Tokenizer::Impl::segment_unigram(std::string_view normalized, std::vector<T
 // SentencePiece's BPE: start from characters (user-defined symbols frozen whole), repeatedly
 // merge the adjacent pair whose merged piece scores highest (leftmost on ties), then split
 // any unused piece back into the parts it was made of.
+//
+// When no piece has U+2581 after its first byte (bpe_chunkable), a merged symbol never holds a
+// U+2581 except at its start, so no merge joins a symbol to one that starts with U+2581: the
+// text falls into independent chunks, each starting at such a symbol, and merging each alone
+// gives the same result (the merges within a chunk happen in the same relative order). A
+// chunk's encoding depends only on its bytes, so recent ones are cached per thread.
 void Tokenizer::Impl::segment_bpe(std::string_view normalized, std::vector<Token>& out, Scratch& s) const {
+  if (!bpe_chunkable) return segment_bpe_core(normalized, out, s);
+  auto& cache = s.chunk_cache;
+  if (cache.owner != uid) cache.reset(uid);
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  auto encode_chunk = [&](size_t begin, size_t end) {
+    const size_t n = end - begin;
+    const size_t first = out.size();
+    if (n > Scratch::ChunkCache::kMaxKey) {
+      segment_bpe_core(normalized.substr(begin, n), out, s);
+      for (size_t i = first; i < out.size(); ++i) out[i].begin += uint32_t(begin);
+      return;
+    }
+    const uint64_t h = hash_bytes(text + begin, n);
+    const size_t mask = Scratch::ChunkCache::kSlots - 1;
+    size_t i = size_t(h) & mask;
+    for (;; i = (i + 1) & mask) {
+      const auto& slot = cache.slots[i];
+      if (slot.key_len == 0) break;
+      if (slot.hash == h && slot.key_len == n && std::memcmp(cache.keys.data() + slot.key_off, text + begin, n) == 0) {
+        uint32_t at = uint32_t(begin);
+        for (uint32_t t = 0; t < slot.ntok; ++t) {
+          const auto& [len, id] = cache.toks[slot.tok_off + t];
+          out.push_back(Token{at, len, id});
+          at += len;
+        }
+        return;
+      }
+    }
+    segment_bpe_core(normalized.substr(begin, n), out, s);
+    if (cache.entries >= Scratch::ChunkCache::kMaxEntries) {
+      cache.reset(uid);
+      i = size_t(h) & mask;
+    }
+    auto& slot = cache.slots[i];
+    slot.hash = h;
+    slot.key_off = uint32_t(cache.keys.size());
+    slot.key_len = uint32_t(n);
+    slot.tok_off = uint32_t(cache.toks.size());
+    slot.ntok = uint32_t(out.size() - first);
+    cache.keys.append(text + begin, n);
+    for (size_t t = first; t < out.size(); ++t) {
+      cache.toks.emplace_back(out[t].len, out[t].id);
+      out[t].begin += uint32_t(begin);
+    }
+    ++cache.entries;
+  };
+  // The same walk over initial symbols as segment_bpe_core, to find where chunks start.
+  size_t chunk = 0;
+  for (size_t pos = 0; pos < size;) {
+    if (pos > chunk && size - pos >= 3 && text[pos] == '\xE2' && text[pos + 1] == '\x96' && text[pos + 2] == '\x81') {
+      encode_chunk(chunk, pos);
+      chunk = pos;
+    }
+    size_t len = user.empty() ? 0 : user.longest_prefix(normalized.substr(pos));
+    if (len == 0) len = std::min(one_char_len(uint8_t(text[pos])), size - pos);
+    pos += len;
+  }
+  encode_chunk(chunk, size);
+}
+
+void Tokenizer::Impl::segment_bpe_core(std::string_view normalized, std::vector<Token>& out, Scratch& s) const {
   using Symbol = Scratch::Symbol;
   using Pair = Scratch::Pair;
   auto& symbols = s.symbols;
