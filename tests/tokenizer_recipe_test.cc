@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "test_util.h"
+#include "tokenizer/corpus_split.h"
 #include "tokenizer/model_proto.h"
 #include "tokenizer/recipe_llmjp.h"
 #include "tokenizer/tokenizer.h"
@@ -19,36 +20,11 @@
 namespace tsumugi {
 namespace {
 
+using testing::Split;
+using testing::split_corpus;
 using testing::TempDir;
 using tokenizer::PieceType;
 
-struct Split {
-  std::string train, heldout;
-  std::vector<std::string> heldout_lines;
-};
-
-// The first ~train_bytes of lines of data/corpus/LANG.jsonl.gz to a training file, the next
-// `heldout` non-empty lines to a held-out file.
-Split split_corpus(const TempDir& dir, const std::string& lang, size_t train_bytes, size_t heldout) {
-  Split s{dir.file(lang + "_train.txt"), dir.file(lang + "_heldout.txt"), {}};
-  std::string train, ho;
-  for (const auto& line : testing::read_lines(std::string(TSUMUGI_SOURCE_DIR) + "/data/corpus/" + lang + ".jsonl.gz")) {
-    std::stringstream ss(nlohmann::json::parse(line)["text"].get<std::string>());
-    std::string l;
-    while (std::getline(ss, l)) {
-      if (train.size() < train_bytes) {
-        train += l + "\n";
-      } else if (!l.empty() && s.heldout_lines.size() < heldout) {
-        s.heldout_lines.push_back(l);
-        ho += l + "\n";
-      }
-    }
-    if (s.heldout_lines.size() >= heldout) break;
-  }
-  testing::write_bytes(s.train, train);
-  testing::write_bytes(s.heldout, ho);
-  return s;
-}
 
 size_t count_tokens(const tokenizer::Tokenizer& tok, const std::vector<std::string>& lines) {
   size_t n = 0;

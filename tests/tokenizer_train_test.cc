@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "test_util.h"
+#include "tokenizer/corpus_split.h"
 #include "tokenizer/model_proto.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/trainer.h"
@@ -18,6 +19,8 @@
 namespace tsumugi {
 namespace {
 
+using testing::Split;
+using testing::split_corpus;
 using testing::TempDir;
 using tokenizer::ModelType;
 using tokenizer::PieceType;
@@ -36,34 +39,6 @@ bool have_spm() {
 
 // Lines of the bundled corpus (text fields split at '\n'): the first ~`train_bytes` go to a
 // training file, the next `heldout` non-empty lines to a held-out file.
-struct Split {
-  std::string train, heldout;
-  std::vector<std::string> heldout_lines;
-};
-
-Split split_corpus(const TempDir& dir, const std::string& lang, size_t train_bytes, size_t heldout) {
-  Split s{dir.file(lang + "_train.txt"), dir.file(lang + "_heldout.txt"), {}};
-  std::string train, ho;
-  size_t docs = 0;
-  for (const auto& line : testing::read_lines(std::string(TSUMUGI_SOURCE_DIR) + "/data/corpus/" + lang + ".jsonl.gz")) {
-    const std::string text = nlohmann::json::parse(line)["text"].get<std::string>();
-    ++docs;
-    std::stringstream ss(text);
-    std::string l;
-    while (std::getline(ss, l)) {
-      if (train.size() < train_bytes) {
-        train += l + "\n";
-      } else if (!l.empty() && s.heldout_lines.size() < heldout) {
-        s.heldout_lines.push_back(l);
-        ho += l + "\n";
-      }
-    }
-    if (s.heldout_lines.size() >= heldout) break;
-  }
-  testing::write_bytes(s.train, train);
-  testing::write_bytes(s.heldout, ho);
-  return s;
-}
 
 // spm_train options equivalent to ours.
 std::string spm_args(const TrainOptions& o) {
