@@ -55,6 +55,14 @@ for preset in llm-jp-v1-ja swallow-ja en code; do
 done
 echo
 
+# Filtering memory must not grow with the input: doubling the x$SCALE input should not raise peak RSS.
+cat "$BIG" "$BIG" > "$W/ja-x2x$SCALE.jsonl"
+read -r _ _ rbig < <(run_clean llm-jp-v1-ja 1 "$BIG" none)
+read -r _ _ rdouble < <(run_clean llm-jp-v1-ja 1 "$W/ja-x2x$SCALE.jsonl" none)
+rm -f "$W/ja-x2x$SCALE.jsonl"
+echo "peak RSS, llm-jp-v1-ja, 1 thread: ${rbig} MB at x$SCALE input, ${rdouble} MB at twice that"
+echo
+
 echo "LLM-jp v1 chain, single process, same documents ($SMALL):"
 read -r ours _ _ < <(run_clean llm-jp-v1-ja 1 "$SMALL" none)
 peer=$(python3 bench/peers/hojichar_llmjp_v1.py "$SMALL")

@@ -19,7 +19,12 @@ namespace {
 uint64_t parse_size(const std::string& s) {
   if (s.empty()) fail("empty size");
   size_t pos = 0;
-  double v = std::stod(s, &pos);
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    fail("cannot read size '{}' (use e.g. 256M or 1G)", s);
+  }
   std::string unit = s.substr(pos);
   double mult = 1;
   if (unit == "" || unit == "B") mult = 1;

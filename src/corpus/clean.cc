@@ -362,7 +362,7 @@ void Job::dedup_phase() {
       continue;
     }
     duplicates_++;
-    // The spilled line is the kept JSON object: re-parse only to count its characters.
+    // The spilled line is the kept JSON object: close it with the reject tag appended.
     if (rejects_) {
       rej.assign(line.substr(0, line.size() - 1));
       std::string tag = fmt::format(",\"reject\":{{\"filter\":\"dedup_{}\",\"reason\":", dedup_mode_name(opt_.dedup.mode));
