@@ -12,7 +12,7 @@ ASAN_BUILD ?= build-asan
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 python3-pip \
   libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
   libzstd-dev zlib1g-dev libdeflate-dev libxxhash-dev libutf8proc-dev libcld2-dev \
-  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev \
+  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev python3-torch \
   sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev
 
 .PHONY: all deps pydeps build build-asan test test-fast test-asan demo bench corpus clean-build
@@ -27,9 +27,9 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# Test oracles from PyPI (HF tokenizers, numpy), into whichever python3 is first on PATH.
+# Test oracles from PyPI (HF tokenizers, numpy, safetensors, tensorboard), into whichever python3 is first on PATH.
 pydeps: deps
-	@python3 -c "import tokenizers, numpy" 2>/dev/null || \
+	@python3 -c "import tokenizers, numpy, safetensors, tensorboard" 2>/dev/null || \
 	  python3 -m pip install -q --break-system-packages -r tests/requirements.txt 2>/dev/null || \
 	  python3 -m pip install -q -r tests/requirements.txt
 

@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   tsumugi::cli::register_corpus(app);
   tsumugi::cli::register_tokenizer(app);
   tsumugi::cli::register_tokenize(app);
+  tsumugi::cli::register_pretrain(app);
+  tsumugi::cli::register_generate(app);
+  tsumugi::cli::register_report(app);
 
   try {
     app.parse(argc, argv);

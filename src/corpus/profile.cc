@@ -3,53 +3,22 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <toml++/toml.h>
 
 #include "util/error.h"
 #include "util/io.h"
+#include "util/config_file.h"
 #include "util/resources.h"
 
 namespace tsumugi::corpus {
 
 namespace {
-nlohmann::json toml_to_json(const toml::node& n) {
-  if (auto* t = n.as_table()) {
-    nlohmann::json j = nlohmann::json::object();
-    for (auto& [k, v] : *t) j[std::string(k.str())] = toml_to_json(v);
-    return j;
-  }
-  if (auto* a = n.as_array()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (auto& v : *a) j.push_back(toml_to_json(v));
-    return j;
-  }
-  if (auto* v = n.as_string()) return v->get();
-  if (auto* v = n.as_integer()) return v->get();
-  if (auto* v = n.as_floating_point()) return v->get();
-  if (auto* v = n.as_boolean()) return v->get();
-  return nlohmann::json();
-}
-
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 }  // namespace
 
 Profile parse_profile(const std::string& content, const std::string& origin, bool is_toml) {
-  nlohmann::json j;
-  if (is_toml) {
-    try {
-      j = toml_to_json(toml::parse(content, origin));
-    } catch (const toml::parse_error& e) {
-      fail("{}:{}:{}: invalid TOML: {}", origin, e.source().begin.line, e.source().begin.column, e.description());
-    }
-  } else {
-    try {
-      j = nlohmann::json::parse(content);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{}: invalid JSON at byte {}: {}", origin, e.byte, e.what());
-    }
-  }
+  nlohmann::json j = parse_config_text(content, origin, is_toml);
   if (!j.is_object()) fail("{}: a profile must be a table/object", origin);
   Profile p;
   p.name = j.value("name", origin);

@@ -1,0 +1,163 @@
+// The kernel interface the model is written against, once. The CPU backend is the reference
+// implementation (and the oracle the CUDA backend is tested against).
+//
+// Conventions shared by every backend:
+//  * Buffers are opaque handles to backend memory. The model only computes element counts; the
+//    backend chooses each buffer's element type from its Kind (CPU: fp32 everywhere; CUDA: bf16
+//    for parameters' compute copy, activations and gradients, fp32 for master weights and the
+//    optimizer moments). Token/target buffers are int32 everywhere. Host code never dereferences
+//    a Buf; it moves data with upload()/download(), which convert to/from fp32.
+//  * Shapes are row-major. N = B*T rows. Linear weights are [out, in] (PyTorch Linear layout), so
+//    y = x W^T + b.
+//  * "+=" in a comment means the op accumulates into that output (gradient accumulation across
+//    micro-batches, and residual-stream gradients); every other output is overwritten.
+//  * Ops are asynchronous on devices; only the functions returning host values synchronize.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace tsumugi::backend {
+
+enum class Kind {
+  Param,       // compute copy of the weights (CPU: the master itself)
+  Master,      // fp32 master weights
+  Grad,        // parameter gradients
+  OptState,    // AdamW first/second moments, fp32
+  Activation,  // forward activations and their gradients
+  Float32,     // always fp32 (losses, norms' statistics, attention log-sum-exp)
+  Int32,       // tokens, targets
+};
+
+struct Buf {
+  void* ptr = nullptr;
+  std::size_t count = 0;  // elements
+  Kind kind = Kind::Float32;
+  explicit operator bool() const { return ptr != nullptr; }
+};
+
+struct AttentionShape {
+  int B, T;      // batch, sequence
+  int n_head;    // query heads
+  int n_kv_head; // key/value heads (grouped-query attention when < n_head); n_head % n_kv_head == 0
+  int head_dim;
+};
+
+struct AdamWParams {
+  float lr, beta1, beta2, eps, weight_decay;
+  int step;            // 1-based, for bias correction
+  float grad_scale;    // multiplies the gradient first (clipping and 1/accumulation)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Bytes per element of a buffer of this kind.
+  virtual std::size_t element_size(Kind kind) const = 0;
+
+  // ---- memory
+  virtual Buf alloc(std::size_t count, Kind kind) = 0;  // zero-initialised
+  virtual void free(Buf& b) = 0;
+  virtual Buf view(const Buf& b, std::size_t offset, std::size_t count) const {
+    Buf s = b;
+    s.count = count;
+    s.ptr = static_cast<char*>(b.ptr) + offset * element_size(b.kind);
+    return s;
+  }
+  virtual void upload(Buf dst, const float* src, std::size_t count) = 0;  // converts from fp32
+  virtual void upload_ints(Buf dst, const int32_t* src, std::size_t count) = 0;
+  virtual void download(float* dst, const Buf& src, std::size_t count) = 0;  // converts to fp32
+  virtual void zero(Buf b, std::size_t count) = 0;
+  // dst = src (element types may differ: e.g. Master -> Param after loading a checkpoint)
+  virtual void copy(Buf dst, const Buf& src, std::size_t count) = 0;
+  virtual void synchronize() {}
+  // The device's dense bf16 peak in FLOP/s for MFU, when known from its specification (0 = unknown:
+  // the trainer then measures the matmul peak itself, as it does on CPUs).
+  virtual double nominal_peak_flops() const { return 0.0; }
+
+  // ---- embeddings
+  // out[N,C] = wte[tokens[n]] (+ wpe[n % T] when wpe is given)
+  virtual void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe,
+                                 int B, int T, int C) = 0;
+  // dwte[tokens[n]] += dout[n]; dwpe[t] += sum_b dout[b,t]   (dwpe optional)
+  virtual void embedding_backward(Buf dwte, Buf dwpe, const Buf& dout, const Buf& tokens, int B,
+                                  int T, int C) = 0;
+
+  // ---- matmul: out[N,OC] = inp[N,IC] W[OC,IC]^T (+ bias[OC])
+  virtual void matmul_forward(Buf out, const Buf& inp, const Buf& weight, const Buf& bias, int N,
+                              int IC, int OC) = 0;
+  // dinp = dout W (or += when accumulate_dinp); dweight += dout^T inp; dbias += sum_n dout
+  // (dinp, dbias may be empty)
+  virtual void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
+                               const Buf& weight, int N, int IC, int OC,
+                               bool accumulate_dinp) = 0;
+
+  // ---- norms. mean/rstd are Float32 [N].
+  virtual void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
+                                 const Buf& bias, int N, int C, float eps) = 0;
+  // dinp += ..., dweight += ..., dbias += ...
+  virtual void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout,
+                                  const Buf& inp, const Buf& weight, const Buf& mean,
+                                  const Buf& rstd, int N, int C) = 0;
+  virtual void rmsnorm_forward(Buf out, Buf rstd, const Buf& inp, const Buf& weight, int N, int C,
+                               float eps) = 0;
+  // dinp += ..., dweight += ...
+  virtual void rmsnorm_backward(Buf dinp, Buf dweight, const Buf& dout, const Buf& inp,
+                                const Buf& weight, const Buf& rstd, int N, int C) = 0;
+
+  // ---- elementwise
+  virtual void add(Buf out, const Buf& a, const Buf& b, std::size_t n) = 0;  // out = a + b
+  virtual void accumulate(Buf dst, const Buf& src, std::size_t n) = 0;    // dst += src
+  // GELU, tanh approximation (GPT-2's gelu_new)
+  virtual void gelu_forward(Buf out, const Buf& inp, std::size_t n) = 0;
+  virtual void gelu_backward(Buf dinp, const Buf& inp, const Buf& dout, std::size_t n) = 0;
+  // inp rows are [gate(F) | up(F)]; out[N,F] = silu(gate) * up
+  virtual void swiglu_forward(Buf out, const Buf& inp, int N, int F) = 0;
+  virtual void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) = 0;
+
+  // ---- rotary position embedding (HF rotate_half convention: dims i and i + head_dim/2 pair up,
+  // inv_freq_i = theta^(-2i/head_dim)). qkv rows are [q(H*hd) | k(KV*hd) | v(KV*hd)]; position
+  // of row n is n % T. out gets q and k rotated, v copied. Backward applies the inverse rotation.
+  virtual void rope_forward(Buf out, const Buf& qkv, const AttentionShape& s, float theta) = 0;
+  virtual void rope_backward(Buf dqkv, const Buf& dout, const AttentionShape& s,
+                             float theta) = 0;
+
+  // ---- causal self-attention, scale 1/sqrt(head_dim). qkv as above; out[N, H*hd] with head h at
+  // columns h*hd. lse is Float32 [B, H, T]: the log-sum-exp of each query's scaled scores, kept
+  // for the backward pass, which recomputes probabilities instead of storing T x T.
+  virtual void attention_forward(Buf out, Buf lse, const Buf& qkv, const AttentionShape& s) = 0;
+  // dqkv is overwritten.
+  virtual void attention_backward(Buf dqkv, const Buf& dout, const Buf& qkv, const Buf& out,
+                                  const Buf& lse, const AttentionShape& s) = 0;
+
+  // ---- fused softmax cross-entropy. logits [N,V] (Activation); targets Int32 [N], a negative
+  // target is ignored (no loss, zero gradient). losses Float32 [N] get -log p[target] (0 when
+  // ignored). If dloss != 0, logits are overwritten with dloss * (softmax - onehot).
+  virtual void cross_entropy_forward_backward(Buf losses, Buf logits, const Buf& targets, int N,
+                                              int V, float dloss) = 0;
+
+  // ---- optimizer. master/m/v fp32; param is the compute copy refreshed from master (may be the
+  // same buffer as master). Decoupled weight decay: w -= lr * (mhat/(sqrt(vhat)+eps) + wd * w).
+  virtual void adamw_update(Buf master, Buf param, const Buf& grad, Buf m, Buf v, std::size_t n,
+                            const AdamWParams& p) = 0;
+  // sum of squares of a gradient buffer (fp64 accumulation), returned to the host
+  virtual double sum_squares(const Buf& b, std::size_t n) = 0;
+  // sum of a Float32 buffer, returned to the host
+  virtual double sum(const Buf& b, std::size_t n) = 0;
+};
+
+// The CPU backend (fp32; matmuls through oneDNN). `bf16_matmul` rounds matmul inputs to bf16 and
+// accumulates in fp32 (AVX512-BF16 hardware); other kernels stay fp32.
+std::unique_ptr<Backend> make_cpu_backend(bool bf16_matmul = false);
+
+// The CUDA backend if this binary was built with it and a GPU is present; nullptr otherwise
+// (with `why` saying which).
+std::unique_ptr<Backend> make_cuda_backend(std::string* why);
+
+// "cpu", "cpu-bf16", "cuda" or "auto" (CUDA when available, else CPU with a notice).
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace tsumugi::backend

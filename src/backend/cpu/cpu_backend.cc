@@ -1,0 +1,601 @@
+// The CPU backend: fp32 reference kernels (OpenMP over all cores) with matmuls through oneDNN.
+// Every kernel here is also the oracle the CUDA backend is tested against, so clarity wins over
+// cleverness except in the few places that dominate time (matmul, attention, cross-entropy).
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace tsumugi::backend {
+namespace {
+
+float* F(const Buf& b) { return static_cast<float*>(b.ptr); }
+const int32_t* I(const Buf& b) { return static_cast<const int32_t*>(b.ptr); }
+
+// Round-to-nearest-even fp32 -> bf16 (as the bit pattern), the rounding the hardware uses.
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(bool bf16) : bf16_(bf16), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+
+  std::string name() const override { return bf16_ ? "cpu-bf16" : "cpu"; }
+  std::size_t element_size(Kind) const override { return 4; }
+
+  Buf alloc(std::size_t count, Kind kind) override {
+    Buf b;
+    b.count = count;
+    b.kind = kind;
+    std::size_t bytes = std::max<std::size_t>(64, (count * 4 + 63) / 64 * 64);
+    b.ptr = std::aligned_alloc(64, bytes);
+    if (!b.ptr) fail("out of memory allocating {} MiB on the CPU", bytes >> 20);
+    std::memset(b.ptr, 0, bytes);
+    return b;
+  }
+  void free(Buf& b) override {
+    std::free(b.ptr);
+    b.ptr = nullptr;
+    b.count = 0;
+  }
+  void upload(Buf dst, const float* src, std::size_t n) override { std::memcpy(dst.ptr, src, n * 4); }
+  void upload_ints(Buf dst, const int32_t* src, std::size_t n) override {
+    std::memcpy(dst.ptr, src, n * 4);
+  }
+  void download(float* dst, const Buf& src, std::size_t n) override { std::memcpy(dst, src.ptr, n * 4); }
+  void zero(Buf b, std::size_t n) override { std::memset(b.ptr, 0, n * 4); }
+  void copy(Buf dst, const Buf& src, std::size_t n) override {
+    if (dst.ptr != src.ptr) std::memcpy(dst.ptr, src.ptr, n * 4);
+  }
+
+  // ---------------------------------------------------------------- embeddings
+  void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe, int B, int T,
+                         int C) override {
+    float* o = F(out);
+    const float* e = F(wte);
+    const float* p = wpe ? F(wpe) : nullptr;
+#pragma omp parallel for schedule(static)
+    for (long n = 0; n < static_cast<long>(B) * T; ++n) {
+      const float* row = e + static_cast<std::size_t>(I(tokens)[n]) * C;
+      float* dst = o + n * C;
+      if (p) {
+        const float* pos = p + (n % T) * static_cast<std::size_t>(C);
+        for (int c = 0; c < C; ++c) dst[c] = row[c] + pos[c];
+      } else {
+        std::memcpy(dst, row, C * 4);
+      }
+    }
+  }
+
+  void embedding_backward(Buf dwte, Buf dwpe, const Buf& dout, const Buf& tokens, int B, int T,
+                          int C) override {
+    const float* d = F(dout);
+    // Split the channels across threads: every thread walks all rows in order, so the result is
+    // deterministic and there are no races on repeated tokens.
+#pragma omp parallel
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      int c0 = static_cast<int>(static_cast<long>(C) * id / nt);
+      int c1 = static_cast<int>(static_cast<long>(C) * (id + 1) / nt);
+      for (long n = 0; n < static_cast<long>(B) * T; ++n) {
+        float* w = F(dwte) + static_cast<std::size_t>(I(tokens)[n]) * C;
+        const float* src = d + n * C;
+        for (int c = c0; c < c1; ++c) w[c] += src[c];
+        if (dwpe) {
+          float* pw = F(dwpe) + (n % T) * static_cast<std::size_t>(C);
+          for (int c = c0; c < c1; ++c) pw[c] += src[c];
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- matmul (oneDNN)
+  void matmul_forward(Buf out, const Buf& inp, const Buf& weight, const Buf& bias, int N, int IC,
+                      int OC) override {
+    // out[N,OC] = inp[N,IC] * W^T, W stored [OC,IC]: the weights matrix is W viewed with strides.
+    gemm(F(inp), {N, IC}, {IC, 1}, F(weight), {IC, OC}, {1, IC}, F(out), {N, OC}, bias ? F(bias) : nullptr,
+         false);
+  }
+
+  void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
+                       const Buf& weight, int N, int IC, int OC, bool accumulate_dinp) override {
+    if (dinp) {  // dinp[N,IC] = dout[N,OC] W[OC,IC]
+      gemm(F(dout), {N, OC}, {OC, 1}, F(weight), {OC, IC}, {IC, 1}, F(dinp), {N, IC}, nullptr,
+           accumulate_dinp);
+    }
+    // dW[OC,IC] += dout^T[OC,N] inp[N,IC]
+    gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, true);
+    if (dbias) {
+      const float* d = F(dout);
+      float* db = F(dbias);
+#pragma omp parallel for schedule(static)
+      for (int o = 0; o < OC; ++o) {
+        double s = 0;
+        for (int n = 0; n < N; ++n) s += d[static_cast<std::size_t>(n) * OC + o];
+        db[o] += static_cast<float>(s);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- norms
+  void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
+                         const Buf& bias, int N, int C, float eps) override {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* x = F(inp) + static_cast<std::size_t>(n) * C;
+      float* y = F(out) + static_cast<std::size_t>(n) * C;
+      float m = 0;
+      for (int c = 0; c < C; ++c) m += x[c];
+      m /= C;
+      float v = 0;
+      for (int c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+      v /= C;
+      float s = 1.0f / std::sqrt(v + eps);
+      const float* w = F(weight);
+      const float* b = F(bias);
+      for (int c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c] + b[c];
+      F(mean)[n] = m;
+      F(rstd)[n] = s;
+    }
+  }
+
+  void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
+                          const Buf& weight, const Buf& mean, const Buf& rstd, int N,
+                          int C) override {
+    const float* w = F(weight);
+    // Per-thread partial sums for dweight/dbias, reduced in a fixed order (deterministic).
+    int nt = omp_get_max_threads();
+    std::vector<float> part(static_cast<std::size_t>(nt) * 2 * C, 0.0f);
+#pragma omp parallel
+    {
+      int id = omp_get_thread_num();
+      float* pw = part.data() + static_cast<std::size_t>(id) * 2 * C;
+      float* pb = pw + C;
+#pragma omp for schedule(static)
+      for (int n = 0; n < N; ++n) {
+        const float* x = F(inp) + static_cast<std::size_t>(n) * C;
+        const float* dy = F(dout) + static_cast<std::size_t>(n) * C;
+        float* dx = F(dinp) + static_cast<std::size_t>(n) * C;
+        float m = F(mean)[n], s = F(rstd)[n];
+        float sum_dn = 0, sum_dn_xhat = 0;
+        for (int c = 0; c < C; ++c) {
+          float xhat = (x[c] - m) * s;
+          float dn = dy[c] * w[c];
+          sum_dn += dn;
+          sum_dn_xhat += dn * xhat;
+          pw[c] += dy[c] * xhat;
+          pb[c] += dy[c];
+        }
+        sum_dn /= C;
+        sum_dn_xhat /= C;
+        for (int c = 0; c < C; ++c) {
+          float xhat = (x[c] - m) * s;
+          dx[c] += (dy[c] * w[c] - sum_dn - xhat * sum_dn_xhat) * s;
+        }
+      }
+    }
+    reduce_parts(part, nt, 2 * C, [&](int c, float v) {
+      if (c < C) F(dweight)[c] += v;
+      else F(dbias)[c - C] += v;
+    });
+  }
+
+  void rmsnorm_forward(Buf out, Buf rstd, const Buf& inp, const Buf& weight, int N, int C,
+                       float eps) override {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* x = F(inp) + static_cast<std::size_t>(n) * C;
+      float* y = F(out) + static_cast<std::size_t>(n) * C;
+      float ss = 0;
+      for (int c = 0; c < C; ++c) ss += x[c] * x[c];
+      float s = 1.0f / std::sqrt(ss / C + eps);
+      const float* w = F(weight);
+      for (int c = 0; c < C; ++c) y[c] = x[c] * s * w[c];
+      F(rstd)[n] = s;
+    }
+  }
+
+  void rmsnorm_backward(Buf dinp, Buf dweight, const Buf& dout, const Buf& inp, const Buf& weight,
+                        const Buf& rstd, int N, int C) override {
+    const float* w = F(weight);
+    int nt = omp_get_max_threads();
+    std::vector<float> part(static_cast<std::size_t>(nt) * C, 0.0f);
+#pragma omp parallel
+    {
+      float* pw = part.data() + static_cast<std::size_t>(omp_get_thread_num()) * C;
+#pragma omp for schedule(static)
+      for (int n = 0; n < N; ++n) {
+        const float* x = F(inp) + static_cast<std::size_t>(n) * C;
+        const float* dy = F(dout) + static_cast<std::size_t>(n) * C;
+        float* dx = F(dinp) + static_cast<std::size_t>(n) * C;
+        float s = F(rstd)[n];
+        float dot = 0;
+        for (int c = 0; c < C; ++c) {
+          dot += dy[c] * w[c] * x[c];
+          pw[c] += dy[c] * x[c] * s;
+        }
+        float k = dot * s * s / C;
+        for (int c = 0; c < C; ++c) dx[c] += (dy[c] * w[c] - x[c] * k) * s;
+      }
+    }
+    reduce_parts(part, nt, C, [&](int c, float v) { F(dweight)[c] += v; });
+  }
+
+  // ---------------------------------------------------------------- elementwise
+  void add(Buf out, const Buf& a, const Buf& b, std::size_t n) override {
+    float* o = F(out);
+    const float *x = F(a), *y = F(b);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
+  }
+  void accumulate(Buf dst, const Buf& src, std::size_t n) override {
+    float* o = F(dst);
+    const float* x = F(src);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) o[i] += x[i];
+  }
+
+  static constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+
+  void gelu_forward(Buf out, const Buf& inp, std::size_t n) override {
+    float* o = F(out);
+    const float* x = F(inp);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) {
+      float v = x[i];
+      o[i] = 0.5f * v * (1.0f + std::tanh(kGeluScale * (v + 0.044715f * v * v * v)));
+    }
+  }
+  void gelu_backward(Buf dinp, const Buf& inp, const Buf& dout, std::size_t n) override {
+    float* dx = F(dinp);
+    const float *x = F(inp), *dy = F(dout);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) {
+      float v = x[i];
+      float u = kGeluScale * (v + 0.044715f * v * v * v);
+      float t = std::tanh(u);
+      float du = kGeluScale * (1.0f + 3.0f * 0.044715f * v * v);
+      dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+  }
+
+  void swiglu_forward(Buf out, const Buf& inp, int N, int F_) override {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* g = F(inp) + static_cast<std::size_t>(n) * 2 * F_;
+      const float* u = g + F_;
+      float* o = F(out) + static_cast<std::size_t>(n) * F_;
+      for (int f = 0; f < F_; ++f) o[f] = g[f] / (1.0f + std::exp(-g[f])) * u[f];
+    }
+  }
+  void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F_) override {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* g = F(inp) + static_cast<std::size_t>(n) * 2 * F_;
+      const float* u = g + F_;
+      const float* dy = F(dout) + static_cast<std::size_t>(n) * F_;
+      float* dg = F(dinp) + static_cast<std::size_t>(n) * 2 * F_;
+      float* du = dg + F_;
+      for (int f = 0; f < F_; ++f) {
+        float sig = 1.0f / (1.0f + std::exp(-g[f]));
+        float silu = g[f] * sig;
+        du[f] = dy[f] * silu;
+        dg[f] = dy[f] * u[f] * sig * (1.0f + g[f] * (1.0f - sig));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- rope
+  void rope_forward(Buf out, const Buf& qkv, const AttentionShape& s, float theta) override {
+    rope(F(out), F(qkv), s, theta, 1.0f);
+  }
+  void rope_backward(Buf dqkv, const Buf& dout, const AttentionShape& s, float theta) override {
+    rope(F(dqkv), F(dout), s, theta, -1.0f);  // the inverse rotation is the transpose
+  }
+
+  // ---------------------------------------------------------------- attention
+  void attention_forward(Buf out, Buf lse, const Buf& qkv, const AttentionShape& s) override {
+    const int B = s.B, T = s.T, H = s.n_head, KV = s.n_kv_head, hd = s.head_dim;
+    const int row = (H + 2 * KV) * hd;
+    const int group = H / KV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel
+    {
+      std::vector<float> scores(T);
+#pragma omp for collapse(2) schedule(dynamic, 4)
+      for (int bh = 0; bh < B * H; ++bh) {
+        for (int t = 0; t < T; ++t) {
+          int b = bh / H, h = bh % H, kvh = h / group;
+          const float* base = F(qkv) + static_cast<std::size_t>(b) * T * row;
+          const float* q = base + static_cast<std::size_t>(t) * row + h * hd;
+          float mx = -INFINITY;
+          for (int j = 0; j <= t; ++j) {
+            const float* k = base + static_cast<std::size_t>(j) * row + (H + kvh) * hd;
+            float d = 0;
+            for (int i = 0; i < hd; ++i) d += q[i] * k[i];
+            d *= scale;
+            scores[j] = d;
+            mx = std::max(mx, d);
+          }
+          float sum = 0;
+          for (int j = 0; j <= t; ++j) {
+            scores[j] = std::exp(scores[j] - mx);
+            sum += scores[j];
+          }
+          float* o = F(out) + (static_cast<std::size_t>(b) * T + t) * H * hd + h * hd;
+          std::fill(o, o + hd, 0.0f);
+          float inv = 1.0f / sum;
+          for (int j = 0; j <= t; ++j) {
+            const float* v = base + static_cast<std::size_t>(j) * row + (H + KV + kvh) * hd;
+            float p = scores[j] * inv;
+            for (int i = 0; i < hd; ++i) o[i] += p * v[i];
+          }
+          F(lse)[static_cast<std::size_t>(bh) * T + t] = mx + std::log(sum);
+        }
+      }
+    }
+  }
+
+  void attention_backward(Buf dqkv, const Buf& dout, const Buf& qkv, const Buf& out,
+                          const Buf& lse, const AttentionShape& s) override {
+    const int B = s.B, T = s.T, H = s.n_head, KV = s.n_kv_head, hd = s.head_dim;
+    const int row = (H + 2 * KV) * hd;
+    const int group = H / KV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    zero(dqkv, static_cast<std::size_t>(B) * T * row);
+    // One task per (batch, kv head): it owns dK/dV of that head and dQ of its query heads, so
+    // no two threads write the same gradient.
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; ++b) {
+      for (int kvh = 0; kvh < KV; ++kvh) {
+        const float* base = F(qkv) + static_cast<std::size_t>(b) * T * row;
+        float* dbase = F(dqkv) + static_cast<std::size_t>(b) * T * row;
+        for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+          for (int t = 0; t < T; ++t) {
+            const float* q = base + static_cast<std::size_t>(t) * row + h * hd;
+            float* dq = dbase + static_cast<std::size_t>(t) * row + h * hd;
+            std::size_t orow = (static_cast<std::size_t>(b) * T + t) * H * hd + h * hd;
+            const float* o = F(out) + orow;
+            const float* dy = F(dout) + orow;
+            float D = 0;
+            for (int i = 0; i < hd; ++i) D += dy[i] * o[i];
+            float l = F(lse)[(static_cast<std::size_t>(b) * H + h) * T + t];
+            for (int j = 0; j <= t; ++j) {
+              const float* k = base + static_cast<std::size_t>(j) * row + (H + kvh) * hd;
+              const float* v = k + KV * hd;
+              float* dk = dbase + static_cast<std::size_t>(j) * row + (H + kvh) * hd;
+              float* dv = dk + KV * hd;
+              float sc = 0, dp = 0;
+              for (int i = 0; i < hd; ++i) {
+                sc += q[i] * k[i];
+                dp += dy[i] * v[i];
+              }
+              float p = std::exp(sc * scale - l);
+              float ds = p * (dp - D) * scale;
+              for (int i = 0; i < hd; ++i) {
+                dq[i] += ds * k[i];
+                dk[i] += ds * q[i];
+                dv[i] += p * dy[i];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- loss
+  void cross_entropy_forward_backward(Buf losses, Buf logits, const Buf& targets, int N, int V,
+                                      float dloss) override {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      float* z = F(logits) + static_cast<std::size_t>(n) * V;
+      int tgt = I(targets)[n];
+      if (tgt < 0) {
+        F(losses)[n] = 0;
+        if (dloss != 0) std::memset(z, 0, static_cast<std::size_t>(V) * 4);
+        continue;
+      }
+      if (tgt >= V) fail("target id {} is outside the vocabulary ({})", tgt, V);
+      float mx = -INFINITY;
+      for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
+      double sum = 0;
+      for (int v = 0; v < V; ++v) sum += std::exp(z[v] - mx);
+      float lse = mx + static_cast<float>(std::log(sum));
+      F(losses)[n] = lse - z[tgt];
+      if (dloss != 0) {
+        for (int v = 0; v < V; ++v) z[v] = dloss * std::exp(z[v] - lse);
+        z[tgt] -= dloss;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- optimizer
+  void adamw_update(Buf master, Buf param, const Buf& grad, Buf m, Buf v, std::size_t n,
+                    const AdamWParams& p) override {
+    // Same operation order as torch.optim.AdamW, so 10 steps agree to rounding.
+    const float bc1 = 1.0f - std::pow(p.beta1, static_cast<float>(p.step));
+    const float bc2 = 1.0f - std::pow(p.beta2, static_cast<float>(p.step));
+    const float step_size = p.lr / bc1;
+    const float bc2_sqrt = std::sqrt(bc2);
+    const float decay = 1.0f - p.lr * p.weight_decay;
+    float *w = F(master), *mm = F(m), *vv = F(v), *pc = F(param);
+    const float* g = F(grad);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) {
+      float gi = g[i] * p.grad_scale;
+      mm[i] = mm[i] * p.beta1 + (1.0f - p.beta1) * gi;
+      vv[i] = vv[i] * p.beta2 + (1.0f - p.beta2) * gi * gi;
+      float wi = w[i] * decay;
+      wi -= step_size * mm[i] / (std::sqrt(vv[i]) / bc2_sqrt + p.eps);
+      w[i] = wi;
+      if (pc != w) pc[i] = wi;
+    }
+  }
+
+  double sum_squares(const Buf& b, std::size_t n) override {
+    // Fixed chunks combined in order: the same bits for any thread count (resume is bitwise).
+    const float* x = F(b);
+    const std::size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
+    std::vector<double> part(nchunks, 0.0);
+#pragma omp parallel for schedule(static)
+    for (std::size_t c = 0; c < nchunks; ++c) {
+      double s = 0;
+      for (std::size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) s += static_cast<double>(x[i]) * x[i];
+      part[c] = s;
+    }
+    double s = 0;
+    for (double p : part) s += p;
+    return s;
+  }
+  double sum(const Buf& b, std::size_t n) override {
+    const float* x = F(b);
+    double s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += x[i];  // serial: order fixed for determinism
+    return s;
+  }
+
+ private:
+  template <typename Fn>
+  static void reduce_parts(const std::vector<float>& part, int nt, int width, Fn&& apply) {
+    for (int c = 0; c < width; ++c) {
+      float s = 0;
+      for (int t = 0; t < nt; ++t) s += part[static_cast<std::size_t>(t) * width + c];
+      apply(c, s);
+    }
+  }
+
+  static void rope(float* out, const float* in, const AttentionShape& s, float theta, float sign) {
+    const int H = s.n_head, KV = s.n_kv_head, hd = s.head_dim, half = hd / 2;
+    const int row = (H + 2 * KV) * hd;
+    const long N = static_cast<long>(s.B) * s.T;
+    std::vector<float> inv_freq(half);
+    for (int i = 0; i < half; ++i)
+      inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(hd));
+#pragma omp parallel for schedule(static)
+    for (long n = 0; n < N; ++n) {
+      const float pos = static_cast<float>(n % s.T);
+      const float* x = in + n * row;
+      float* y = out + n * row;
+      for (int h = 0; h < H + KV; ++h) {  // q heads then k heads
+        const float* xh = x + h * hd;
+        float* yh = y + h * hd;
+        for (int i = 0; i < half; ++i) {
+          float ang = pos * inv_freq[i];
+          float c = std::cos(ang), sn = sign * std::sin(ang);
+          float a = xh[i], b = xh[i + half];
+          yh[i] = a * c - b * sn;
+          yh[i + half] = b * c + a * sn;
+        }
+      }
+      if (out != in) std::memcpy(y + (H + KV) * hd, x + (H + KV) * hd, KV * hd * 4);
+    }
+  }
+
+  // C[M,N] (+)= A[M,K] * B[K,N] with arbitrary strides; optional bias[N].
+  using Dims = std::array<long, 2>;
+  void gemm(const float* a, Dims ad, Dims as, const float* b, Dims bd, Dims bs, float* c, Dims cd,
+            const float* bias, bool accumulate) {
+    using dt = dnnl::memory::data_type;
+    const dt in_type = bf16_ ? dt::bf16 : dt::f32;
+    Key key{ad[0], ad[1], bd[1], as[0], as[1], bs[0], bs[1], bias != nullptr, accumulate};
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      dnnl::memory::desc amd({ad[0], ad[1]}, in_type, {as[0], as[1]});
+      dnnl::memory::desc bmd({bd[0], bd[1]}, in_type, {bs[0], bs[1]});
+      dnnl::memory::desc cmd({cd[0], cd[1]}, dt::f32, {cd[1], 1});
+      dnnl::primitive_attr attr;
+      if (accumulate) {
+        dnnl::post_ops po;
+        po.append_sum(1.0f);
+        attr.set_post_ops(po);
+      }
+      dnnl::memory::desc biasmd;
+      if (bias) biasmd = dnnl::memory::desc({1, cd[1]}, dt::f32, {cd[1], 1});
+      dnnl::matmul::primitive_desc pd;
+      try {
+        pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(amd, bmd, biasmd, cmd), attr, engine_)
+                  : dnnl::matmul::primitive_desc(dnnl::matmul::desc(amd, bmd, cmd), attr, engine_);
+      } catch (const dnnl::error& e) {
+        fail("oneDNN cannot build a {} matmul {}x{}x{}: {}", bf16_ ? "bf16" : "fp32", ad[0], ad[1],
+             bd[1], e.what());
+      }
+      it = cache_.emplace(key, Prim{pd, dnnl::matmul(pd)}).first;
+    }
+    Prim& p = it->second;
+    const void* ap = a;
+    const void* bp = b;
+    if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors were built with
+      ap = convert(a, ad, as, scratch_a_);
+      bp = convert(b, bd, bs, scratch_b_);
+    }
+    dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(ap));
+    dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(bp));
+    dnnl::memory cm(p.pd.dst_desc(), engine_, c);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.pd.bias_desc(), engine_, const_cast<float*>(bias)));
+    p.prim.execute(stream_, args);
+    stream_.wait();
+  }
+
+  // Converts a strided fp32 matrix to bf16 in the same layout (the strides describe a dense block).
+  static const void* convert(const float* src, Dims d, Dims s, std::vector<uint16_t>& buf) {
+    std::size_t n = static_cast<std::size_t>(d[0]) * d[1];
+    (void)s;
+    if (buf.size() < n) buf.resize(n);
+    uint16_t* o = buf.data();
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) o[i] = to_bf16(src[i]);
+    return o;
+  }
+
+  struct Key {
+    long m, k, n, as0, as1, bs0, bs1;
+    bool bias, acc;
+    bool operator<(const Key& o) const {
+      return std::tie(m, k, n, as0, as1, bs0, bs1, bias, acc) <
+             std::tie(o.m, o.k, o.n, o.as0, o.as1, o.bs0, o.bs1, o.bias, o.acc);
+    }
+  };
+  struct Prim {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul prim;
+  };
+
+  bool bf16_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::mutex mu_;
+  std::map<Key, Prim> cache_;
+  std::vector<uint16_t> scratch_a_, scratch_b_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(bool bf16_matmul) {
+  if (bf16_matmul && !__builtin_cpu_supports("avx512bf16"))
+    log::warn("this CPU has no AVX512-BF16: bf16 matmuls will be emulated by oneDNN and slow");
+  return std::make_unique<CpuBackend>(bf16_matmul);
+}
+
+}  // namespace tsumugi::backend

@@ -1,0 +1,51 @@
+// Checkpoint directories: what `tsumugi pretrain` writes and `generate`/--resume read.
+//   model.safetensors      fp32 weights under Hugging Face names (GPT-2 Conv1D weights transposed)
+//   config.json            Hugging Face config (GPT2LMHeadModel / LlamaForCausalLM)
+//   tokenizer.model        the SentencePiece model (when the run has one)
+//   optimizer.safetensors  AdamW moments, `exp_avg.NAME` / `exp_avg_sq.NAME`, tsumugi orientation
+//   trainer_state.json     step, tokens seen, the run configuration
+// A directory is written under a temporary name and renamed, so a checkpoint either exists whole
+// or not at all.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/model.h"
+
+namespace tsumugi::train {
+
+struct CheckpointState {
+  int64_t step = 0;
+  uint64_t tokens_seen = 0;
+  double loss = 0;
+  nlohmann::json run_config;
+};
+
+// Weights of `layout` (flat, tsumugi orientation) to a safetensors file with HF names.
+void save_hf_weights(const std::string& path, const model::ModelConfig& cfg, const std::vector<float>& flat);
+// Loads a safetensors file with HF names into the flat layout; every tensor must be present with
+// the right shape (an untied LLaMA lm_head may be missing only when tie_embeddings is set).
+std::vector<float> load_hf_weights(const std::string& path, const model::ModelConfig& cfg);
+
+// Writes DIR atomically. `m`/`v` may be empty (weights-only export).
+void save_checkpoint(const std::string& dir, const model::ModelConfig& cfg, const std::vector<float>& weights,
+                     const std::vector<float>& m, const std::vector<float>& v, const CheckpointState& state,
+                     const std::string& tokenizer_path, int bos_id, int eos_id);
+
+struct LoadedCheckpoint {
+  model::ModelConfig config;
+  std::vector<float> weights, m, v;  // m, v empty when the directory has no optimizer state
+  CheckpointState state;
+  std::string tokenizer_path;  // DIR/tokenizer.model, or empty
+};
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool with_optimizer);
+
+// Completed checkpoint directories under RUN_DIR/checkpoints, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& run_dir);
+std::string checkpoint_dir_name(int64_t step);
+
+}  // namespace tsumugi::train

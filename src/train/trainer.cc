@@ -1,0 +1,416 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "backend/backend.h"
+#include "formats/tensorboard.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/report.h"
+#include "util/error.h"
+#include "util/interrupt.h"
+#include "util/io.h"
+#include "util/log.h"
+
+namespace tsumugi::train {
+namespace fs = std::filesystem;
+using backend::Buf;
+using backend::Kind;
+
+double learning_rate(const TrainOptions& t, int64_t step) {
+  if (t.warmup_steps > 0 && step <= t.warmup_steps) return t.lr * static_cast<double>(step) / t.warmup_steps;
+  if (t.schedule == "constant") return t.lr;
+  const double span = static_cast<double>(std::max<int64_t>(1, t.steps - t.warmup_steps));
+  const double progress = std::min(1.0, static_cast<double>(step - t.warmup_steps) / span);
+  if (t.schedule == "linear") return t.lr + (t.min_lr - t.lr) * progress;
+  return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+namespace {
+
+uint64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  long t = static_cast<long>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+// Dense matmul throughput of this backend on a transformer-sized problem: the denominator of MFU
+// on CPUs (the "measured matmul peak").
+double measure_matmul_peak(backend::Backend& be) {
+  const int N = 1024, IC = 768, OC = 3072;
+  Buf a = be.alloc(static_cast<std::size_t>(N) * IC, Kind::Activation);
+  Buf w = be.alloc(static_cast<std::size_t>(OC) * IC, Kind::Param);
+  Buf o = be.alloc(static_cast<std::size_t>(N) * OC, Kind::Activation);
+  Buf none;
+  be.matmul_forward(o, a, w, none, N, IC, OC);  // warm-up (primitive creation)
+  be.synchronize();
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    be.matmul_forward(o, a, w, none, N, IC, OC);
+    be.synchronize();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  be.free(a);
+  be.free(w);
+  be.free(o);
+  return 2.0 * N * IC * OC / best;
+}
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& cfg, const PretrainOptions& opt) : cfg_(cfg), opt_(opt) {}
+
+  int run();
+
+ private:
+  void setup_model();
+  void write_checkpoint(int64_t step, double loss);
+  double evaluate();
+  void sample(int64_t step);
+  void log_metrics(const nlohmann::json& j);
+
+  RunConfig cfg_;
+  PretrainOptions opt_;
+  std::unique_ptr<backend::Backend> be_;
+  std::unique_ptr<model::Model> model_;
+  std::unique_ptr<WindowSampler> sampler_;
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  std::unique_ptr<formats::TensorBoardWriter> tb_;
+  std::unique_ptr<std::ofstream> metrics_;
+  Buf m_, v_;
+  int64_t start_step_ = 0;
+  uint64_t tokens_seen_ = 0;
+  int micro_ = 1, accum_ = 1;
+  int bos_ = -1, eos_ = -1;
+  std::string last_checkpoint_;
+};
+
+void Trainer::setup_model() {
+  model::ModelConfig mc = cfg_.model;
+  int tok_vocab = tok_ ? tok_->vocab_size() : 0;
+  std::string resume_dir;
+  if (opt_.resume) {
+    auto cks = list_checkpoints(cfg_.out_dir);
+    if (cks.empty()) {
+      log::warn("--resume: no checkpoint under {}/checkpoints; starting from scratch", cfg_.out_dir);
+    } else {
+      resume_dir = cks.back();
+    }
+  }
+  if (mc.vocab_size == 0) {
+    if (!tok_vocab) fail("{}: model.vocab_size is 0 and no tokenizer is configured to take it from", cfg_.config_path);
+    mc.vocab_size = model::pad_vocab(tok_vocab);
+  }
+  if (tok_vocab > mc.vocab_size)
+    fail("{}: model.vocab_size ({}) is smaller than the tokenizer's vocabulary ({})", cfg_.config_path,
+         mc.vocab_size, tok_vocab);
+  mc.validate();
+  cfg_.model = mc;
+  model_ = std::make_unique<model::Model>(mc, *be_);
+  const std::size_t n = model_->num_parameters();
+  m_ = be_->alloc(n, Kind::OptState);
+  v_ = be_->alloc(n, Kind::OptState);
+  if (!resume_dir.empty()) {
+    LoadedCheckpoint ck = load_checkpoint(resume_dir, true);
+    auto a = model::to_hf_config(ck.config, 0, 0), b = model::to_hf_config(mc, 0, 0);
+    if (a != b)
+      fail("--resume: the checkpoint {} has model {} but the config asks for {}", resume_dir, ck.config.summary(),
+           mc.summary());
+    model_->set_parameters(ck.weights);
+    be_->upload(m_, ck.m.data(), n);
+    be_->upload(v_, ck.v.data(), n);
+    start_step_ = ck.state.step;
+    tokens_seen_ = ck.state.tokens_seen;
+    last_checkpoint_ = resume_dir;
+    log::info("resuming from {} (step {})", resume_dir, start_step_);
+  } else {
+    model_->init_weights(cfg_.train.seed);
+  }
+}
+
+void Trainer::log_metrics(const nlohmann::json& j) {
+  if (opt_.rank != 0) return;
+  *metrics_ << j.dump() << '\n';
+  metrics_->flush();
+}
+
+void Trainer::write_checkpoint(int64_t step, double loss) {
+  // Every rank takes part in downloading (ZeRO shards later); rank 0 writes.
+  std::vector<float> w = model_->get_parameters();
+  std::vector<float> m(w.size()), v(w.size());
+  be_->download(m.data(), m_, m.size());
+  be_->download(v.data(), v_, v.size());
+  if (opt_.rank != 0) return;
+  std::string dir = (fs::path(cfg_.out_dir) / "checkpoints" / checkpoint_dir_name(step)).string();
+  CheckpointState st;
+  st.step = step;
+  st.tokens_seen = tokens_seen_;
+  st.loss = loss;
+  st.run_config = cfg_.to_json();
+  save_checkpoint(dir, cfg_.model, w, m, v, st, cfg_.tokenizer, bos_, eos_);
+  last_checkpoint_ = dir;
+  auto all = list_checkpoints(cfg_.out_dir);
+  while (all.size() > static_cast<std::size_t>(cfg_.train.keep_checkpoints)) {
+    fs::remove_all(all.front());
+    all.erase(all.begin());
+  }
+  log::info("checkpoint {}", dir);
+}
+
+double Trainer::evaluate() {
+  const int T = cfg_.train.seq_len;
+  std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
+  double total = 0;
+  uint64_t count = 0;
+  for (int b = 0; b < cfg_.train.eval_batches; ++b) {
+    for (int i = 0; i < micro_; ++i) {
+      uint64_t idx = (static_cast<uint64_t>(b) * opt_.world + opt_.rank) * micro_ + i;
+      sampler_->valid_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
+    }
+    total += model_->forward(in.data(), tg.data(), micro_, T);
+    count += static_cast<uint64_t>(micro_) * T;
+  }
+  if (opt_.world > 1 && opt_.allreduce_sum) {
+    float buf[2] = {static_cast<float>(total), static_cast<float>(count)};
+    opt_.allreduce_sum(buf, 2);
+    return buf[0] / buf[1];
+  }
+  return total / static_cast<double>(count);
+}
+
+void Trainer::sample(int64_t step) {
+  if (!tok_ || opt_.rank != 0) return;
+  std::vector<int32_t> prompt;
+  if (!cfg_.train.sample_prompt.empty()) tok_->encode(cfg_.train.sample_prompt, prompt);
+  if (prompt.empty()) prompt.push_back(eos_ >= 0 ? eos_ : 0);  // start of a document
+  model::SampleOptions so;
+  so.max_tokens = std::min(cfg_.train.sample_tokens, cfg_.model.max_seq - static_cast<int>(prompt.size()));
+  if (so.max_tokens <= 0) return;
+  so.temperature = 0.0f;
+  so.stop_id = eos_;
+  so.vocab_limit = tok_->vocab_size();
+  auto ids = model::generate(*model_, prompt, so);
+  std::string text = tok_->decode(ids);
+  log::info("sample at step {}: {}{}", step, cfg_.train.sample_prompt, text);
+  nlohmann::json j = {{"step", step}, {"prompt", cfg_.train.sample_prompt}, {"completion", text}};
+  std::ofstream f(fs::path(cfg_.out_dir) / "samples.jsonl", std::ios::app);
+  f << j.dump() << '\n';
+}
+
+int Trainer::run() {
+  const auto& t = cfg_.train;
+  const int T = t.seq_len;
+  if (t.batch_size % opt_.world != 0)
+    fail("train.batch_size ({}) must be a multiple of the number of ranks ({})", t.batch_size, opt_.world);
+  const int per_rank = t.batch_size / opt_.world;
+  micro_ = t.micro_batch_size > 0 ? t.micro_batch_size : per_rank;
+  if (per_rank % micro_ != 0)
+    fail("train.micro_batch_size ({}) must divide the per-rank batch ({} = train.batch_size {} / {} ranks)", micro_,
+         per_rank, t.batch_size, opt_.world);
+  accum_ = per_rank / micro_;
+
+  fs::create_directories(cfg_.out_dir);
+  if (!cfg_.tokenizer.empty()) {
+    tok_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(cfg_.tokenizer));
+    eos_ = tok_->piece_to_id("<EOD>");
+    if (tok_->is_unknown(eos_)) eos_ = tok_->eos_id();
+    bos_ = tok_->bos_id() >= 0 ? tok_->bos_id() : eos_;
+  }
+  be_ = backend::make_backend(cfg_.backend);
+  setup_model();
+  sampler_ = std::make_unique<WindowSampler>(cfg_.train_data, cfg_.valid_data, cfg_.valid_fraction, T, t.seed);
+  sampler_->check_vocabulary(cfg_.model.vocab_size);
+  const bool have_valid = t.eval_interval > 0 && sampler_->has_validation();
+
+  const std::size_t n = model_->num_parameters();
+  const double flops_per_token =
+      6.0 * static_cast<double>(n - (cfg_.model.family == model::Family::GPT2
+                                         ? static_cast<std::size_t>(cfg_.model.max_seq) * cfg_.model.d_model
+                                         : 0)) +
+      6.0 * cfg_.model.n_layer * cfg_.model.d_model * static_cast<double>(T);
+  double peak = be_->nominal_peak_flops();
+  const char* peak_kind = "nominal bf16 peak";
+  if (peak <= 0) {
+    peak = measure_matmul_peak(*be_);
+    peak_kind = "measured matmul peak";
+  }
+  if (opt_.rank == 0) {
+    log::info("model: {}", cfg_.model.summary());
+    log::info("backend: {}; {}: {:.1f} GFLOP/s", be_->name(), peak_kind, peak / 1e9);
+    log::info("data: {} training tokens, {} held-out; {} sequences x {} tokens per step ({} ranks x {} micro x {} accumulation)",
+              sampler_->train_tokens(), sampler_->valid_tokens(), t.batch_size, T, opt_.world, micro_, accum_);
+    nlohmann::json rc = cfg_.to_json();
+    rc["parameters"] = n;
+    write_file_atomic((fs::path(cfg_.out_dir) / "config.json").string(), rc.dump(2) + "\n");
+  }
+
+  // metrics.jsonl: a resumed run drops the lines after its checkpoint, so the file is one curve.
+  const fs::path metrics_path = fs::path(cfg_.out_dir) / "metrics.jsonl";
+  if (opt_.rank == 0) {
+    if (fs::exists(metrics_path)) {
+      std::string kept;
+      if (start_step_ > 0) {
+        std::ifstream in(metrics_path);
+        std::string line;
+        while (std::getline(in, line)) {
+          try {
+            auto j = nlohmann::json::parse(line);
+            if (j.value("step", int64_t{0}) <= start_step_) kept += line + "\n";
+          } catch (const nlohmann::json::parse_error&) {
+            // a torn last line from an interrupted writer
+          }
+        }
+      }
+      write_file_atomic(metrics_path.string(), kept);
+    }
+    metrics_ = std::make_unique<std::ofstream>(metrics_path, std::ios::app);
+    tb_ = std::make_unique<formats::TensorBoardWriter>((fs::path(cfg_.out_dir) / "tensorboard").string());
+  }
+
+  install_interrupt_handler();
+  std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
+  std::vector<float> host_grads;
+  const float loss_scale = 1.0f / (static_cast<float>(t.batch_size) * T);
+  const auto& layout = model_->layout();
+  auto t_start = std::chrono::steady_clock::now();
+  double last_loss = 0;
+  int64_t step = start_step_;
+  double window_time = 0;
+  uint64_t window_tokens = 0;
+
+  while (step < t.steps) {
+    ++step;
+    auto t0 = std::chrono::steady_clock::now();
+    model_->zero_grad();
+    double loss_sum = 0;
+    for (int a = 0; a < accum_; ++a) {
+      for (int i = 0; i < micro_; ++i) {
+        // Global window index: step, then rank, then position within the rank's batch.
+        uint64_t idx = static_cast<uint64_t>(step - 1) * t.batch_size +
+                       static_cast<uint64_t>(opt_.rank) * per_rank + static_cast<uint64_t>(a) * micro_ + i;
+        sampler_->train_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
+      }
+      loss_sum += model_->forward_backward(in.data(), tg.data(), micro_, T, loss_scale);
+    }
+    if (opt_.world > 1 && opt_.allreduce_sum) {
+      host_grads.resize(n);
+      be_->download(host_grads.data(), model_->grads(), n);
+      opt_.allreduce_sum(host_grads.data(), n);
+      be_->upload(model_->grads(), host_grads.data(), n);
+      float l = static_cast<float>(loss_sum);
+      opt_.allreduce_sum(&l, 1);
+      loss_sum = l;
+    }
+    const double loss = loss_sum / (static_cast<double>(t.batch_size) * T);
+    const double norm = std::sqrt(be_->sum_squares(model_->grads(), n));
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      fail("the loss became {} at step {} (gradient norm {}); weights were not updated. The last good checkpoint is "
+           "{}. Lower train.lr, raise train.warmup_steps or check the data, then --resume.",
+           loss, step, norm, last_checkpoint_.empty() ? "(none yet)" : last_checkpoint_);
+    }
+    const double clip = t.grad_clip > 0 && norm > t.grad_clip ? t.grad_clip / (norm + 1e-6) : 1.0;
+    const double lr = learning_rate(t, step);
+    backend::AdamWParams ap{static_cast<float>(lr), static_cast<float>(t.beta1), static_cast<float>(t.beta2),
+                            static_cast<float>(t.eps), 0.0f, static_cast<int>(step), static_cast<float>(clip)};
+    for (const auto& p : layout) {
+      ap.weight_decay = p.decay ? static_cast<float>(t.weight_decay) : 0.0f;
+      be_->adamw_update(be_->view(model_->master(), p.offset, p.size), be_->view(model_->params(), p.offset, p.size),
+                        be_->view(model_->grads(), p.offset, p.size), be_->view(m_, p.offset, p.size),
+                        be_->view(v_, p.offset, p.size), p.size, ap);
+    }
+    be_->synchronize();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const uint64_t step_tokens = static_cast<uint64_t>(t.batch_size) * T;
+    tokens_seen_ += step_tokens;
+    last_loss = loss;
+    window_time += dt;
+    window_tokens += step_tokens;
+    const double tps = step_tokens / dt;
+    const double mfu = tps * flops_per_token / (peak * opt_.world);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    nlohmann::json j = {{"step", step},         {"loss", loss},     {"lr", lr},
+                        {"grad_norm", norm},    {"tokens_per_s", tps}, {"mfu", mfu},
+                        {"mem_bytes", peak_rss_bytes()}, {"elapsed_s", elapsed}, {"tokens", tokens_seen_}};
+    std::vector<std::pair<std::string, float>> scalars = {{"train/loss", static_cast<float>(loss)},
+                                                          {"train/lr", static_cast<float>(lr)},
+                                                          {"train/grad_norm", static_cast<float>(norm)},
+                                                          {"perf/tokens_per_s", static_cast<float>(tps)},
+                                                          {"perf/mfu", static_cast<float>(mfu)}};
+    if (have_valid && (step % t.eval_interval == 0 || step == t.steps)) {
+      double vl = evaluate();
+      j["val_loss"] = vl;
+      scalars.emplace_back("valid/loss", static_cast<float>(vl));
+      if (opt_.rank == 0) log::info("step {}: validation loss {:.4f}", step, vl);
+    }
+    log_metrics(j);
+    if (tb_) {
+      tb_->add_scalars(scalars, step);
+      tb_->flush();
+    }
+    if (opt_.rank == 0 && (step % t.log_interval == 0 || step == t.steps)) {
+      const double avg = window_tokens / window_time;
+      const double eta = (t.steps - step) * step_tokens / avg;
+      log::info("step {}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | MFU {:.1f}% | ETA {}", step,
+                t.steps, loss, lr, norm, avg, 100.0 * avg * flops_per_token / (peak * opt_.world),
+                format_duration(eta));
+      window_time = 0;
+      window_tokens = 0;
+    }
+    if (t.sample_interval > 0 && step % t.sample_interval == 0 && step != t.steps) sample(step);
+    const bool pause = t.stop_after > 0 && step == t.stop_after && step < t.steps;
+    const bool stop = interrupted();
+    if (stop || pause || step == t.steps || (t.checkpoint_interval > 0 && step % t.checkpoint_interval == 0))
+      write_checkpoint(step, loss);
+    if (opt_.rank == 0 && t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps)
+      write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), true);
+    if (stop) {
+      log::warn("interrupted at step {}: checkpoint written; continue with --resume", step);
+      if (opt_.rank == 0)
+        write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
+      return 130;
+    }
+    if (pause) {
+      log::info("stopped after step {} as train.stop_after asks; continue with --resume", step);
+      if (opt_.rank == 0)
+        write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
+      return 0;
+    }
+  }
+  if (opt_.rank == 0) {
+    write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
+    if (start_step_ < t.steps) sample(step);
+    log::info("done: {} steps, final loss {:.4f}; checkpoint {}; report {}/report.html", step, last_loss,
+              last_checkpoint_, cfg_.out_dir);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_pretrain(const RunConfig& cfg, const PretrainOptions& opt) {
+  Trainer t(cfg, opt);
+  return t.run();
+}
+
+}  // namespace tsumugi::train
