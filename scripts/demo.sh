@@ -50,12 +50,31 @@ echo "ids:   "; $BIN tokenizer encode --model "$OUT/tok.model" --output-format i
   | tee "$OUT/sample.ids"
 echo "decode:"; $BIN tokenizer decode --model "$OUT/tok.model" < "$OUT/sample.ids"
 
-step "5. tokenize: cleaned Japanese into a Megatron-LM indexed dataset (.bin/.idx), <EOD> after each document"
+step "5. tokenize: the cleaned ja / en / code text into Megatron-LM indexed datasets (.bin/.idx), <EOD> after each document"
 $BIN tokenize --model "$OUT/tok.model" -o "$OUT/shards/ja" "$OUT"/clean-ja/kept-*.jsonl.zst
+$BIN tokenize --model "$OUT/tok.model" -o "$OUT/shards/en" "$OUT"/clean-en/kept-*.jsonl.zst
+$BIN tokenize --model "$OUT/tok.model" -o "$OUT/shards/code" "$OUT"/clean-code/kept-*.jsonl.zst
 
 step "6. tokenizer export-hf: the same tokenizer for Hugging Face (tokenizer.json)"
 $BIN tokenizer export-hf --model "$OUT/tok.model" -o "$OUT/hf-tokenizer"
 ls -l "$OUT/hf-tokenizer"
+
+step "7. pretrain: a small GPT-2-family model on those shards (configs/tiny.toml; a few minutes on a CPU)"
+$BIN pretrain --config configs/tiny.toml --set out_dir="$OUT/run-tiny" --set tokenizer="$OUT/tok.model" \
+  --set data.train="$OUT/shards/ja,$OUT/shards/en,$OUT/shards/code" ${DEMO_STEPS:+--set train.steps=$DEMO_STEPS}
+python3 - "$OUT/run-tiny/metrics.jsonl" <<'PY'
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+val = [(x["step"], x["val_loss"]) for x in m if "val_loss" in x]
+print(f"training loss: step 1 {m[0]['loss']:.3f} -> step {m[-1]['step']} {m[-1]['loss']:.3f}")
+print("validation loss:", ", ".join(f"step {s}: {v:.3f}" for s, v in val))
+PY
+CKPT=$(ls -d "$OUT"/run-tiny/checkpoints/step_* | tail -1)
+
+step "8. generate: greedy continuation from the last checkpoint"
+$BIN generate --model "$CKPT" --prompt "ファイルを" --max-tokens 40
+$BIN generate --model "$CKPT" --prompt "The file" --max-tokens 40
+echo "run report: $OUT/run-tiny/report.html (plots of loss, lr, gradient norm, throughput); TensorBoard: $OUT/run-tiny/tensorboard"
 
 echo
 echo "Outputs are in $OUT/: cleaned shards with rejects and stats, the tokenizer, Megatron shards, HF files."

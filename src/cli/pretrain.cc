@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/collective.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -153,10 +154,22 @@ void register_pretrain(CLI::App& app) {
         return 0;
       }
       if (a->config.empty()) fail("--config FILE is required (see configs/tiny.toml)");
-      train::RunConfig cfg = train::load_run_config(a->config, a->sets);
-      train::PretrainOptions opt;
-      opt.resume = a->resume;
-      return train::run_pretrain(cfg, opt);
+      // Under mpirun/srun every rank runs this; a rank that fails ends them all with its message
+      // instead of leaving the others blocked in a collective.
+      auto comm = train::make_collective();
+      try {
+        train::RunConfig cfg = train::load_run_config(a->config, a->sets);
+        train::PretrainOptions opt;
+        opt.resume = a->resume;
+        opt.comm = comm.get();
+        if (comm->rank() != 0 && log::level() < log::Level::warn) log::set_level(log::Level::warn);
+        if (comm->size() > 1 && comm->rank() == 0)
+          log::info("data parallel over {} {} ranks", comm->size(), comm->kind());
+        return train::run_pretrain(cfg, opt);
+      } catch (const std::exception& e) {
+        if (comm->size() > 1) comm->abort(e.what());
+        throw;
+      }
     });
   });
 }

@@ -95,11 +95,13 @@ const std::vector<Key>& keys() {
       FLOAT_KEY("train.grad_clip", train.grad_clip, "clip the global gradient norm to this (0 = off)"),
       INT_KEY("train.seed", train.seed, "seed for initialisation and data sampling"),
       INT_KEY("train.eval_interval", train.eval_interval, "validation loss every N steps (0 = off)"),
-      INT_KEY("train.eval_batches", train.eval_batches, "validation micro-batches per evaluation"),
+      INT_KEY("train.eval_batches", train.eval_batches, "validation batches (of train.batch_size sequences) per evaluation"),
       INT_KEY("train.checkpoint_interval", train.checkpoint_interval, "checkpoint every N steps (and at the end)"),
       INT_KEY("train.keep_checkpoints", train.keep_checkpoints, "keep the last K checkpoints"),
       INT_KEY("train.log_interval", train.log_interval, "console line every N steps"),
       INT_KEY("train.report_interval", train.report_interval, "rewrite report.html every N steps"),
+      INT_KEY("train.zero_stage", train.zero_stage,
+              "with several ranks: 1 shards the AdamW state and master weights' update (ZeRO-1), 0 replicates it"),
       FLOAT_KEY("train.dropout", train.dropout, "dropout probability (only 0 is supported)"),
       INT_KEY("train.sample_interval", train.sample_interval, "print a sample generation every N steps (0 = at the end only)"),
       INT_KEY("train.sample_tokens", train.sample_tokens, "tokens per sample generation"),
@@ -227,6 +229,7 @@ void check(const RunConfig& c) {
   need(t.log_interval >= 1, "train.log_interval must be >= 1");
   need(t.checkpoint_interval >= 0 && t.eval_interval >= 0 && t.report_interval >= 0 && t.sample_interval >= 0,
        "intervals must be >= 0");
+  need(t.zero_stage == 0 || t.zero_stage == 1, "train.zero_stage must be 0 or 1");
   need(t.dropout == 0.0, "train.dropout > 0 is not supported yet (the engine trains without dropout, as LLM-jp did)");
   need(c.valid_fraction >= 0 && c.valid_fraction < 0.5, "data.valid_fraction must be in [0, 0.5)");
   need(!c.train_data.empty(), "data.train is required (Megatron prefixes written by `tsumugi tokenize`)");

@@ -34,6 +34,7 @@ struct TrainOptions {
   int64_t log_interval = 1;
   int64_t report_interval = 50;
   double dropout = 0.0;
+  int zero_stage = 1;  // with several ranks: 1 = shard the AdamW state (ZeRO-1), 0 = replicate it
   int64_t sample_interval = 0;  // 0: only at the end
   int sample_tokens = 32;
   std::string sample_prompt;

@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/collective.h"
 #include "train/data.h"
 #include "train/report.h"
 #include "util/error.h"
@@ -79,7 +80,15 @@ double measure_matmul_peak(backend::Backend& be) {
 
 class Trainer {
  public:
-  Trainer(const RunConfig& cfg, const PretrainOptions& opt) : cfg_(cfg), opt_(opt) {}
+  Trainer(const RunConfig& cfg, const PretrainOptions& opt) : cfg_(cfg), opt_(opt) {
+    if (!opt_.comm) {
+      own_comm_ = make_collective();
+      opt_.comm = own_comm_.get();
+    }
+    comm_ = opt_.comm;
+    rank_ = comm_->rank();
+    world_ = comm_->size();
+  }
 
   int run();
 
@@ -90,8 +99,21 @@ class Trainer {
   void sample(int64_t step);
   void log_metrics(const nlohmann::json& j);
 
+  // Optimizer step over this rank's slice (everything without ZeRO-1), after the gradients are
+  // reduced; returns the global gradient norm before clipping.
+  double reduce_gradients(double* loss_sum);
+  void optimizer_step(int64_t step, double clip, double lr);
+  std::vector<float> gather_state(const Buf& b);  // full m or v on every rank
+
   RunConfig cfg_;
   PretrainOptions opt_;
+  std::unique_ptr<Collective> own_comm_;
+  Collective* comm_ = nullptr;
+  int rank_ = 0, world_ = 1;
+  bool zero_ = false;
+  std::size_t shard_lo_ = 0, shard_hi_ = 0;
+  std::vector<std::size_t> shard_counts_;
+  std::vector<float> host_;
   std::unique_ptr<backend::Backend> be_;
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<WindowSampler> sampler_;
@@ -129,8 +151,19 @@ void Trainer::setup_model() {
   cfg_.model = mc;
   model_ = std::make_unique<model::Model>(mc, *be_);
   const std::size_t n = model_->num_parameters();
-  m_ = be_->alloc(n, Kind::OptState);
-  v_ = be_->alloc(n, Kind::OptState);
+  zero_ = world_ > 1 && cfg_.train.zero_stage == 1;
+  shard_counts_.clear();
+  for (int r = 0; r < world_; ++r) {
+    auto [b, e] = zero_ ? shard_range(n, world_, r) : std::pair<std::size_t, std::size_t>{0, n};
+    shard_counts_.push_back(e - b);
+    if (r == rank_) {
+      shard_lo_ = b;
+      shard_hi_ = e;
+    }
+  }
+  // ZeRO-1: the AdamW moments exist only for this rank's slice.
+  m_ = be_->alloc(std::max<std::size_t>(1, shard_hi_ - shard_lo_), Kind::OptState);
+  v_ = be_->alloc(std::max<std::size_t>(1, shard_hi_ - shard_lo_), Kind::OptState);
   if (!resume_dir.empty()) {
     LoadedCheckpoint ck = load_checkpoint(resume_dir, true);
     auto a = model::to_hf_config(ck.config, 0, 0), b = model::to_hf_config(mc, 0, 0);
@@ -138,8 +171,9 @@ void Trainer::setup_model() {
       fail("--resume: the checkpoint {} has model {} but the config asks for {}", resume_dir, ck.config.summary(),
            mc.summary());
     model_->set_parameters(ck.weights);
-    be_->upload(m_, ck.m.data(), n);
-    be_->upload(v_, ck.v.data(), n);
+    // The checkpoint holds whole moments, so any number of ranks can resume it.
+    be_->upload(m_, ck.m.data() + shard_lo_, shard_hi_ - shard_lo_);
+    be_->upload(v_, ck.v.data() + shard_lo_, shard_hi_ - shard_lo_);
     start_step_ = ck.state.step;
     tokens_seen_ = ck.state.tokens_seen;
     last_checkpoint_ = resume_dir;
@@ -150,7 +184,7 @@ void Trainer::setup_model() {
 }
 
 void Trainer::log_metrics(const nlohmann::json& j) {
-  if (opt_.rank != 0) return;
+  if (rank_ != 0) return;
   *metrics_ << j.dump() << '\n';
   metrics_->flush();
 }
@@ -158,10 +192,8 @@ void Trainer::log_metrics(const nlohmann::json& j) {
 void Trainer::write_checkpoint(int64_t step, double loss) {
   // Every rank takes part in downloading (ZeRO shards later); rank 0 writes.
   std::vector<float> w = model_->get_parameters();
-  std::vector<float> m(w.size()), v(w.size());
-  be_->download(m.data(), m_, m.size());
-  be_->download(v.data(), v_, v.size());
-  if (opt_.rank != 0) return;
+  std::vector<float> m = gather_state(m_), v = gather_state(v_);
+  if (rank_ != 0) return;
   std::string dir = (fs::path(cfg_.out_dir) / "checkpoints" / checkpoint_dir_name(step)).string();
   CheckpointState st;
   st.step = step;
@@ -183,24 +215,24 @@ double Trainer::evaluate() {
   std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
   double total = 0;
   uint64_t count = 0;
-  for (int b = 0; b < cfg_.train.eval_batches; ++b) {
+  // The validation set is eval_batches x batch_size windows whatever the rank count; rank r takes
+  // every world-th window.
+  const uint64_t per_rank = static_cast<uint64_t>(cfg_.train.eval_batches) * (cfg_.train.batch_size / world_);
+  for (uint64_t k = 0; k < per_rank; k += micro_) {
     for (int i = 0; i < micro_; ++i) {
-      uint64_t idx = (static_cast<uint64_t>(b) * opt_.world + opt_.rank) * micro_ + i;
+      uint64_t idx = (k + i) * world_ + rank_;
       sampler_->valid_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
     }
     total += model_->forward(in.data(), tg.data(), micro_, T);
     count += static_cast<uint64_t>(micro_) * T;
   }
-  if (opt_.world > 1 && opt_.allreduce_sum) {
-    float buf[2] = {static_cast<float>(total), static_cast<float>(count)};
-    opt_.allreduce_sum(buf, 2);
-    return buf[0] / buf[1];
-  }
-  return total / static_cast<double>(count);
+  double buf[2] = {total, static_cast<double>(count)};
+  comm_->allreduce_sum(buf, 2);
+  return buf[0] / buf[1];
 }
 
 void Trainer::sample(int64_t step) {
-  if (!tok_ || opt_.rank != 0) return;
+  if (!tok_ || rank_ != 0) return;
   std::vector<int32_t> prompt;
   if (!cfg_.train.sample_prompt.empty()) tok_->encode(cfg_.train.sample_prompt, prompt);
   if (prompt.empty()) prompt.push_back(eos_ >= 0 ? eos_ : 0);  // start of a document
@@ -218,19 +250,69 @@ void Trainer::sample(int64_t step) {
   f << j.dump() << '\n';
 }
 
+double Trainer::reduce_gradients(double* loss_sum) {
+  const std::size_t n = model_->num_parameters();
+  if (world_ == 1) return std::sqrt(be_->sum_squares(model_->grads(), n));
+  comm_->allreduce_sum(loss_sum, 1);
+  host_.resize(n);
+  be_->download(host_.data(), model_->grads(), n);
+  if (!zero_) {
+    comm_->allreduce_sum(host_.data(), n);
+    be_->upload(model_->grads(), host_.data(), n);
+    return std::sqrt(be_->sum_squares(model_->grads(), n));
+  }
+  comm_->reduce_scatter_sum(host_.data(), shard_counts_);
+  const std::size_t len = shard_hi_ - shard_lo_;
+  be_->upload(be_->view(model_->grads(), shard_lo_, len), host_.data() + shard_lo_, len);
+  double ss = len ? be_->sum_squares(be_->view(model_->grads(), shard_lo_, len), len) : 0.0;
+  comm_->allreduce_sum(&ss, 1);
+  return std::sqrt(ss);
+}
+
+void Trainer::optimizer_step(int64_t step, double clip, double lr) {
+  const auto& t = cfg_.train;
+  backend::AdamWParams ap{static_cast<float>(lr), static_cast<float>(t.beta1), static_cast<float>(t.beta2),
+                          static_cast<float>(t.eps), 0.0f, static_cast<int>(step), static_cast<float>(clip)};
+  for (const auto& p : model_->layout()) {
+    const std::size_t a = std::max<std::size_t>(p.offset, shard_lo_);
+    const std::size_t b = std::min<std::size_t>(p.offset + p.size, shard_hi_);
+    if (a >= b) continue;
+    ap.weight_decay = p.decay ? static_cast<float>(t.weight_decay) : 0.0f;
+    be_->adamw_update(be_->view(model_->master(), a, b - a), be_->view(model_->params(), a, b - a),
+                      be_->view(model_->grads(), a, b - a), be_->view(m_, a - shard_lo_, b - a),
+                      be_->view(v_, a - shard_lo_, b - a), b - a, ap);
+  }
+  if (zero_) {  // every rank gets every slice's updated weights
+    const std::size_t n = model_->num_parameters();
+    host_.resize(n);
+    be_->download(host_.data(), model_->master(), n);
+    comm_->allgather(host_.data(), shard_counts_);
+    model_->set_parameters(host_);
+  }
+}
+
+std::vector<float> Trainer::gather_state(const Buf& b) {
+  const std::size_t n = model_->num_parameters();
+  std::vector<float> full(n, 0.0f);
+  be_->download(full.data() + shard_lo_, b, shard_hi_ - shard_lo_);
+  if (zero_) comm_->allgather(full.data(), shard_counts_);
+  return full;
+}
+
 int Trainer::run() {
   const auto& t = cfg_.train;
   const int T = t.seq_len;
-  if (t.batch_size % opt_.world != 0)
-    fail("train.batch_size ({}) must be a multiple of the number of ranks ({})", t.batch_size, opt_.world);
-  const int per_rank = t.batch_size / opt_.world;
+  if (t.batch_size % world_ != 0)
+    fail("train.batch_size ({}) must be a multiple of the number of ranks ({})", t.batch_size, world_);
+  const int per_rank = t.batch_size / world_;
   micro_ = t.micro_batch_size > 0 ? t.micro_batch_size : per_rank;
   if (per_rank % micro_ != 0)
     fail("train.micro_batch_size ({}) must divide the per-rank batch ({} = train.batch_size {} / {} ranks)", micro_,
-         per_rank, t.batch_size, opt_.world);
+         per_rank, t.batch_size, world_);
   accum_ = per_rank / micro_;
 
-  fs::create_directories(cfg_.out_dir);
+  comm_->check_same("run configuration", cfg_.to_json().dump());
+  if (rank_ == 0) fs::create_directories(cfg_.out_dir);
   if (!cfg_.tokenizer.empty()) {
     tok_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(cfg_.tokenizer));
     eos_ = tok_->piece_to_id("<EOD>");
@@ -255,11 +337,11 @@ int Trainer::run() {
     peak = measure_matmul_peak(*be_);
     peak_kind = "measured matmul peak";
   }
-  if (opt_.rank == 0) {
+  if (rank_ == 0) {
     log::info("model: {}", cfg_.model.summary());
     log::info("backend: {}; {}: {:.1f} GFLOP/s", be_->name(), peak_kind, peak / 1e9);
     log::info("data: {} training tokens, {} held-out; {} sequences x {} tokens per step ({} ranks x {} micro x {} accumulation)",
-              sampler_->train_tokens(), sampler_->valid_tokens(), t.batch_size, T, opt_.world, micro_, accum_);
+              sampler_->train_tokens(), sampler_->valid_tokens(), t.batch_size, T, world_, micro_, accum_);
     nlohmann::json rc = cfg_.to_json();
     rc["parameters"] = n;
     write_file_atomic((fs::path(cfg_.out_dir) / "config.json").string(), rc.dump(2) + "\n");
@@ -267,7 +349,7 @@ int Trainer::run() {
 
   // metrics.jsonl: a resumed run drops the lines after its checkpoint, so the file is one curve.
   const fs::path metrics_path = fs::path(cfg_.out_dir) / "metrics.jsonl";
-  if (opt_.rank == 0) {
+  if (rank_ == 0) {
     if (fs::exists(metrics_path)) {
       std::string kept;
       if (start_step_ > 0) {
@@ -290,9 +372,7 @@ int Trainer::run() {
 
   install_interrupt_handler();
   std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
-  std::vector<float> host_grads;
   const float loss_scale = 1.0f / (static_cast<float>(t.batch_size) * T);
-  const auto& layout = model_->layout();
   auto t_start = std::chrono::steady_clock::now();
   double last_loss = 0;
   int64_t step = start_step_;
@@ -308,22 +388,13 @@ int Trainer::run() {
       for (int i = 0; i < micro_; ++i) {
         // Global window index: step, then rank, then position within the rank's batch.
         uint64_t idx = static_cast<uint64_t>(step - 1) * t.batch_size +
-                       static_cast<uint64_t>(opt_.rank) * per_rank + static_cast<uint64_t>(a) * micro_ + i;
+                       static_cast<uint64_t>(rank_) * per_rank + static_cast<uint64_t>(a) * micro_ + i;
         sampler_->train_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
       }
       loss_sum += model_->forward_backward(in.data(), tg.data(), micro_, T, loss_scale);
     }
-    if (opt_.world > 1 && opt_.allreduce_sum) {
-      host_grads.resize(n);
-      be_->download(host_grads.data(), model_->grads(), n);
-      opt_.allreduce_sum(host_grads.data(), n);
-      be_->upload(model_->grads(), host_grads.data(), n);
-      float l = static_cast<float>(loss_sum);
-      opt_.allreduce_sum(&l, 1);
-      loss_sum = l;
-    }
+    const double norm = reduce_gradients(&loss_sum);
     const double loss = loss_sum / (static_cast<double>(t.batch_size) * T);
-    const double norm = std::sqrt(be_->sum_squares(model_->grads(), n));
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       fail("the loss became {} at step {} (gradient norm {}); weights were not updated. The last good checkpoint is "
            "{}. Lower train.lr, raise train.warmup_steps or check the data, then --resume.",
@@ -331,14 +402,7 @@ int Trainer::run() {
     }
     const double clip = t.grad_clip > 0 && norm > t.grad_clip ? t.grad_clip / (norm + 1e-6) : 1.0;
     const double lr = learning_rate(t, step);
-    backend::AdamWParams ap{static_cast<float>(lr), static_cast<float>(t.beta1), static_cast<float>(t.beta2),
-                            static_cast<float>(t.eps), 0.0f, static_cast<int>(step), static_cast<float>(clip)};
-    for (const auto& p : layout) {
-      ap.weight_decay = p.decay ? static_cast<float>(t.weight_decay) : 0.0f;
-      be_->adamw_update(be_->view(model_->master(), p.offset, p.size), be_->view(model_->params(), p.offset, p.size),
-                        be_->view(model_->grads(), p.offset, p.size), be_->view(m_, p.offset, p.size),
-                        be_->view(v_, p.offset, p.size), p.size, ap);
-    }
+    optimizer_step(step, clip, lr);
     be_->synchronize();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const uint64_t step_tokens = static_cast<uint64_t>(t.batch_size) * T;
@@ -347,7 +411,7 @@ int Trainer::run() {
     window_time += dt;
     window_tokens += step_tokens;
     const double tps = step_tokens / dt;
-    const double mfu = tps * flops_per_token / (peak * opt_.world);
+    const double mfu = tps * flops_per_token / (peak * world_);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     nlohmann::json j = {{"step", step},         {"loss", loss},     {"lr", lr},
                         {"grad_norm", norm},    {"tokens_per_s", tps}, {"mfu", mfu},
@@ -361,43 +425,48 @@ int Trainer::run() {
       double vl = evaluate();
       j["val_loss"] = vl;
       scalars.emplace_back("valid/loss", static_cast<float>(vl));
-      if (opt_.rank == 0) log::info("step {}: validation loss {:.4f}", step, vl);
+      if (rank_ == 0) log::info("step {}: validation loss {:.4f}", step, vl);
     }
     log_metrics(j);
     if (tb_) {
       tb_->add_scalars(scalars, step);
       tb_->flush();
     }
-    if (opt_.rank == 0 && (step % t.log_interval == 0 || step == t.steps)) {
+    if (rank_ == 0 && (step % t.log_interval == 0 || step == t.steps)) {
       const double avg = window_tokens / window_time;
       const double eta = (t.steps - step) * step_tokens / avg;
       log::info("step {}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | MFU {:.1f}% | ETA {}", step,
-                t.steps, loss, lr, norm, avg, 100.0 * avg * flops_per_token / (peak * opt_.world),
+                t.steps, loss, lr, norm, avg, 100.0 * avg * flops_per_token / (peak * world_),
                 format_duration(eta));
       window_time = 0;
       window_tokens = 0;
     }
     if (t.sample_interval > 0 && step % t.sample_interval == 0 && step != t.steps) sample(step);
     const bool pause = t.stop_after > 0 && step == t.stop_after && step < t.steps;
-    const bool stop = interrupted();
+    bool stop = interrupted();
+    if (world_ > 1) {  // every rank must stop at the same step, whichever saw the signal
+      double any = stop ? 1.0 : 0.0;
+      comm_->allreduce_sum(&any, 1);
+      stop = any > 0;
+    }
     if (stop || pause || step == t.steps || (t.checkpoint_interval > 0 && step % t.checkpoint_interval == 0))
       write_checkpoint(step, loss);
-    if (opt_.rank == 0 && t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps)
+    if (rank_ == 0 && t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps)
       write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), true);
     if (stop) {
       log::warn("interrupted at step {}: checkpoint written; continue with --resume", step);
-      if (opt_.rank == 0)
+      if (rank_ == 0)
         write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
       return 130;
     }
     if (pause) {
       log::info("stopped after step {} as train.stop_after asks; continue with --resume", step);
-      if (opt_.rank == 0)
+      if (rank_ == 0)
         write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
       return 0;
     }
   }
-  if (opt_.rank == 0) {
+  if (rank_ == 0) {
     write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
     if (start_step_ < t.steps) sample(step);
     log::info("done: {} steps, final loss {:.4f}; checkpoint {}; report {}/report.html", step, last_loss,

@@ -1,19 +1,18 @@
 // `tsumugi pretrain`: the training loop over the model engine.
 #pragma once
 
-#include <functional>
 #include <string>
 
 #include "train/run_config.h"
 
 namespace tsumugi::train {
 
+class Collective;
+
 struct PretrainOptions {
   bool resume = false;
-  // Data parallelism: this process's rank among `world` ranks, and a gradient all-reduce (sum)
-  // over a host fp32 buffer. world == 1 needs no all-reduce.
-  int rank = 0, world = 1;
-  std::function<void(float* data, std::size_t n)> allreduce_sum;
+  // The ranks of a data-parallel job; nullptr = one process.
+  Collective* comm = nullptr;
 };
 
 // Runs (or resumes) the configured run. Returns the process exit code: 0 done, 130 interrupted
