@@ -39,8 +39,10 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD) -j $(JOBS)
 
+# The sanitizer build leaves out the CUDA backend: nvcc code cannot be instrumented and cannot run
+# without a GPU; its CPU-emulator tests run in the normal build.
 $(ASAN_BUILD)/build.ninja:
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTSUMUGI_SANITIZE=ON -DTSUMUGI_BUILD_BENCH=OFF
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTSUMUGI_SANITIZE=ON -DTSUMUGI_BUILD_BENCH=OFF -DTSUMUGI_WITH_CUDA=OFF
 
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS) tsumugi tsumugi_tests

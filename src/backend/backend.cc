@@ -7,7 +7,7 @@ namespace tsumugi::backend {
 
 #ifndef TSUMUGI_HAVE_CUDA
 std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
-  if (why) *why = "this binary was built without CUDA (nvcc was not found at configure time)";
+  if (why) *why = "this binary was built without the CUDA backend (no nvcc at configure time, or -DTSUMUGI_WITH_CUDA=OFF)";
   return nullptr;
 }
 #endif

@@ -1,0 +1,93 @@
+// Host-side entry points of the CUDA kernels, one group per .cu file. The backend class
+// (cuda_backend.cu) checks buffer kinds and sizes, then calls these; each launches on ctx.stream
+// and returns without synchronizing.
+#pragma once
+
+#include <cstddef>
+
+#include "backend/cuda/common.cuh"
+
+namespace tsumugi::backend::TSU_CUDA_NS {
+
+struct Ctx {
+  cudaStream_t stream = nullptr;
+  int sm_count = 1;
+  bool simple_attention = false;  // force the plain (no tensor core) attention kernels
+};
+
+// ---- elementwise.cu
+void convert(const Ctx& c, void* dst, DType dt, const void* src, DType st, std::size_t n);
+void add(const Ctx& c, void* out, DType ot, const void* a, DType at, const void* b, DType bt,
+         std::size_t n);
+void accumulate(const Ctx& c, void* dst, DType dt, const void* src, DType st, std::size_t n);
+void gelu_forward(const Ctx& c, void* out, DType ot, const void* inp, DType it, std::size_t n);
+void gelu_backward(const Ctx& c, void* dinp, DType dt, const void* inp, DType it,
+                   const void* dout, DType gt, std::size_t n);
+void swiglu_forward(const Ctx& c, void* out, DType ot, const void* inp, DType it, int N, int F);
+void swiglu_backward(const Ctx& c, void* dinp, DType dt, const void* inp, DType it,
+                     const void* dout, DType gt, int N, int F);
+// inverse=false rotates (forward), inverse=true applies the transpose rotation (backward).
+void rope(const Ctx& c, void* out, DType ot, const void* in, DType it, int B, int T, int H,
+          int KV, int hd, float theta, bool inverse);
+void embedding_forward(const Ctx& c, bf16* out, const int* tokens, const bf16* wte,
+                       const bf16* wpe, int B, int T, int C, int V);
+std::size_t embedding_backward_scratch_bytes(int N);
+// dwte[tokens[n]] += dout[n], summed per token in fp32 in row order (deterministic).
+void embedding_backward_dwte(const Ctx& c, bf16* dwte, const bf16* dout, const int* tokens, int N,
+                             int C, int V, void* scratch);
+void embedding_backward_dwpe(const Ctx& c, bf16* dwpe, const bf16* dout, int B, int T, int C);
+void bias_add(const Ctx& c, void* out, DType ot, const void* bias, DType bt, int N, int OC);
+// Column sums over N rows of [N,C] (deterministic, fp32):
+//   dst1[c] += sum_n dout[n,c] * xhat[n,c], xhat = (inp - mean) * rstd (mean may be null: inp*rstd)
+//   dst2[c] += sum_n dout[n,c]
+// dst1 or dst2 may be null; inp/mean/rstd are only read when dst1 is set.
+std::size_t column_reduce_scratch_bytes(int N, int C, int sm_count);
+void column_reduce(const Ctx& c, const bf16* dout, const bf16* inp, const float* mean,
+                   const float* rstd, void* dst1, DType d1t, void* dst2, DType d2t, int N, int C,
+                   void* scratch);
+
+// ---- norm.cu (mean/rstd may be null in forward: not stored)
+void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const bf16* inp,
+                       const bf16* weight, const bf16* bias, int N, int C, float eps);
+std::size_t norm_backward_scratch_bytes(int N, int C, int sm_count);
+void layernorm_backward(const Ctx& c, bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout,
+                        const bf16* inp, const bf16* weight, const float* mean, const float* rstd,
+                        int N, int C, void* scratch);
+void rmsnorm_forward(const Ctx& c, bf16* out, float* rstd, const bf16* inp, const bf16* weight,
+                     int N, int C, float eps);
+void rmsnorm_backward(const Ctx& c, bf16* dinp, bf16* dweight, const bf16* dout, const bf16* inp,
+                      const bf16* weight, const float* rstd, int N, int C, void* scratch);
+
+// ---- attention.cu
+struct AttnDims {
+  int B, T, H, KV, hd;
+};
+// Whether the tensor-core kernels take this shape and these pointers (else the plain ones run).
+bool attention_uses_tensor_cores(const Ctx& c, const AttnDims& d, const void* const* ptrs,
+                                 int nptrs);
+// Raises the dynamic shared memory limit of the tensor-core kernels once per device.
+void attention_init(int max_smem_optin);
+void attention_forward(const Ctx& c, bf16* out, float* lse, const bf16* qkv, const AttnDims& d);
+std::size_t attention_backward_scratch_bytes(const AttnDims& d);
+void attention_backward(const Ctx& c, bf16* dqkv, const bf16* dout, const bf16* qkv,
+                        const bf16* out, const float* lse, const AttnDims& d, void* scratch);
+
+// ---- loss_optim.cu
+void cross_entropy(const Ctx& c, float* losses, bf16* logits, const int* targets, int N, int V,
+                   float dloss);
+// torch.optim.AdamW's operation order (as the CPU backend): w *= decay;
+// w -= step_size * m / (sqrt(v) / bc2_sqrt + eps).
+struct AdamWArgs {
+  float beta1, beta2, eps, grad_scale;
+  float step_size;  // lr / (1 - beta1^step)
+  float bc2_sqrt;   // sqrt(1 - beta2^step)
+  float decay;      // 1 - lr * weight_decay
+};
+void adamw(const Ctx& c, float* master, void* param, DType pt, const void* grad, DType gt,
+           float* m, float* v, std::size_t n, const AdamWArgs& a);
+std::size_t reduce_scratch_bytes();
+// Writes sum(x) or sum(x^2) (fp64 accumulation) to *result_dev (device memory).
+void reduce_sum(const Ctx& c, const void* x, DType xt, std::size_t n, bool squares,
+                double* result_dev, void* scratch);
+
+}  // namespace tsumugi::backend::TSU_CUDA_NS

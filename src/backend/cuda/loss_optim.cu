@@ -1,0 +1,211 @@
+// Fused softmax cross-entropy, fused AdamW, and the fp64 reductions returned to the host.
+#include "backend/cuda/kernels.h"
+
+#include <algorithm>
+
+namespace tsumugi::backend::TSU_CUDA_NS {
+namespace {
+
+constexpr int kCeThreads = 512;
+constexpr int kCeWarps = kCeThreads / 32;
+
+// Online softmax state: running max m and sum s of exp(x - m).
+__device__ __forceinline__ void softmax_add(float& m, float& s, float v) {
+  if (v > m) {
+    s = s * expf(m - v) + 1.f;  // s = 0 when m = -inf: 0 * 0
+    m = v;
+  } else {
+    s += expf(v - m);  // NaN propagates
+  }
+}
+
+__device__ __forceinline__ void softmax_merge(float& m, float& s, float m2, float s2) {
+  if (m2 == -INFINITY) return;
+  if (m == -INFINITY) {
+    m = m2;
+    s = s2;
+    return;
+  }
+  const float M = fmaxf(m, m2);
+  s = s * expf(m - M) + s2 * expf(m2 - M);
+  m = M;
+}
+
+// One block per row. VEC: the row is read and written as 16-byte vectors of 8 bf16.
+template <bool VEC>
+__global__ void __launch_bounds__(kCeThreads)
+    cross_entropy_kernel(float* losses, bf16* logits, const int* targets, int V, float dloss) {
+  __shared__ float red_m[kCeWarps], red_s[kCeWarps];
+  __shared__ float sh_lse;
+  const int row = blockIdx.x;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  bf16* x = logits + static_cast<std::size_t>(row) * V;
+  const int tgt = targets[row];
+  // Read before the barrier below: the gradient pass overwrites the row.
+  float target_logit = 0.f;
+  if (threadIdx.x == 0 && tgt >= 0 && tgt < V) target_logit = ld(x + tgt);
+
+  float m = -INFINITY, s = 0.f;
+  if (VEC) {
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    for (int i = threadIdx.x; i < V / 8; i += kCeThreads) {
+      const uint4 u = xv[i];
+      const bf16* e = reinterpret_cast<const bf16*>(&u);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) softmax_add(m, s, ld(e + k));
+    }
+  } else {
+    for (int i = threadIdx.x; i < V; i += kCeThreads) softmax_add(m, s, ld(x + i));
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    softmax_merge(m, s, m2, s2);
+  }
+  if (lane == 0) {
+    red_m[warp] = m;
+    red_s[warp] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float M = red_m[0], S = red_s[0];
+    for (int w = 1; w < kCeWarps; ++w) softmax_merge(M, S, red_m[w], red_s[w]);
+    const float lse = M + logf(S);
+    sh_lse = lse;
+    float loss = 0.f;
+    if (tgt >= V) loss = quiet_nan();
+    else if (tgt >= 0) loss = lse - target_logit;
+    losses[row] = loss;
+  }
+  __syncthreads();
+  if (dloss == 0.f) return;
+  const float lse = sh_lse;
+  const bool ignored = tgt < 0;
+  if (VEC) {
+    uint4* xv = reinterpret_cast<uint4*>(x);
+    for (int i = threadIdx.x; i < V / 8; i += kCeThreads) {
+      uint4 u = xv[i];
+      bf16* e = reinterpret_cast<bf16*>(&u);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int j = i * 8 + k;
+        const float g = ignored ? 0.f : dloss * (expf(ld(e + k) - lse) - (j == tgt ? 1.f : 0.f));
+        st(e + k, g);
+      }
+      xv[i] = u;
+    }
+  } else {
+    for (int j = threadIdx.x; j < V; j += kCeThreads) {
+      const float g = ignored ? 0.f : dloss * (expf(ld(x + j) - lse) - (j == tgt ? 1.f : 0.f));
+      st(x + j, g);
+    }
+  }
+}
+
+template <class TP, class TG>
+__global__ void adamw_kernel(float* master, TP* param, const TG* grad, float* m, float* v,
+                             std::size_t n, AdamWArgs a, bool write_param) {
+  TSU_GRID_STRIDE(i, n) {
+    const float g = ld(grad + i) * a.grad_scale;
+    const float mi = m[i] * a.beta1 + (1.f - a.beta1) * g;
+    const float vi = v[i] * a.beta2 + (1.f - a.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float w = master[i] * a.decay;
+    w -= a.step_size * mi / (sqrtf(vi) / a.bc2_sqrt + a.eps);
+    master[i] = w;
+    if (write_param) st(param + i, w);
+  }
+}
+
+constexpr int kRedThreads = 256;
+constexpr int kRedBlocks = 512;
+
+// The number of partials depends on n only, so a sum is bit-identical on every GPU.
+unsigned reduce_blocks(std::size_t n) {
+  return static_cast<unsigned>(
+      std::max<std::size_t>(1, std::min<std::size_t>(kRedBlocks, (n + kRedThreads - 1) / kRedThreads)));
+}
+
+template <class T, bool SQ>
+__global__ void reduce_partial_kernel(const T* x, std::size_t n, double* partial) {
+  __shared__ double red[kRedThreads / 32];
+  double acc = 0.0;
+  TSU_GRID_STRIDE(i, n) {
+    const double v = ld(x + i);
+    acc += SQ ? v * v : v;
+  }
+  acc = warp_sum(acc);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int w = 0; w < kRedThreads / 32; ++w) t += red[w];
+    partial[blockIdx.x] = t;
+  }
+}
+
+__global__ void reduce_final_kernel(const double* partial, int count, double* result) {
+  __shared__ double red[kRedThreads / 32];
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < count; i += kRedThreads) acc += partial[i];
+  acc = warp_sum(acc);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int w = 0; w < kRedThreads / 32; ++w) t += red[w];
+    *result = t;
+  }
+}
+
+}  // namespace
+
+void cross_entropy(const Ctx& c, float* losses, bf16* logits, const int* targets, int N, int V,
+                   float dloss) {
+  if (N == 0) return;
+  const bool vec = V % 8 == 0 && reinterpret_cast<std::uintptr_t>(logits) % 16 == 0;
+  if (vec) {
+    auto* k = &cross_entropy_kernel<true>;
+    TSU_LAUNCH(k, static_cast<unsigned>(N), kCeThreads, 0, c.stream, losses, logits, targets, V,
+               dloss);
+  } else {
+    auto* k = &cross_entropy_kernel<false>;
+    TSU_LAUNCH(k, static_cast<unsigned>(N), kCeThreads, 0, c.stream, losses, logits, targets, V,
+               dloss);
+  }
+}
+
+void adamw(const Ctx& c, float* master, void* param, DType pt, const void* grad, DType gt,
+           float* m, float* v, std::size_t n, const AdamWArgs& a) {
+  if (n == 0) return;
+  const bool write_param = param != nullptr && param != static_cast<void*>(master);
+  with_float_type(pt, [&](auto tp) {
+    with_float_type(gt, [&](auto tg) {
+      using TP = decltype(tp);
+      using TG = decltype(tg);
+      auto* k = &adamw_kernel<TP, TG>;
+      TSU_LAUNCH(k, grid_for(n, 256, c.sm_count), 256, 0, c.stream, master,
+                 static_cast<TP*>(param), static_cast<const TG*>(grad), m, v, n, a, write_param);
+    });
+  });
+}
+
+std::size_t reduce_scratch_bytes() { return kRedBlocks * sizeof(double); }
+
+void reduce_sum(const Ctx& c, const void* x, DType xt, std::size_t n, bool squares,
+                double* result_dev, void* scratch) {
+  double* partial = static_cast<double*>(scratch);
+  const unsigned blocks = reduce_blocks(n);
+  with_float_type(xt, [&](auto tx) {
+    using T = decltype(tx);
+    auto* k = squares ? &reduce_partial_kernel<T, true> : &reduce_partial_kernel<T, false>;
+    TSU_LAUNCH(k, blocks, kRedThreads, 0, c.stream, static_cast<const T*>(x), n, partial);
+  });
+  auto* f = &reduce_final_kernel;
+  TSU_LAUNCH(f, 1, kRedThreads, 0, c.stream, static_cast<const double*>(partial),
+             static_cast<int>(blocks), result_dev);
+}
+
+}  // namespace tsumugi::backend::TSU_CUDA_NS

@@ -1,0 +1,732 @@
+// Every CUDA backend op against the CPU backend (the fp32 reference) on random inputs.
+//
+// Inputs are rounded to bf16 before they go to either backend, so both start from the same
+// numbers and the differences are the GPU's bf16 outputs and intermediates. Each comparison
+// prints its largest absolute error and that error relative to the largest reference value, and
+// passes when every element satisfies |gpu - cpu| <= atol * max|cpu| + rtol * |cpu|.
+//
+// The same file builds twice: tsumugi_cuda_tests runs it on a GPU (skipping without one), and
+// tsumugi_cuda_emu_tests runs it against the CPU emulation of the CUDA sources (smaller shapes).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/model.h"
+
+#ifndef TSUMUGI_CUDA_EMULATION
+#include <cuda_runtime_api.h>
+#endif
+
+namespace tsumugi::backend {
+#ifdef TSUMUGI_CUDA_EMULATION
+std::unique_ptr<Backend> make_emulated_cuda_backend(std::string* why);
+#endif
+}  // namespace tsumugi::backend
+
+namespace {
+
+using namespace tsumugi::backend;
+
+#ifdef TSUMUGI_CUDA_EMULATION
+constexpr bool kEmu = true;
+std::unique_ptr<Backend> make_gpu(std::string* why) { return make_emulated_cuda_backend(why); }
+#else
+constexpr bool kEmu = false;
+std::unique_ptr<Backend> make_gpu(std::string* why) { return make_cuda_backend(why); }
+#endif
+
+// Realistic shapes on a GPU, small ones under the (slow) emulator.
+int pick(int gpu, int emu) { return kEmu ? emu : gpu; }
+
+float bf16_round(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::vector<float> randn(std::size_t n, float scale, uint64_t seed, float shift = 0.f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = bf16_round(shift + scale * nd(rng));
+  return v;
+}
+
+struct Tol {
+  double rtol, atol;  // atol is a fraction of max|reference|
+  double floor = 0;   // absolute slack, for results that are exactly zero in fp32
+};
+
+void expect_close(const std::string& what, const std::vector<float>& ref,
+                  const std::vector<float>& got, Tol tol) {
+  ASSERT_EQ(ref.size(), got.size()) << what;
+  double maxref = 0;
+  for (float r : ref) maxref = std::max(maxref, static_cast<double>(std::fabs(r)));
+  double max_abs = 0;
+  std::size_t bad = 0, first_bad = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const bool ok = std::isfinite(got[i]) &&
+                    err <= tol.atol * maxref + tol.rtol * std::fabs(ref[i]) + tol.floor;
+    if (!ok && bad++ == 0) first_bad = i;
+    if (std::isfinite(err)) max_abs = std::max(max_abs, err);
+    else max_abs = INFINITY;
+  }
+  std::printf("  %-44s n=%-9zu max|ref|=%-10.4g max_abs_err=%-10.3g max_rel_err=%-10.3g %s\n",
+              what.c_str(), ref.size(), maxref, max_abs, maxref > 0 ? max_abs / maxref : max_abs,
+              bad ? "FAIL" : "ok");
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements out of tolerance (rtol " << tol.rtol
+                     << ", atol " << tol.atol << " x max|ref|); first at " << first_bad
+                     << ": cpu " << ref[first_bad] << " gpu " << got[first_bad];
+}
+
+constexpr Tol kBf16Out{1e-2, 2e-3};      // one bf16 rounding of an fp32 result
+constexpr Tol kMatmul{1e-2, 5e-3};       // bf16 output of an fp32-accumulated product
+constexpr Tol kFp32{1e-4, 1e-5};         // fp32 statistics
+constexpr Tol kAttnFwd{2e-2, 1e-2};      // P rounded to bf16 before P V
+constexpr Tol kAttnBwd{3e-2, 2e-2, 1e-5};  // P and dS rounded to bf16 before the products
+constexpr Tol kLse{1e-3, 1e-4};
+
+class CudaOps : public ::testing::Test {
+ protected:
+  struct Twin {
+    Buf c, g;
+    std::size_t n = 0;
+  };
+
+  void SetUp() override {
+    std::string why;
+    gpu_ = make_gpu(&why);
+    if (!gpu_) GTEST_SKIP() << "no CUDA backend here: " << why;
+    cpu_ = make_cpu_backend(false);
+    std::printf("  [%s vs %s]\n", gpu_->name().c_str(), cpu_->name().c_str());
+  }
+  void TearDown() override {
+    for (auto& t : twins_) {
+      if (t.c) cpu_->free(t.c);
+      if (t.g) gpu_->free(t.g);
+    }
+    twins_.clear();
+  }
+
+  // The same contents on both backends.
+  Twin& twin(const std::vector<float>& v, Kind k) {
+    Twin t;
+    t.n = v.size();
+    t.c = cpu_->alloc(v.size(), k);
+    t.g = gpu_->alloc(v.size(), k);
+    cpu_->upload(t.c, v.data(), v.size());
+    gpu_->upload(t.g, v.data(), v.size());
+    twins_.push_back(t);
+    return twins_.back();
+  }
+  Twin& twin_zero(std::size_t n, Kind k) { return twin(std::vector<float>(n, 0.f), k); }
+  Twin& twin_ints(const std::vector<int32_t>& v) {
+    Twin t;
+    t.n = v.size();
+    t.c = cpu_->alloc(v.size(), Kind::Int32);
+    t.g = gpu_->alloc(v.size(), Kind::Int32);
+    cpu_->upload_ints(t.c, v.data(), v.size());
+    gpu_->upload_ints(t.g, v.data(), v.size());
+    twins_.push_back(t);
+    return twins_.back();
+  }
+  static std::vector<float> get(Backend& b, const Buf& x, std::size_t n) {
+    std::vector<float> v(n);
+    b.download(v.data(), x, n);
+    return v;
+  }
+  void compare(const std::string& what, const Twin& t, Tol tol) {
+    expect_close(what, get(*cpu_, t.c, t.n), get(*gpu_, t.g, t.n), tol);
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+  std::unique_ptr<Backend> alt_;  // a second GPU backend (other env settings) while a test swaps
+  std::deque<Twin> twins_;        // a deque: references stay valid as twins are added
+};
+
+// ---------------------------------------------------------------------------- memory
+TEST_F(CudaOps, KindsAndRoundTrips) {
+  EXPECT_EQ(gpu_->element_size(Kind::Param), 2u);
+  EXPECT_EQ(gpu_->element_size(Kind::Grad), 2u);
+  EXPECT_EQ(gpu_->element_size(Kind::Activation), 2u);
+  EXPECT_EQ(gpu_->element_size(Kind::Master), 4u);
+  EXPECT_EQ(gpu_->element_size(Kind::OptState), 4u);
+  EXPECT_EQ(gpu_->element_size(Kind::Float32), 4u);
+  EXPECT_EQ(gpu_->element_size(Kind::Int32), 4u);
+
+  const std::size_t n = pick(5'000'003, 1003);  // > one staging chunk on a GPU
+  std::vector<float> v(n);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (auto& x : v) x = nd(rng);
+  Buf m = gpu_->alloc(n, Kind::Master);
+  Buf p = gpu_->alloc(n, Kind::Param);
+  // alloc is zero-initialised
+  std::vector<float> z(n, 1.f);
+  gpu_->download(z.data(), p, n);
+  EXPECT_TRUE(std::all_of(z.begin(), z.end(), [](float x) { return x == 0.f; }));
+  gpu_->upload(m, v.data(), n);
+  std::vector<float> back(n);
+  gpu_->download(back.data(), m, n);
+  EXPECT_EQ(std::memcmp(back.data(), v.data(), n * 4), 0) << "fp32 upload/download is exact";
+  gpu_->copy(p, m, n);  // Master -> Param converts to bf16 (round to nearest even)
+  gpu_->download(back.data(), p, n);
+  std::size_t mismatches = 0;
+  for (std::size_t i = 0; i < n; ++i) mismatches += back[i] != bf16_round(v[i]);
+  EXPECT_EQ(mismatches, 0u) << "device fp32->bf16 conversion must equal host rounding";
+  gpu_->upload(p, v.data(), n);
+  gpu_->download(back.data(), p, n);
+  mismatches = 0;
+  for (std::size_t i = 0; i < n; ++i) mismatches += back[i] != bf16_round(v[i]);
+  EXPECT_EQ(mismatches, 0u) << "host fp32->bf16 upload rounding";
+  // bf16 -> fp32 copy is exact; views address the right elements
+  Buf m2 = gpu_->alloc(n, Kind::Float32);
+  gpu_->copy(m2, p, n);
+  std::vector<float> back2(n);
+  gpu_->download(back2.data(), m2, n);
+  EXPECT_EQ(std::memcmp(back.data(), back2.data(), n * 4), 0);
+  Buf tail = gpu_->view(p, n - 7, 7);
+  std::vector<float> t7(7);
+  gpu_->download(t7.data(), tail, 7);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(t7[i], back[n - 7 + i]);
+  gpu_->zero(gpu_->view(p, 1, 2), 2);
+  gpu_->download(t7.data(), gpu_->view(p, 0, 4), 4);
+  EXPECT_EQ(t7[1], 0.f);
+  EXPECT_EQ(t7[2], 0.f);
+  EXPECT_EQ(t7[3], back[3]);
+  std::vector<int32_t> ints = {3, -1, 7, 1 << 20};
+  Buf ib = gpu_->alloc(4, Kind::Int32);
+  gpu_->upload_ints(ib, ints.data(), 4);
+  gpu_->download(t7.data(), ib, 4);
+  EXPECT_EQ(t7[0], 3.f);
+  EXPECT_EQ(t7[1], -1.f);
+  EXPECT_EQ(t7[3], static_cast<float>(1 << 20));
+  for (Buf* b : {&m, &p, &m2, &ib}) gpu_->free(*b);
+  EXPECT_FALSE(m);
+}
+
+TEST_F(CudaOps, RejectsWrongKindsWithAClearError) {
+  Buf f = gpu_->alloc(16, Kind::Float32), a = gpu_->alloc(16, Kind::Activation);
+  Buf w = gpu_->alloc(16, Kind::Param);
+  try {
+    gpu_->matmul_forward(a, f, w, Buf{}, 4, 4, 4);  // inp must be bf16
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("inp is fp32"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(gpu_->add(a, a, a, 17), std::exception);  // too few elements
+  gpu_->free(f);
+  gpu_->free(a);
+  gpu_->free(w);
+}
+
+// ---------------------------------------------------------------------------- elementwise
+TEST_F(CudaOps, Elementwise) {
+  // A multiple of 8 takes the 16-byte vector kernels, the other size the scalar ones.
+  for (std::size_t n : {std::size_t(pick(1 << 20, 800)), std::size_t(pick((1 << 20) + 3, 777))}) {
+    const std::string tag = " n=" + std::to_string(n);
+    auto& a = twin(randn(n, 1.f, 1), Kind::Activation);
+    auto& b = twin(randn(n, 1.f, 2), Kind::Activation);
+    auto& out = twin_zero(n, Kind::Activation);
+    cpu_->add(out.c, a.c, b.c, n);
+    gpu_->add(out.g, a.g, b.g, n);
+    compare("add" + tag, out, kBf16Out);
+    cpu_->accumulate(out.c, a.c, n);
+    gpu_->accumulate(out.g, a.g, n);
+    compare("accumulate" + tag, out, kBf16Out);
+    auto& accf = twin(randn(n, 1.f, 3), Kind::Float32);  // fp32 += bf16
+    cpu_->accumulate(accf.c, b.c, n);
+    gpu_->accumulate(accf.g, b.g, n);
+    compare("accumulate fp32 += bf16" + tag, accf, kFp32);
+
+    auto& x = twin(randn(n, 2.f, 4), Kind::Activation);
+    auto& y = twin_zero(n, Kind::Activation);
+    cpu_->gelu_forward(y.c, x.c, n);
+    gpu_->gelu_forward(y.g, x.g, n);
+    compare("gelu_forward" + tag, y, kBf16Out);
+    auto& dy = twin(randn(n, 1.f, 5), Kind::Activation);
+    auto& dx = twin(randn(n, 1.f, 6), Kind::Activation);  // overwritten
+    cpu_->gelu_backward(dx.c, x.c, dy.c, n);
+    gpu_->gelu_backward(dx.g, x.g, dy.g, n);
+    compare("gelu_backward" + tag, dx, kBf16Out);
+  }
+
+  const int N = pick(1000, 13), F = pick(1536, 40);
+  auto& gu = twin(randn(static_cast<std::size_t>(N) * 2 * F, 2.f, 7), Kind::Activation);
+  auto& so = twin_zero(static_cast<std::size_t>(N) * F, Kind::Activation);
+  cpu_->swiglu_forward(so.c, gu.c, N, F);
+  gpu_->swiglu_forward(so.g, gu.g, N, F);
+  compare("swiglu_forward", so, kBf16Out);
+  auto& sdy = twin(randn(static_cast<std::size_t>(N) * F, 1.f, 8), Kind::Activation);
+  auto& sdx = twin(randn(static_cast<std::size_t>(N) * 2 * F, 1.f, 9), Kind::Activation);
+  cpu_->swiglu_backward(sdx.c, gu.c, sdy.c, N, F);
+  gpu_->swiglu_backward(sdx.g, gu.g, sdy.g, N, F);
+  compare("swiglu_backward", sdx, kBf16Out);
+}
+
+// ---------------------------------------------------------------------------- embeddings
+TEST_F(CudaOps, Embedding) {
+  const int B = 2, T = pick(1024, 24), C = pick(768, 40), V = pick(2000, 30);
+  const std::size_t N = static_cast<std::size_t>(B) * T;
+  std::vector<int32_t> tok(N);
+  std::mt19937 rng(11);
+  // Skewed ids so many rows share a token (the backward's summation path).
+  for (auto& t : tok) t = static_cast<int32_t>(std::min<unsigned>(rng() % V, rng() % V));
+  auto& tokens = twin_ints(tok);
+  auto& wte = twin(randn(static_cast<std::size_t>(V) * C, 0.5f, 12), Kind::Param);
+  auto& wpe = twin(randn(static_cast<std::size_t>(T) * C, 0.5f, 13), Kind::Param);
+  auto& out = twin_zero(N * C, Kind::Activation);
+  cpu_->embedding_forward(out.c, tokens.c, wte.c, wpe.c, B, T, C);
+  gpu_->embedding_forward(out.g, tokens.g, wte.g, wpe.g, B, T, C);
+  compare("embedding_forward (wte + wpe)", out, kBf16Out);
+  cpu_->embedding_forward(out.c, tokens.c, wte.c, Buf{}, B, T, C);
+  gpu_->embedding_forward(out.g, tokens.g, wte.g, Buf{}, B, T, C);
+  compare("embedding_forward (wte only)", out, kBf16Out);
+
+  auto& dout = twin(randn(N * C, 1.f, 14), Kind::Activation);
+  auto& dwte = twin(randn(static_cast<std::size_t>(V) * C, 1.f, 15), Kind::Grad);  // +=
+  auto& dwpe = twin(randn(static_cast<std::size_t>(T) * C, 1.f, 16), Kind::Grad);
+  cpu_->embedding_backward(dwte.c, dwpe.c, dout.c, tokens.c, B, T, C);
+  gpu_->embedding_backward(dwte.g, dwpe.g, dout.g, tokens.g, B, T, C);
+  compare("embedding_backward dwte +=", dwte, kMatmul);
+  compare("embedding_backward dwpe +=", dwpe, kMatmul);
+
+  // Deterministic: the same inputs give the same bits.
+  Buf d2 = gpu_->alloc(static_cast<std::size_t>(V) * C, Kind::Grad);
+  Buf d3 = gpu_->alloc(static_cast<std::size_t>(V) * C, Kind::Grad);
+  gpu_->embedding_backward(d2, Buf{}, dout.g, tokens.g, B, T, C);
+  gpu_->embedding_backward(d3, Buf{}, dout.g, tokens.g, B, T, C);
+  auto v2 = get(*gpu_, d2, d2.count), v3 = get(*gpu_, d3, d3.count);
+  EXPECT_EQ(std::memcmp(v2.data(), v3.data(), v2.size() * 4), 0);
+  gpu_->free(d2);
+  gpu_->free(d3);
+}
+
+// ---------------------------------------------------------------------------- matmul
+struct MatmulCase {
+  int N, IC, OC;
+  bool bias;
+};
+
+TEST_F(CudaOps, Matmul) {
+  std::vector<MatmulCase> cases;
+  if (kEmu) {
+    cases = {{70, 48, 40, true}, {33, 20, 17, true}, {30, 16, 24, false}};
+  } else {
+    cases = {{2048, 768, 2304, true},  // GPT-2 qkv
+             {2048, 3072, 768, true},  // MLP down
+             {1024, 768, 8192, false}, // lm head-like, no bias
+             {77, 130, 50, true}};     // odd sizes: unaligned leading dimensions
+  }
+  for (const auto& mc : cases) {
+    const std::string tag = "N=" + std::to_string(mc.N) + " IC=" + std::to_string(mc.IC) +
+                            " OC=" + std::to_string(mc.OC) + (mc.bias ? " +bias" : "");
+    const std::size_t N = mc.N, IC = mc.IC, OC = mc.OC;
+    auto& inp = twin(randn(N * IC, 1.f, 21), Kind::Activation);
+    auto& w = twin(randn(OC * IC, 0.05f, 22), Kind::Param);
+    auto& b = twin(randn(OC, 0.5f, 23), Kind::Param);
+    auto& out = twin_zero(N * OC, Kind::Activation);
+    const Buf bc = mc.bias ? b.c : Buf{}, bg = mc.bias ? b.g : Buf{};
+    cpu_->matmul_forward(out.c, inp.c, w.c, bc, mc.N, mc.IC, mc.OC);
+    gpu_->matmul_forward(out.g, inp.g, w.g, bg, mc.N, mc.IC, mc.OC);
+    compare("matmul_forward " + tag, out, kMatmul);
+
+    auto& dout = twin(randn(N * OC, 1.f, 24), Kind::Activation);
+    auto& dinp = twin(randn(N * IC, 1.f, 25), Kind::Activation);
+    auto& dw = twin(randn(OC * IC, 1.f, 26), Kind::Grad);
+    auto& db = twin(randn(OC, 1.f, 27), Kind::Grad);
+    cpu_->matmul_backward(dinp.c, dw.c, mc.bias ? db.c : Buf{}, dout.c, inp.c, w.c, mc.N, mc.IC,
+                          mc.OC, false);
+    gpu_->matmul_backward(dinp.g, dw.g, mc.bias ? db.g : Buf{}, dout.g, inp.g, w.g, mc.N, mc.IC,
+                          mc.OC, false);
+    compare("matmul_backward dinp = " + tag, dinp, kMatmul);
+    compare("matmul_backward dweight += " + tag, dw, kMatmul);
+    if (mc.bias) compare("matmul_backward dbias += " + tag, db, kMatmul);
+    cpu_->matmul_backward(dinp.c, dw.c, Buf{}, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, true);
+    gpu_->matmul_backward(dinp.g, dw.g, Buf{}, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, true);
+    compare("matmul_backward dinp += " + tag, dinp, kMatmul);
+    compare("matmul_backward dweight += (2nd) " + tag, dw, kMatmul);
+  }
+}
+
+TEST_F(CudaOps, MatmulOnOffsetViewsAndFp32Bias) {
+  // Parameters usually live in one buffer; a view at an odd offset is only 2-byte aligned.
+  const int N = pick(300, 20), IC = pick(256, 24), OC = pick(384, 16);
+  const std::size_t wn = static_cast<std::size_t>(OC) * IC;
+  auto& params = twin(randn(wn + OC + 3, 0.05f, 31), Kind::Param);
+  auto& inp = twin(randn(static_cast<std::size_t>(N) * IC, 1.f, 32), Kind::Activation);
+  auto& out = twin_zero(static_cast<std::size_t>(N) * OC, Kind::Activation);
+  auto& bias32 = twin(randn(OC, 1.f, 33), Kind::Float32);
+  for (std::size_t off : {std::size_t{0}, std::size_t{3}}) {
+    Buf wc = cpu_->view(params.c, off, wn), wg = gpu_->view(params.g, off, wn);
+    Buf bc = cpu_->view(params.c, off + wn, OC), bg = gpu_->view(params.g, off + wn, OC);
+    cpu_->matmul_forward(out.c, inp.c, wc, bc, N, IC, OC);
+    gpu_->matmul_forward(out.g, inp.g, wg, bg, N, IC, OC);
+    compare("matmul_forward on views, offset " + std::to_string(off), out, kMatmul);
+  }
+  cpu_->matmul_forward(out.c, inp.c, cpu_->view(params.c, 0, wn), bias32.c, N, IC, OC);
+  gpu_->matmul_forward(out.g, inp.g, gpu_->view(params.g, 0, wn), bias32.g, N, IC, OC);
+  compare("matmul_forward with an fp32 bias", out, kMatmul);
+}
+
+TEST_F(CudaOps, MatmulThroughCublasGemmEx) {
+  setenv("TSUMUGI_CUDA_MATMUL", "cublas", 1);
+  std::string why;
+  auto alt = make_gpu(&why);
+  unsetenv("TSUMUGI_CUDA_MATMUL");
+  ASSERT_TRUE(alt) << why;
+  std::swap(gpu_, alt);
+  const int N = pick(512, 20), IC = pick(768, 24), OC = pick(1024, 16);
+  auto& inp = twin(randn(static_cast<std::size_t>(N) * IC, 1.f, 41), Kind::Activation);
+  auto& w = twin(randn(static_cast<std::size_t>(OC) * IC, 0.05f, 42), Kind::Param);
+  auto& b = twin(randn(OC, 0.5f, 43), Kind::Param);
+  auto& out = twin_zero(static_cast<std::size_t>(N) * OC, Kind::Activation);
+  cpu_->matmul_forward(out.c, inp.c, w.c, b.c, N, IC, OC);
+  gpu_->matmul_forward(out.g, inp.g, w.g, b.g, N, IC, OC);
+  compare("cublasGemmEx matmul_forward +bias", out, kMatmul);
+  auto& dout = twin(randn(static_cast<std::size_t>(N) * OC, 1.f, 44), Kind::Activation);
+  auto& dinp = twin_zero(static_cast<std::size_t>(N) * IC, Kind::Activation);
+  auto& dw = twin(randn(static_cast<std::size_t>(OC) * IC, 1.f, 45), Kind::Grad);
+  cpu_->matmul_backward(dinp.c, dw.c, Buf{}, dout.c, inp.c, w.c, N, IC, OC, false);
+  gpu_->matmul_backward(dinp.g, dw.g, Buf{}, dout.g, inp.g, w.g, N, IC, OC, false);
+  compare("cublasGemmEx matmul_backward dinp", dinp, kMatmul);
+  compare("cublasGemmEx matmul_backward dweight +=", dw, kMatmul);
+  TearDown();  // free on the backend that allocated them
+  std::swap(gpu_, alt);
+}
+
+// ---------------------------------------------------------------------------- norms
+TEST_F(CudaOps, LayerNorm) {
+  for (int C : {pick(768, 96), pick(1001, 50)}) {  // vector and scalar row kernels
+    const int N = pick(1000, 37);
+    const std::string tag = " C=" + std::to_string(C);
+    const std::size_t NC = static_cast<std::size_t>(N) * C;
+    auto& x = twin(randn(NC, 2.f, 51, 0.5f), Kind::Activation);
+    auto& w = twin(randn(C, 0.3f, 52, 1.f), Kind::Param);
+    auto& b = twin(randn(C, 0.3f, 53), Kind::Param);
+    auto& out = twin_zero(NC, Kind::Activation);
+    auto& mean = twin_zero(N, Kind::Float32);
+    auto& rstd = twin_zero(N, Kind::Float32);
+    cpu_->layernorm_forward(out.c, mean.c, rstd.c, x.c, w.c, b.c, N, C, 1e-5f);
+    gpu_->layernorm_forward(out.g, mean.g, rstd.g, x.g, w.g, b.g, N, C, 1e-5f);
+    compare("layernorm_forward out" + tag, out, kBf16Out);
+    compare("layernorm_forward mean" + tag, mean, kFp32);
+    compare("layernorm_forward rstd" + tag, rstd, kFp32);
+    auto& dout = twin(randn(NC, 1.f, 54), Kind::Activation);
+    auto& dx = twin(randn(NC, 1.f, 55), Kind::Activation);  // +=
+    auto& dw = twin(randn(C, 1.f, 56), Kind::Grad);
+    auto& db = twin(randn(C, 1.f, 57), Kind::Grad);
+    cpu_->layernorm_backward(dx.c, dw.c, db.c, dout.c, x.c, w.c, mean.c, rstd.c, N, C);
+    gpu_->layernorm_backward(dx.g, dw.g, db.g, dout.g, x.g, w.g, mean.g, rstd.g, N, C);
+    compare("layernorm_backward dinp +=" + tag, dx, kBf16Out);
+    compare("layernorm_backward dweight +=" + tag, dw, kMatmul);
+    compare("layernorm_backward dbias +=" + tag, db, kMatmul);
+  }
+}
+
+TEST_F(CudaOps, RmsNorm) {
+  const int N = pick(1000, 29), C = pick(2048, 72);
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  auto& x = twin(randn(NC, 2.f, 61), Kind::Activation);
+  auto& w = twin(randn(C, 0.3f, 62, 1.f), Kind::Param);
+  auto& out = twin_zero(NC, Kind::Activation);
+  auto& rstd = twin_zero(N, Kind::Float32);
+  cpu_->rmsnorm_forward(out.c, rstd.c, x.c, w.c, N, C, 1e-6f);
+  gpu_->rmsnorm_forward(out.g, rstd.g, x.g, w.g, N, C, 1e-6f);
+  compare("rmsnorm_forward out", out, kBf16Out);
+  compare("rmsnorm_forward rstd", rstd, kFp32);
+  auto& dout = twin(randn(NC, 1.f, 63), Kind::Activation);
+  auto& dx = twin(randn(NC, 1.f, 64), Kind::Activation);
+  auto& dw = twin(randn(C, 1.f, 65), Kind::Grad);
+  cpu_->rmsnorm_backward(dx.c, dw.c, dout.c, x.c, w.c, rstd.c, N, C);
+  gpu_->rmsnorm_backward(dx.g, dw.g, dout.g, x.g, w.g, rstd.g, N, C);
+  compare("rmsnorm_backward dinp +=", dx, kBf16Out);
+  compare("rmsnorm_backward dweight +=", dw, kMatmul);
+}
+
+// ---------------------------------------------------------------------------- rope
+TEST_F(CudaOps, Rope) {
+  const AttentionShape s{2, pick(300, 20), 8, 2, pick(128, 64)};
+  const std::size_t n = static_cast<std::size_t>(s.B) * s.T * (s.n_head + 2 * s.n_kv_head) * s.head_dim;
+  auto& qkv = twin(randn(n, 1.f, 71), Kind::Activation);
+  auto& out = twin_zero(n, Kind::Activation);
+  cpu_->rope_forward(out.c, qkv.c, s, 10000.f);
+  gpu_->rope_forward(out.g, qkv.g, s, 10000.f);
+  compare("rope_forward", out, kBf16Out);
+  auto& dout = twin(randn(n, 1.f, 72), Kind::Activation);
+  auto& dqkv = twin_zero(n, Kind::Activation);
+  cpu_->rope_backward(dqkv.c, dout.c, s, 500000.f);
+  gpu_->rope_backward(dqkv.g, dout.g, s, 500000.f);
+  compare("rope_backward", dqkv, kBf16Out);
+}
+
+// ---------------------------------------------------------------------------- attention
+struct AttnCase {
+  AttentionShape s;
+  bool force_simple;
+};
+
+void PrintTo(const AttnCase& c, std::ostream* os) {
+  *os << "B" << c.s.B << "_T" << c.s.T << "_H" << c.s.n_head << "_KV" << c.s.n_kv_head << "_hd"
+      << c.s.head_dim << (c.force_simple ? "_simple" : "");
+}
+
+class CudaAttention : public CudaOps, public ::testing::WithParamInterface<AttnCase> {};
+
+TEST_P(CudaAttention, ForwardBackward) {
+  const AttnCase& ac = GetParam();
+  const AttentionShape s = ac.s;
+  if (ac.force_simple) {
+    setenv("TSUMUGI_CUDA_ATTENTION", "simple", 1);
+    std::string why;
+    auto alt = make_gpu(&why);
+    unsetenv("TSUMUGI_CUDA_ATTENTION");
+    ASSERT_TRUE(alt) << why;
+    gpu_.swap(alt);
+    alt_ = std::move(alt);
+  }
+  const std::size_t N = static_cast<std::size_t>(s.B) * s.T;
+  const std::size_t nqkv = N * (s.n_head + 2 * s.n_kv_head) * s.head_dim;
+  const std::size_t nout = N * s.n_head * s.head_dim;
+  auto& qkv = twin(randn(nqkv, 1.f, 81), Kind::Activation);
+  auto& out = twin_zero(nout, Kind::Activation);
+  auto& lse = twin_zero(static_cast<std::size_t>(s.B) * s.n_head * s.T, Kind::Float32);
+  cpu_->attention_forward(out.c, lse.c, qkv.c, s);
+  gpu_->attention_forward(out.g, lse.g, qkv.g, s);
+  compare("attention_forward out", out, kAttnFwd);
+  compare("attention_forward lse", lse, kLse);
+  // Backward from each backend's own forward results (as in training).
+  auto& dout = twin(randn(nout, 1.f, 82), Kind::Activation);
+  auto& dqkv = twin(randn(nqkv, 1.f, 83), Kind::Activation);  // overwritten
+  cpu_->attention_backward(dqkv.c, dout.c, qkv.c, out.c, lse.c, s);
+  gpu_->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s);
+  // Compare q, k and v parts separately: each has its own scale.
+  const auto ref = get(*cpu_, dqkv.c, nqkv), got = get(*gpu_, dqkv.g, nqkv);
+  const int hd = s.head_dim, Hq = s.n_head * hd, Hk = s.n_kv_head * hd, row = Hq + 2 * Hk;
+  const char* names[3] = {"attention_backward dq", "attention_backward dk", "attention_backward dv"};
+  const int begin[3] = {0, Hq, Hq + Hk}, width[3] = {Hq, Hk, Hk};
+  for (int part = 0; part < 3; ++part) {
+    std::vector<float> r, g;
+    for (std::size_t n = 0; n < N; ++n)
+      for (int c = 0; c < width[part]; ++c) {
+        r.push_back(ref[n * row + begin[part] + c]);
+        g.push_back(got[n * row + begin[part] + c]);
+      }
+    expect_close(names[part], r, g, kAttnBwd);
+  }
+  // Deterministic backward.
+  Buf again = gpu_->alloc(nqkv, Kind::Activation);
+  gpu_->attention_backward(again, dout.g, qkv.g, out.g, lse.g, s);
+  const auto got2 = get(*gpu_, again, nqkv);
+  EXPECT_EQ(std::memcmp(got.data(), got2.data(), nqkv * 4), 0) << "attention_backward is deterministic";
+  gpu_->free(again);
+  if (alt_) {
+    TearDown();
+    gpu_.swap(alt_);
+    alt_.reset();
+  }
+}
+
+std::vector<AttnCase> attention_cases() {
+  if (kEmu) {
+    return {
+        {{1, 100, 4, 2, 64}, false},  // GQA, T not a multiple of 64
+        {{1, 70, 2, 1, 128}, false},  // MQA, head_dim 128
+        {{2, 33, 2, 2, 32}, false},
+        {{1, 65, 2, 2, 80}, false},
+        {{1, 40, 3, 1, 72}, false},  // head_dim 72: plain kernels
+        {{1, 50, 2, 2, 64}, true},   // plain kernels forced
+        {{2, 1, 2, 1, 64}, false},   // T = 1
+    };
+  }
+  return {
+      {{2, 1024, 12, 12, 64}, false},  // GPT-2 124M
+      {{2, 300, 8, 2, 128}, false},    // GQA, T not a multiple of 64
+      {{1, 257, 4, 1, 96}, false},     // MQA
+      {{2, 200, 4, 4, 80}, false},
+      {{3, 130, 6, 3, 32}, false},
+      {{2, 150, 6, 3, 72}, false},   // head_dim 72: plain kernels
+      {{2, 300, 8, 2, 128}, true},   // plain kernels forced
+      {{2, 1, 4, 2, 64}, false},     // T = 1
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention, ::testing::ValuesIn(attention_cases()),
+                         [](const ::testing::TestParamInfo<AttnCase>& info) {
+                           std::ostringstream os;
+                           PrintTo(info.param, &os);
+                           return os.str();
+                         });
+
+// ---------------------------------------------------------------------------- loss
+TEST_F(CudaOps, CrossEntropy) {
+  for (int V : {pick(50304, 1000), pick(50257, 999)}) {  // vectorised and scalar row paths
+    const int N = pick(64, 5);
+    const std::size_t NV = static_cast<std::size_t>(N) * V;
+    auto& logits = twin(randn(NV, 3.f, 91), Kind::Activation);
+    std::vector<int32_t> t(N);
+    for (int i = 0; i < N; ++i) t[i] = (i * 7919) % V;
+    t[1] = -1;  // ignored
+    auto& targets = twin_ints(t);
+    auto& losses = twin(randn(N, 1.f, 92), Kind::Float32);
+    const std::string tag = " V=" + std::to_string(V);
+    // dloss = 0: losses only, logits untouched
+    cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, 0.f);
+    gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, 0.f);
+    compare("cross_entropy losses (forward only)" + tag, losses, Tol{1e-4, 1e-4});
+    compare("cross_entropy logits untouched" + tag, logits, Tol{0, 0});
+    const float dloss = 1.f / N;
+    cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, dloss);
+    gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, dloss);
+    compare("cross_entropy losses" + tag, losses, Tol{1e-4, 1e-4});
+    compare("cross_entropy dlogits" + tag, logits, kBf16Out);
+    const double lc = cpu_->sum(losses.c, N), lg = gpu_->sum(losses.g, N);
+    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc));
+  }
+}
+
+// ---------------------------------------------------------------------------- optimizer
+TEST_F(CudaOps, AdamW) {
+  const std::size_t n = pick(1'000'003, 1001);
+  auto& master = twin(randn(n, 0.02f, 101), Kind::Master);
+  auto& param = twin(randn(n, 0.02f, 101), Kind::Param);
+  auto& m = twin_zero(n, Kind::OptState);
+  auto& v = twin_zero(n, Kind::OptState);
+  for (int step = 1; step <= 3; ++step) {
+    auto& grad = twin(randn(n, 0.01f, 102 + step), Kind::Grad);
+    AdamWParams p{3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f};
+    // The CPU keeps one fp32 buffer for both; the GPU refreshes the bf16 compute copy.
+    cpu_->adamw_update(master.c, master.c, grad.c, m.c, v.c, n, p);
+    gpu_->adamw_update(master.g, param.g, grad.g, m.g, v.g, n, p);
+  }
+  compare("adamw master (3 steps)", master, Tol{1e-5, 1e-5});
+  compare("adamw m", m, Tol{1e-5, 1e-6});
+  compare("adamw v", v, Tol{1e-5, 1e-6});
+  expect_close("adamw bf16 compute copy", get(*cpu_, master.c, n), get(*gpu_, param.g, n),
+               kBf16Out);
+}
+
+TEST_F(CudaOps, Reductions) {
+  const std::size_t n = pick(3'000'001, 2000);
+  auto& g = twin(randn(n, 0.1f, 111), Kind::Grad);
+  auto& f = twin(randn(n, 1.f, 112, 0.25f), Kind::Float32);
+  const double sc = cpu_->sum_squares(g.c, n), sg = gpu_->sum_squares(g.g, n);
+  std::printf("  sum_squares cpu %.10g gpu %.10g\n", sc, sg);
+  EXPECT_NEAR(sg, sc, 1e-9 * sc);
+  const double fc = cpu_->sum(f.c, n), fg = gpu_->sum(f.g, n);
+  std::printf("  sum cpu %.10g gpu %.10g\n", fc, fg);
+  EXPECT_NEAR(fg, fc, 1e-9 * n);
+  EXPECT_EQ(gpu_->sum(f.g, 0), 0.0);
+  EXPECT_EQ(gpu_->sum_squares(g.g, n), sg) << "deterministic";
+}
+
+// ---------------------------------------------------------------------------- whole model
+// The model code (src/model) on both backends: same bf16-representable weights and tokens, one
+// forward/backward. bf16 activations on the GPU make this a looser check than the op tests;
+// it catches integration mistakes (kinds, views, op order) that single ops cannot.
+class CudaModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaModel, LossAndGradientsMatchCpu) {
+  std::string why;
+  auto gpu = make_gpu(&why);
+  if (!gpu) GTEST_SKIP() << "no CUDA backend here: " << why;
+  auto cpu = make_cpu_backend(false);
+  using tsumugi::model::Model;
+  tsumugi::model::ModelConfig cfg = tsumugi::model::model_preset(GetParam());
+  cfg.n_layer = 2;
+  cfg.vocab_size = 384;
+  cfg.max_seq = 128;
+  const int B = 2, T = pick(100, 40), N = B * T;
+  Model mc(cfg, *cpu), mg(cfg, *gpu);
+  mc.init_weights(7);
+  std::vector<float> w = mc.get_parameters();
+  for (auto& x : w) x = bf16_round(x);
+  mc.set_parameters(w);
+  mg.set_parameters(w);
+  std::vector<int32_t> tok(N), tgt(N);
+  std::mt19937 rng(5);
+  int counted = 0;
+  for (int i = 0; i < N; ++i) {
+    tok[i] = static_cast<int32_t>(rng() % cfg.vocab_size);
+    tgt[i] = i % 7 == 3 ? -1 : static_cast<int32_t>(rng() % cfg.vocab_size);
+    counted += tgt[i] >= 0;
+  }
+  mc.zero_grad();
+  mg.zero_grad();
+  const double lc = mc.forward_backward(tok.data(), tgt.data(), B, T, 1.f / counted);
+  const double lg = mg.forward_backward(tok.data(), tgt.data(), B, T, 1.f / counted);
+  std::printf("  %s: mean loss cpu %.6f gpu %.6f\n", GetParam().c_str(), lc / counted, lg / counted);
+  EXPECT_NEAR(lg, lc, 1e-2 * std::fabs(lc));
+  const std::vector<float> gc = mc.get_gradients(), gg = mg.get_gradients();
+  ASSERT_EQ(gc.size(), gg.size());
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& p : mc.layout()) {
+    double num = 0, den = 0;
+    for (uint64_t i = p.offset; i < p.offset + p.size; ++i) {
+      num += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
+      den += double(gc[i]) * gc[i];
+    }
+    const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    if (rel > worst) {
+      worst = rel;
+      worst_name = p.name;
+    }
+  }
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < gc.size(); ++i) {
+    num += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
+    den += double(gc[i]) * gc[i];
+  }
+  std::printf("  gradients: relative L2 error %.4g overall, worst tensor %s %.4g\n",
+              std::sqrt(num / den), worst_name.c_str(), worst);
+  EXPECT_LT(std::sqrt(num / den), 2e-2);
+  EXPECT_LT(worst, 5e-2) << worst_name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CudaModel, ::testing::Values("gpt2-tiny", "llama-tiny"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n) if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+// ---------------------------------------------------------------------------- factory
+#ifndef TSUMUGI_CUDA_EMULATION
+TEST(CudaFactory, SaysWhyWhenThereIsNoGpu) {
+  int count = 0;
+  const bool has_gpu = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  std::string why;
+  auto be = make_cuda_backend(&why);
+  if (has_gpu) {
+    ASSERT_TRUE(be) << why;
+    std::printf("  %s\n", be->name().c_str());
+  } else {
+    EXPECT_FALSE(be);
+    EXPECT_FALSE(why.empty());
+    std::printf("  no GPU: %s\n", why.c_str());
+    // make_backend("auto") falls back to the CPU.
+    auto fallback = make_backend("auto");
+    ASSERT_TRUE(fallback);
+    EXPECT_EQ(fallback->name(), "cpu");
+  }
+}
+#endif
+
+}  // namespace
