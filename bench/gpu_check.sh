@@ -126,7 +126,13 @@ cuda_tests() {
 
 kernel_bench() {
   "$BIN_BENCH" 16 1024 2>&1 | tee "$OUT/kernel_bench.log"
-  return "${PIPESTATUS[0]}"
+  local rc=${PIPESTATUS[0]} m
+  # The other attention kernels (TSUMUGI_CUDA_ATTENTION) on the same shapes, for comparison.
+  for m in fa2_q64 wmma; do
+    echo "== TSUMUGI_CUDA_ATTENTION=$m"
+    TSUMUGI_CUDA_ATTENTION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'attention|estimated step'
+  done
+  return "$rc"
 }
 
 train_bench() {

@@ -479,12 +479,12 @@ TEST_F(CudaOps, Rope) {
 // ---------------------------------------------------------------------------- attention
 struct AttnCase {
   AttentionShape s;
-  bool force_simple;
+  const char* mode;  // TSUMUGI_CUDA_ATTENTION for this case ("" = the default kernels)
 };
 
 void PrintTo(const AttnCase& c, std::ostream* os) {
   *os << "B" << c.s.B << "_T" << c.s.T << "_H" << c.s.n_head << "_KV" << c.s.n_kv_head << "_hd"
-      << c.s.head_dim << (c.force_simple ? "_simple" : "");
+      << c.s.head_dim << (*c.mode ? "_" : "") << c.mode;
 }
 
 class CudaAttention : public CudaOps, public ::testing::WithParamInterface<AttnCase> {};
@@ -492,8 +492,8 @@ class CudaAttention : public CudaOps, public ::testing::WithParamInterface<AttnC
 TEST_P(CudaAttention, ForwardBackward) {
   const AttnCase& ac = GetParam();
   const AttentionShape s = ac.s;
-  if (ac.force_simple) {
-    setenv("TSUMUGI_CUDA_ATTENTION", "simple", 1);
+  if (*ac.mode) {
+    setenv("TSUMUGI_CUDA_ATTENTION", ac.mode, 1);
     std::string why;
     auto alt = make_gpu(&why);
     unsetenv("TSUMUGI_CUDA_ATTENTION");
@@ -546,24 +546,35 @@ TEST_P(CudaAttention, ForwardBackward) {
 std::vector<AttnCase> attention_cases() {
   if (kEmu) {
     return {
-        {{1, 100, 4, 2, 64}, false},  // GQA, T not a multiple of 64
-        {{1, 70, 2, 1, 128}, false},  // MQA, head_dim 128
-        {{2, 33, 2, 2, 32}, false},
-        {{1, 65, 2, 2, 80}, false},
-        {{1, 40, 3, 1, 72}, false},  // head_dim 72: plain kernels
-        {{1, 50, 2, 2, 64}, true},   // plain kernels forced
-        {{2, 1, 2, 1, 64}, false},   // T = 1
+        {{1, 100, 4, 2, 64}, ""},   // GQA, T not a multiple of 64
+        {{1, 70, 2, 1, 128}, ""},   // MQA, head_dim 128
+        {{2, 33, 2, 2, 32}, ""},
+        {{1, 65, 2, 2, 80}, ""},
+        {{1, 131, 3, 3, 96}, ""},   // three query tiles, the last one of 3 rows
+        {{1, 192, 2, 2, 64}, ""},   // T a multiple of the tile: no partial tile
+        {{1, 129, 6, 2, 64}, ""},   // GQA with 3 heads per group, odd T
+        {{1, 300, 2, 1, 64}, ""},   // MQA, three 128-row forward tiles, the last partial
+        {{1, 40, 3, 1, 72}, ""},    // head_dim 72: plain kernels
+        {{1, 50, 2, 2, 64}, "simple"},
+        {{1, 100, 4, 2, 64}, "wmma"},  // the older tensor-core kernels
+        {{1, 300, 4, 2, 64}, "fa2_q64"},  // FA2 with 64-query forward and dQ blocks
+        {{2, 1, 2, 1, 64}, ""},     // T = 1
     };
   }
   return {
-      {{2, 1024, 12, 12, 64}, false},  // GPT-2 124M
-      {{2, 300, 8, 2, 128}, false},    // GQA, T not a multiple of 64
-      {{1, 257, 4, 1, 96}, false},     // MQA
-      {{2, 200, 4, 4, 80}, false},
-      {{3, 130, 6, 3, 32}, false},
-      {{2, 150, 6, 3, 72}, false},   // head_dim 72: plain kernels
-      {{2, 300, 8, 2, 128}, true},   // plain kernels forced
-      {{2, 1, 4, 2, 64}, false},     // T = 1
+      {{2, 1024, 12, 12, 64}, ""},  // GPT-2 124M
+      {{2, 1024, 12, 12, 64}, "wmma"},
+      {{2, 1024, 12, 12, 64}, "fa2_q64"},
+      {{1, 999, 6, 2, 64}, "fa2_q64"},
+      {{2, 300, 8, 2, 128}, ""},    // GQA, T not a multiple of 64
+      {{2, 300, 8, 2, 128}, "wmma"},
+      {{1, 257, 4, 1, 96}, ""},     // MQA
+      {{2, 200, 4, 4, 80}, ""},
+      {{3, 130, 6, 3, 32}, ""},
+      {{1, 999, 6, 2, 64}, ""},     // GQA, odd T
+      {{2, 150, 6, 3, 72}, ""},     // head_dim 72: plain kernels
+      {{2, 300, 8, 2, 128}, "simple"},
+      {{2, 1, 4, 2, 64}, ""},       // T = 1
   };
 }
 

@@ -1,6 +1,10 @@
 // Causal self-attention without a T x T matrix in memory.
 //
-// Tensor-core path (head_dim in {32, 64, 80, 96, 128}): flash-attention style tiles of 64 queries
+// Default path (head_dim in {32, 64, 80, 96, 128}): FlashAttention-2 style kernels on mma.sync,
+// ldmatrix and cp.async, described where they are defined below (search "FlashAttention-2").
+//
+// WMMA path (the same head dims, TSUMUGI_CUDA_ATTENTION=wmma): the first tensor-core kernels,
+// kept as a cross-check. Flash-attention style tiles of 64 queries
 // x 64 keys, 4 warps per block, each warp owning 16 rows. Products go through WMMA bf16 16x16x16
 // fragments with fp32 accumulation; scores go through shared memory for the (fp32) online
 // softmax because WMMA's register layout is opaque. The backward pass is split in two kernels so
@@ -13,6 +17,7 @@
 // Plain path (any head_dim <= 128, or TSUMUGI_CUDA_ATTENTION=simple): one warp per query row (or
 // key row in dkv), fp32 throughout. Slow, but simple enough to serve as a fallback.
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -641,6 +646,659 @@ __global__ void __launch_bounds__(kTcThreads)
 }
 
 // ------------------------------------------------------------------------------------------
+// FlashAttention-2 style kernels (the default; TSUMUGI_CUDA_ATTENTION=wmma selects the kernels
+// above). Everything a warp multiplies stays in registers in mma.sync's fragment layout: scores,
+// probabilities and accumulators never touch shared memory. A lane holds, for each 8-column
+// block j of a 16-row warp tile, rows g = lane/4 and g+8 at columns 8j + 2t, 8j + 2t + 1
+// (t = lane%4); a row's softmax statistics reduce over the 4 lanes of a quad. Blocks are 4
+// warps; key tiles are 64 wide; the forward and dQ kernels take 128 queries per block at
+// head_dim <= 64 (two 16-row blocks per warp; TSUMUGI_CUDA_ATTENTION=fa2_q64 forces 64), 64
+// otherwise; dK/dV blocks own 64 keys. K/V (or Q/dO in dkv) tiles are
+// double-buffered with cp.async so the next tile loads while this one is multiplied. Causal
+// masking is applied only on tiles that reach past the diagonal (and on the tile crossing T).
+// The backward is split for determinism without atomics: D = rowsum(dO * O) (attn_dot_kernel),
+// then dQ per query tile and dK/dV per key tile, each recomputing P from the stored lse.
+constexpr int kFaTile = 64;
+constexpr int kFaWarps = 4;
+constexpr int kFaThreads = kFaWarps * 32;
+
+template <int HD>
+struct FaCfg {
+  static_assert(HD % 16 == 0 && HD <= 128, "tensor-core attention needs head_dim % 16 == 0");
+  // 16 bytes of padding per row: the 8 rows an ldmatrix reads land in 8 different bank groups.
+  static constexpr int LDS = HD + 8;
+  static constexpr int tile_elems = kFaTile * LDS;
+  static constexpr std::size_t tile = std::size_t{kFaTile} * LDS * 2;
+  static constexpr std::size_t dq_smem = 6 * tile;                           // Q, dO, 2 x (K, V)
+  static constexpr std::size_t dkv_smem = 6 * tile + 2 * 2 * kFaTile * 4;    // + 2 x (lse, D)
+};
+
+// Queues the copy of rows [0, valid) of a 64 x HD tile (global row stride `stride` elements)
+// into shared memory; rows past `valid` (past the end of the sequence) are zero-filled so they
+// contribute nothing to the products (0 * garbage could be NaN).
+template <int HD>
+__device__ __forceinline__ void fa_load_tile(bf16* dst, const bf16* src, std::size_t stride,
+                                             int valid) {
+  constexpr int kVecs = HD / 8;
+  for (int idx = threadIdx.x; idx < kFaTile * kVecs; idx += kFaThreads) {
+    const int r = idx / kVecs, c = (idx % kVecs) * 8;
+    const bool ok = r < valid;
+    cp_async16(dst + r * FaCfg<HD>::LDS + c, src + (ok ? r : 0) * stride + c, ok);
+  }
+}
+
+// A-operand fragments (16 rows x 16 columns at column k0) of a row-major bf16 tile in shared
+// memory whose row 0 is the warp's first row: matrices (rows 0-7 | 8-15) x (cols 0-7 | 8-15).
+template <int HD>
+__device__ __forceinline__ void fa_load_a(uint32_t* a, const bf16* rows, int k0) {
+  const int lane = threadIdx.x % 32;
+  ldsm_x4(a, rows + (lane % 16) * FaCfg<HD>::LDS + k0 + (lane / 16) * 8);
+}
+
+// acc[16 x 64] += A[16 x HD] * Bt^T where Bt is a 64 x HD row-major tile (K, V, Q or dO rows):
+// the "scores" product. a[kk] are the A fragments for columns 16kk..16kk+15.
+template <int HD>
+__device__ __forceinline__ void fa_scores(float (*acc)[4], uint32_t (*a)[4],
+                                          const bf16* bt) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+    for (int np = 0; np < kFaTile / 16; ++np) {
+      // matrices: (rows np*16 + 0-7 | 8-15) x (cols 16kk + 0-7 | 8-15), b0/b1 of two n-blocks
+      uint32_t b[4];
+      ldsm_x4(b, bt + (np * 16 + (lane / 16) * 8 + lane % 8) * FaCfg<HD>::LDS + kk * 16 +
+                     ((lane / 8) % 2) * 8);
+      mma_bf16_16816(acc[2 * np], a[kk], b[0], b[1]);
+      mma_bf16_16816(acc[2 * np + 1], a[kk], b[2], b[3]);
+    }
+  }
+}
+
+// acc[16 x HD] += P[16 x 64] * Bm where P is held as score fragments (converted to bf16 here)
+// and Bm is a 64 x HD row-major tile (V, K, dO or Q), read transposed by ldmatrix.trans.
+template <int HD>
+__device__ __forceinline__ void fa_pv(float (*acc)[4], float (*p)[4], const bf16* bm) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < kFaTile / 16; ++kk) {
+    // The accumulator layout of two 8-column blocks is exactly mma's A layout for 16 columns.
+    const uint32_t pa[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]),
+                            pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+                            pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                            pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+    for (int dp = 0; dp < HD / 16; ++dp) {
+      // matrices: (rows 16kk + 0-7 | 8-15) x (cols 16dp + 0-7 | 8-15), transposed
+      uint32_t b[4];
+      ldsm_x4_trans(b, bm + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * FaCfg<HD>::LDS +
+                           dp * 16 + (lane / 16) * 8);
+      mma_bf16_16816(acc[2 * dp], pa, b[0], b[1]);
+      mma_bf16_16816(acc[2 * dp + 1], pa, b[2], b[3]);
+    }
+  }
+}
+
+// Writes a warp's 16 x HD fp32 accumulator, times `scale`, as bf16 rows row0.. (skipping rows
+// >= T) of a matrix with row stride `stride`.
+template <int HD>
+__device__ __forceinline__ void fa_store(bf16* dst, std::size_t stride, int row0, int T,
+                                         float (*acc)[4], float scale) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + g + 8 * half;
+    if (row >= T) continue;
+    bf16* p = dst + static_cast<std::size_t>(row) * stride + 2 * t;
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j)
+      *reinterpret_cast<uint32_t*>(p + 8 * j) =
+          pack_bf16(acc[j][2 * half] * scale, acc[j][2 * half + 1] * scale);
+  }
+}
+
+// The forward gives each warp MT 16-row blocks (MT = 2 up to head_dim 64: 128 queries per
+// block). Every K/V fragment read from shared memory then feeds MT mma's, which halves the
+// shared-memory traffic per FLOP; at larger head dims the extra accumulators would spill.
+template <int HD>
+constexpr int fa_fwd_mt() {
+  return HD <= 64 ? 2 : 1;
+}
+template <int MT>
+constexpr int fa_fwd_rows() {
+  return kFaWarps * 16 * MT;
+}
+template <int HD, int MT>
+constexpr std::size_t fa_fwd_smem() {
+  return (fa_fwd_rows<MT>() / kFaTile + 4) * FaCfg<HD>::tile;  // Q, 2 x (K, V)
+}
+
+template <int HD, int MT>
+constexpr std::size_t fa_dq_m_smem() {
+  return (2 * fa_fwd_rows<MT>() / kFaTile + 4) * FaCfg<HD>::tile;  // Q, dO, 2 x (K, V)
+}
+
+// acc[m] (16 x 64) += A[m] (16 x HD) * Bt^T for m < MT: fa_scores with each B fragment loaded
+// once for all MT row blocks.
+template <int HD, int MT>
+__device__ __forceinline__ void fa_scores_m(float (*acc)[kFaTile / 8][4],
+                                            uint32_t (*a)[HD / 16][4], const bf16* bt) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+    for (int np = 0; np < kFaTile / 16; ++np) {
+      uint32_t b[4];
+      ldsm_x4(b, bt + (np * 16 + (lane / 16) * 8 + lane % 8) * FaCfg<HD>::LDS + kk * 16 +
+                     ((lane / 8) % 2) * 8);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        mma_bf16_16816(acc[m][2 * np], a[m][kk], b[0], b[1]);
+        mma_bf16_16816(acc[m][2 * np + 1], a[m][kk], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// acc[m] (16 x HD) += P[m] (16 x 64) * Bm for m < MT, as fa_pv.
+template <int HD, int MT>
+__device__ __forceinline__ void fa_pv_m(float (*acc)[HD / 8][4], float (*p)[kFaTile / 8][4],
+                                        const bf16* bm) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < kFaTile / 16; ++kk) {
+    uint32_t pa[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      pa[m][0] = pack_bf16(p[m][2 * kk][0], p[m][2 * kk][1]);
+      pa[m][1] = pack_bf16(p[m][2 * kk][2], p[m][2 * kk][3]);
+      pa[m][2] = pack_bf16(p[m][2 * kk + 1][0], p[m][2 * kk + 1][1]);
+      pa[m][3] = pack_bf16(p[m][2 * kk + 1][2], p[m][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int dp = 0; dp < HD / 16; ++dp) {
+      uint32_t b[4];
+      ldsm_x4_trans(b, bm + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * FaCfg<HD>::LDS +
+                           dp * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        mma_bf16_16816(acc[m][2 * dp], pa[m], b[0], b[1]);
+        mma_bf16_16816(acc[m][2 * dp + 1], pa[m], b[2], b[3]);
+      }
+    }
+  }
+}
+
+template <int HD, int MT>
+__global__ void __launch_bounds__(kFaThreads) attn_fwd_fa2(bf16* out, float* lse, const bf16* qkv,
+                                                            AttnArgs a) {
+  using C = FaCfg<HD>;
+  constexpr int BR = fa_fwd_rows<MT>();
+  TSU_DYNAMIC_SMEM(smem);
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* Ks = Qs + (BR / kFaTile) * C::tile_elems;  // buffers 0, 1
+  bf16* Vs = Ks + 2 * C::tile_elems;               // buffers 0, 1
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int nqt = (a.T + BR - 1) / BR;
+  const int BH = a.B * a.H;
+  // Heaviest (last) query tiles get the lowest block ids so they start first.
+  const int qt = nqt - 1 - static_cast<int>(blockIdx.x / BH);
+  const int bh = static_cast<int>(blockIdx.x % BH);
+  const int h = bh % a.H, b = bh / a.H;
+  const int kvh = h / (a.H / a.KV);
+  const int q0 = qt * BR;
+  const int nkt = (min(q0 + BR, a.T) + kFaTile - 1) / kFaTile;  // key tiles up to the diagonal
+  const int wr0 = q0 + warp * 16 * MT;                          // the warp's first row
+
+#pragma unroll
+  for (int i = 0; i < BR / kFaTile; ++i)
+    fa_load_tile<HD>(Qs + i * C::tile_elems, qkv + q_index(a, b, q0 + i * kFaTile, h), a.rs,
+                     min(kFaTile, a.T - q0 - i * kFaTile));
+  fa_load_tile<HD>(Ks, qkv + k_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  fa_load_tile<HD>(Vs, qkv + v_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[MT][HD / 16][4];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk)
+      fa_load_a<HD>(qf[m][kk], Qs + (warp * MT + m) * 16 * C::LDS, kk * 16);
+
+  float o[MT][HD / 8][4];
+  float m_run[MT][2], l_part[MT][2];  // l_part: this lane's share of the row sums
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) o[m][j][0] = o[m][j][1] = o[m][j][2] = o[m][j][3] = 0.f;
+    m_run[m][0] = m_run[m][1] = -INFINITY;
+    l_part[m][0] = l_part[m][1] = 0.f;
+  }
+  const float sl2 = a.scale * kLog2e;  // scores in log2 units: exp2 is one instruction
+
+  for (int kt = 0; kt < nkt; ++kt) {
+    const int buf = kt & 1;
+    if (kt + 1 < nkt) {  // prefetch the next K/V tile into the other buffer
+      const int k1 = (kt + 1) * kFaTile;
+      fa_load_tile<HD>(Ks + (buf ^ 1) * C::tile_elems, qkv + k_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+      fa_load_tile<HD>(Vs + (buf ^ 1) * C::tile_elems, qkv + v_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+    }
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's group has landed (the newest may still be in flight)
+    __syncthreads();
+    const int k0 = kt * kFaTile;
+    // A tile entirely above this warp's rows is fully masked: nothing to add (warp-uniform).
+    if (k0 <= wr0 + 16 * MT - 1) {
+      const bf16* Kb = Ks + buf * C::tile_elems;
+      const bf16* Vb = Vs + buf * C::tile_elems;
+      float s[MT][kFaTile / 8][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int j = 0; j < kFaTile / 8; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.f;
+      fa_scores_m<HD, MT>(s, qf, Kb);
+
+      // Only tiles reaching past the warp's first row need the mask; keys past T only occur
+      // there too.
+      const bool need_mask = k0 + kFaTile - 1 > wr0;
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float v = s[m][j][e] * sl2;
+            if (need_mask && k0 + 8 * j + 2 * t + (e & 1) > wr0 + 16 * m + g + 8 * (e >> 1))
+              v = -INFINITY;
+            s[m][j][e] = v;
+            mx[e >> 1] = fmaxf(mx[e >> 1], v);
+          }
+        float alpha[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+          mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+          // Every row sees key 0 in tile 0, so m_new is finite from then on; at kt = 0,
+          // exp2(-inf) = 0 clears the (zero) history.
+          const float m_new = fmaxf(m_run[m][i], mx[i]);
+          alpha[i] = exp2f(m_run[m][i] - m_new);
+          m_run[m][i] = m_new;
+          l_part[m][i] *= alpha[i];
+        }
+#pragma unroll
+        for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float p = exp2f(s[m][j][e] - m_run[m][e >> 1]);
+            s[m][j][e] = p;
+            l_part[m][e >> 1] += p;
+          }
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+          o[m][j][0] *= alpha[0];
+          o[m][j][1] *= alpha[0];
+          o[m][j][2] *= alpha[1];
+          o[m][j][3] *= alpha[1];
+        }
+      }
+      fa_pv_m<HD, MT>(o, s, Vb);
+    }
+    __syncthreads();  // every warp is done with this buffer before it is refilled
+  }
+
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    float inv[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float l = l_part[m][i];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[i] = 1.f / l;
+      const int row = wr0 + 16 * m + g + 8 * i;
+      if (t == 0 && row < a.T) lse[lse_index(a, b, h, row)] = (m_run[m][i] + log2f(l)) * kLn2;
+    }
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) {
+      o[m][j][0] *= inv[0];
+      o[m][j][1] *= inv[0];
+      o[m][j][2] *= inv[1];
+      o[m][j][3] *= inv[1];
+    }
+    fa_store<HD>(out + o_index(a, b, 0, h), static_cast<std::size_t>(a.H) * a.hd, wr0 + 16 * m,
+                 a.T, o[m], 1.f);
+  }
+}
+
+// dQ = scale * dS K with dS = P * (dP - D), P = exp(S - lse), dP = dO V^T: one block per
+// (batch, head, query tile) walking the key tiles up to the diagonal.
+template <int HD>
+__global__ void __launch_bounds__(kFaThreads)
+    attn_bwd_dq_fa2(bf16* dqkv, const bf16* dout, const bf16* qkv, const float* lse,
+                    const float* Dsum, AttnArgs a) {
+  using C = FaCfg<HD>;
+  TSU_DYNAMIC_SMEM(smem);
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* dOs = Qs + C::tile_elems;
+  bf16* Ks = dOs + C::tile_elems;     // buffers 0, 1
+  bf16* Vs = Ks + 2 * C::tile_elems;  // buffers 0, 1
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int nqt = (a.T + kFaTile - 1) / kFaTile;
+  const int BH = a.B * a.H;
+  const int qt = nqt - 1 - static_cast<int>(blockIdx.x / BH);
+  const int bh = static_cast<int>(blockIdx.x % BH);
+  const int h = bh % a.H, b = bh / a.H;
+  const int kvh = h / (a.H / a.KV);
+  const int q0 = qt * kFaTile;
+  const int valid = min(kFaTile, a.T - q0);
+
+  fa_load_tile<HD>(Qs, qkv + q_index(a, b, q0, h), a.rs, valid);
+  fa_load_tile<HD>(dOs, dout + o_index(a, b, q0, h), static_cast<std::size_t>(a.H) * a.hd, valid);
+  fa_load_tile<HD>(Ks, qkv + k_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  fa_load_tile<HD>(Vs, qkv + v_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  cp_async_commit();
+
+  const int row0 = q0 + warp * 16 + g;
+  float lse_r[2], D_r[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = row0 + 8 * i;
+    // Padding rows (>= T) have zero Q and dO, so P = 1, dP = 0 and dS = 0 with these values.
+    lse_r[i] = row < a.T ? lse[lse_index(a, b, h, row)] * kLog2e : 0.f;
+    D_r[i] = row < a.T ? Dsum[lse_index(a, b, h, row)] : 0.f;
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[HD / 16][4], df[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    fa_load_a<HD>(qf[kk], Qs + warp * 16 * C::LDS, kk * 16);
+    fa_load_a<HD>(df[kk], dOs + warp * 16 * C::LDS, kk * 16);
+  }
+  float dq[HD / 8][4];
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+  const float sl2 = a.scale * kLog2e;
+
+  for (int kt = 0; kt <= qt; ++kt) {
+    const int buf = kt & 1;
+    if (kt < qt) {
+      const int k1 = (kt + 1) * kFaTile;
+      fa_load_tile<HD>(Ks + (buf ^ 1) * C::tile_elems, qkv + k_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+      fa_load_tile<HD>(Vs + (buf ^ 1) * C::tile_elems, qkv + v_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const bf16* Kb = Ks + buf * C::tile_elems;
+    const bf16* Vb = Vs + buf * C::tile_elems;
+
+    float s[kFaTile / 8][4], dp[kFaTile / 8][4];
+#pragma unroll
+    for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+    fa_scores<HD>(s, qf, Kb);
+    fa_scores<HD>(dp, df, Vb);
+
+    const int k0 = kt * kFaTile;
+    const bool diag = kt == qt;
+#pragma unroll
+    for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = e >> 1;
+        float p = exp2f(s[j][e] * sl2 - lse_r[i]);
+        if (diag && k0 + 8 * j + 2 * t + (e & 1) > row0 + 8 * i) p = 0.f;
+        s[j][e] = p * (dp[j][e] - D_r[i]);  // dS
+      }
+    fa_pv<HD>(dq, s, Kb);
+    __syncthreads();
+  }
+  fa_store<HD>(dqkv + q_index(a, b, 0, h), a.rs, q0 + warp * 16, a.T, dq, a.scale);
+}
+
+// attn_bwd_dq_fa2 with MT 16-row blocks per warp (the default at head_dim <= 64, MT = 2: 128
+// queries per block), so each K/V fragment feeds MT mma's. Q and dO fragments are re-read from
+// shared memory each step to leave registers for the accumulators.
+template <int HD, int MT>
+__global__ void __launch_bounds__(kFaThreads)
+    attn_bwd_dq_fa2_m(bf16* dqkv, const bf16* dout, const bf16* qkv, const float* lse,
+                      const float* Dsum, AttnArgs a) {
+  using C = FaCfg<HD>;
+  constexpr int BR = fa_fwd_rows<MT>();
+  constexpr int QT = BR / kFaTile;  // 64-row smem tiles per Q (and dO) block
+  TSU_DYNAMIC_SMEM(smem);
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* dOs = Qs + QT * C::tile_elems;
+  bf16* Ks = dOs + QT * C::tile_elems;  // buffers 0, 1
+  bf16* Vs = Ks + 2 * C::tile_elems;    // buffers 0, 1
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int nqt = (a.T + BR - 1) / BR;
+  const int BH = a.B * a.H;
+  const int qt = nqt - 1 - static_cast<int>(blockIdx.x / BH);
+  const int bh = static_cast<int>(blockIdx.x % BH);
+  const int h = bh % a.H, b = bh / a.H;
+  const int kvh = h / (a.H / a.KV);
+  const int q0 = qt * BR;
+  const int nkt = (min(q0 + BR, a.T) + kFaTile - 1) / kFaTile;
+  const int wr0 = q0 + warp * 16 * MT;
+
+#pragma unroll
+  for (int i = 0; i < QT; ++i) {
+    const int valid = min(kFaTile, a.T - q0 - i * kFaTile);
+    fa_load_tile<HD>(Qs + i * C::tile_elems, qkv + q_index(a, b, q0 + i * kFaTile, h), a.rs,
+                     valid);
+    fa_load_tile<HD>(dOs + i * C::tile_elems, dout + o_index(a, b, q0 + i * kFaTile, h),
+                     static_cast<std::size_t>(a.H) * a.hd, valid);
+  }
+  fa_load_tile<HD>(Ks, qkv + k_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  fa_load_tile<HD>(Vs, qkv + v_index(a, b, 0, kvh), a.rs, min(kFaTile, a.T));
+  cp_async_commit();
+
+  float lse_r[MT][2], D_r[MT][2];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int row = wr0 + 16 * m + g + 8 * i;
+      // Padding rows (>= T) have zero Q and dO, so P = 1, dP = 0 and dS = 0 with these values.
+      lse_r[m][i] = row < a.T ? lse[lse_index(a, b, h, row)] * kLog2e : 0.f;
+      D_r[m][i] = row < a.T ? Dsum[lse_index(a, b, h, row)] : 0.f;
+    }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  float dq[MT][HD / 8][4];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) dq[m][j][0] = dq[m][j][1] = dq[m][j][2] = dq[m][j][3] = 0.f;
+  const float sl2 = a.scale * kLog2e;
+
+  for (int kt = 0; kt < nkt; ++kt) {
+    const int buf = kt & 1;
+    if (kt + 1 < nkt) {
+      const int k1 = (kt + 1) * kFaTile;
+      fa_load_tile<HD>(Ks + (buf ^ 1) * C::tile_elems, qkv + k_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+      fa_load_tile<HD>(Vs + (buf ^ 1) * C::tile_elems, qkv + v_index(a, b, k1, kvh), a.rs,
+                       min(kFaTile, a.T - k1));
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const int k0 = kt * kFaTile;
+    if (k0 <= wr0 + 16 * MT - 1) {  // else fully masked for this warp (warp-uniform)
+      const bf16* Kb = Ks + buf * C::tile_elems;
+      const bf16* Vb = Vs + buf * C::tile_elems;
+      float s[MT][kFaTile / 8][4], dp[MT][kFaTile / 8][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[m][j][e] = dp[m][j][e] = 0.f;
+      {
+        uint32_t af[MT][HD / 16][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+          for (int kk = 0; kk < HD / 16; ++kk)
+            fa_load_a<HD>(af[m][kk], Qs + (warp * MT + m) * 16 * C::LDS, kk * 16);
+        fa_scores_m<HD, MT>(s, af, Kb);
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+          for (int kk = 0; kk < HD / 16; ++kk)
+            fa_load_a<HD>(af[m][kk], dOs + (warp * MT + m) * 16 * C::LDS, kk * 16);
+        fa_scores_m<HD, MT>(dp, af, Vb);
+      }
+      const bool need_mask = k0 + kFaTile - 1 > wr0;
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = e >> 1;
+            float p = exp2f(s[m][j][e] * sl2 - lse_r[m][i]);
+            if (need_mask && k0 + 8 * j + 2 * t + (e & 1) > wr0 + 16 * m + g + 8 * i) p = 0.f;
+            s[m][j][e] = p * (dp[m][j][e] - D_r[m][i]);  // dS
+          }
+      fa_pv_m<HD, MT>(dq, s, Kb);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+    fa_store<HD>(dqkv + q_index(a, b, 0, h), a.rs, wr0 + 16 * m, a.T, dq[m], a.scale);
+}
+
+// dK = scale * dS^T Q and dV = P^T dO: one block per (batch, kv head, key tile), each warp
+// owning 16 keys, walking every query tile at or below the diagonal of every query head of the
+// group. Works on the transposed products (keys as rows) so the sums over queries stay in each
+// warp's registers: no atomics, a fixed order, deterministic.
+template <int HD>
+__global__ void __launch_bounds__(kFaThreads)
+    attn_bwd_dkv_fa2(bf16* dqkv, const bf16* dout, const bf16* qkv, const float* lse,
+                     const float* Dsum, AttnArgs a) {
+  using C = FaCfg<HD>;
+  TSU_DYNAMIC_SMEM(smem);
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = Ks + C::tile_elems;
+  bf16* Qs = Vs + C::tile_elems;       // buffers 0, 1
+  bf16* dOs = Qs + 2 * C::tile_elems;  // buffers 0, 1
+  float* lse_s = reinterpret_cast<float*>(dOs + 2 * C::tile_elems);  // 2 x 64, log2 units
+  float* D_s = lse_s + 2 * kFaTile;                                   // 2 x 64
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int nqt = (a.T + kFaTile - 1) / kFaTile;
+  const int BKV = a.B * a.KV;
+  // Key tile 0 has the most query tiles to visit: lowest block ids first.
+  const int kt = static_cast<int>(blockIdx.x / BKV);
+  const int bg = static_cast<int>(blockIdx.x % BKV);
+  const int kvh = bg % a.KV, b = bg / a.KV;
+  const int G = a.H / a.KV;
+  const int k0 = kt * kFaTile;
+  const int per_head = nqt - kt;  // query tiles kt..nqt-1
+  const int steps = G * per_head;
+
+  // Queues step `it`'s Q/dO tiles and fills its lse/D rows (plain stores: visible after the
+  // barrier that follows the cp.async wait).
+  auto load_step = [&](int it, int buf) {
+    const int h = kvh * G + it / per_head;
+    const int q0 = (kt + it % per_head) * kFaTile;
+    const int valid = min(kFaTile, a.T - q0);
+    fa_load_tile<HD>(Qs + buf * C::tile_elems, qkv + q_index(a, b, q0, h), a.rs, valid);
+    fa_load_tile<HD>(dOs + buf * C::tile_elems, dout + o_index(a, b, q0, h),
+                     static_cast<std::size_t>(a.H) * a.hd, valid);
+    for (int i = threadIdx.x; i < kFaTile; i += kFaThreads) {
+      lse_s[buf * kFaTile + i] = i < valid ? lse[lse_index(a, b, h, q0 + i)] * kLog2e : 0.f;
+      D_s[buf * kFaTile + i] = i < valid ? Dsum[lse_index(a, b, h, q0 + i)] : 0.f;
+    }
+  };
+
+  fa_load_tile<HD>(Ks, qkv + k_index(a, b, k0, kvh), a.rs, min(kFaTile, a.T - k0));
+  fa_load_tile<HD>(Vs, qkv + v_index(a, b, k0, kvh), a.rs, min(kFaTile, a.T - k0));
+  load_step(0, 0);
+  cp_async_commit();
+
+  float dk[HD / 8][4], dv[HD / 8][4];
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[j][e] = dv[j][e] = 0.f;
+  const int krow0 = k0 + warp * 16 + g;  // this lane's keys: krow0, krow0 + 8
+  const float sl2 = a.scale * kLog2e;
+
+  for (int it = 0; it < steps; ++it) {
+    const int buf = it & 1;
+    if (it + 1 < steps) load_step(it + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const bf16* Qb = Qs + buf * C::tile_elems;
+    const bf16* dOb = dOs + buf * C::tile_elems;
+    const float* lse_b = lse_s + buf * kFaTile;
+    const float* D_b = D_s + buf * kFaTile;
+    const int q0 = (kt + it % per_head) * kFaTile;
+
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x 64 queries. K/V fragments are
+    // re-read from shared memory each step rather than pinned in registers: it keeps the
+    // kernel clear of spills at head_dim 128.
+    float s[kFaTile / 8][4], dp[kFaTile / 8][4];
+#pragma unroll
+    for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+    {
+      uint32_t kf[HD / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) fa_load_a<HD>(kf[kk], Ks + warp * 16 * C::LDS, kk * 16);
+      fa_scores<HD>(s, kf, Qb);
+    }
+    {
+      uint32_t vf[HD / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) fa_load_a<HD>(vf[kk], Vs + warp * 16 * C::LDS, kk * 16);
+      fa_scores<HD>(dp, vf, dOb);
+    }
+    // Masking is needed on the diagonal tile (query < key) and on the tile crossing T.
+    const bool need_mask = q0 == k0 || q0 + kFaTile > a.T;
+#pragma unroll
+    for (int j = 0; j < kFaTile / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = 8 * j + 2 * t + (e & 1);
+        float p = exp2f(s[j][e] * sl2 - lse_b[c]);
+        if (need_mask) {
+          const int q = q0 + c;
+          if (q < krow0 + 8 * (e >> 1) || q >= a.T) p = 0.f;
+        }
+        s[j][e] = p;
+        dp[j][e] = p * (dp[j][e] - D_b[c]);  // dS^T
+      }
+    fa_pv<HD>(dv, s, dOb);
+    fa_pv<HD>(dk, dp, Qb);
+    __syncthreads();
+  }
+  fa_store<HD>(dqkv + k_index(a, b, 0, kvh), a.rs, k0 + warp * 16, a.T, dk, a.scale);
+  fa_store<HD>(dqkv + v_index(a, b, 0, kvh), a.rs, k0 + warp * 16, a.T, dv, 1.f);
+}
+
+// ------------------------------------------------------------------------------------------
 // Dispatch over the instantiated head dims.
 template <class F>
 bool with_head_dim(int hd, F&& f) {
@@ -680,8 +1338,28 @@ void attention_init(int max_smem_optin) {
     with_head_dim(hd, [&](auto tag) {
       constexpr int HD = decltype(tag)::value;
       using C = Cfg<HD>;
-      const std::size_t need = std::max({C::fwd_smem, C::dq_smem, C::dkv_smem});
+      using F = FaCfg<HD>;
+      constexpr int MT = fa_fwd_mt<HD>();
+      const std::size_t need = std::max({C::fwd_smem, C::dq_smem, C::dkv_smem,
+                                         fa_fwd_smem<HD, MT>(), F::dq_smem, F::dkv_smem});
       if (need > static_cast<std::size_t>(max_smem_optin)) return;  // plain kernels instead
+      auto* ff = &attn_fwd_fa2<HD, MT>;
+      auto* ff1 = &attn_fwd_fa2<HD, 1>;
+      TSU_CUDA_CHECK(cudaFuncSetAttribute(ff1, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(fa_fwd_smem<HD, 1>())));
+      auto* fq = &attn_bwd_dq_fa2<HD>;
+      if constexpr (HD <= 64) {
+        auto* fq2 = &attn_bwd_dq_fa2_m<HD, 2>;
+        TSU_CUDA_CHECK(cudaFuncSetAttribute(fq2, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(fa_dq_m_smem<HD, 2>())));
+      }
+      auto* fkv = &attn_bwd_dkv_fa2<HD>;
+      TSU_CUDA_CHECK(cudaFuncSetAttribute(ff, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(fa_fwd_smem<HD, MT>())));
+      TSU_CUDA_CHECK(cudaFuncSetAttribute(fq, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(F::dq_smem)));
+      TSU_CUDA_CHECK(cudaFuncSetAttribute(fkv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(F::dkv_smem)));
       auto* f = &attn_fwd_tc<HD>;
       auto* q = &attn_bwd_dq_tc<HD>;
       auto* kv = &attn_bwd_dkv_tc<HD>;
@@ -713,6 +1391,21 @@ void attention_forward(const Ctx& c, bf16* out, float* lse, const bf16* qkv, con
   if (attention_uses_tensor_cores(c, d, ptrs, 2)) {
     with_head_dim(d.hd, [&](auto tag) {
       constexpr int HD = decltype(tag)::value;
+      if (!c.wmma_attention) {
+        auto launch = [&](auto mt) {
+          constexpr int MT = decltype(mt)::value;
+          constexpr int BR = fa_fwd_rows<MT>();
+          const unsigned blocks = static_cast<unsigned>(((d.T + BR - 1) / BR) * d.B * d.H);
+          constexpr std::size_t smem = fa_fwd_smem<HD, MT>();
+          auto* k = &attn_fwd_fa2<HD, MT>;
+          TSU_LAUNCH(k, blocks, kFaThreads, smem, c.stream, out, lse, qkv, a);
+        };
+        if (c.fa2_q64)
+          launch(std::integral_constant<int, 1>{});
+        else
+          launch(std::integral_constant<int, fa_fwd_mt<HD>()>{});
+        return;
+      }
       const unsigned blocks = static_cast<unsigned>(((d.T + kTile - 1) / kTile) * d.B * d.H);
       auto* k = &attn_fwd_tc<HD>;
       TSU_LAUNCH(k, blocks, kTcThreads, Cfg<HD>::fwd_smem, c.stream, out, lse, qkv, a);
@@ -740,6 +1433,30 @@ void attention_backward(const Ctx& c, bf16* dqkv, const bf16* dout, const bf16* 
   if (attention_uses_tensor_cores(c, d, ptrs, 3)) {
     with_head_dim(d.hd, [&](auto tag) {
       constexpr int HD = decltype(tag)::value;
+      if (!c.wmma_attention) {
+        const int nt = (d.T + kFaTile - 1) / kFaTile;
+        bool dq_done = false;
+        if constexpr (HD <= 64) {
+          if (!c.fa2_q64) {
+            constexpr std::size_t smem = fa_dq_m_smem<HD, 2>();
+            const int nt2 = (d.T + fa_fwd_rows<2>() - 1) / fa_fwd_rows<2>();
+            auto* kq = &attn_bwd_dq_fa2_m<HD, 2>;
+            TSU_LAUNCH(kq, static_cast<unsigned>(nt2 * d.B * d.H), kFaThreads, smem, c.stream,
+                       dqkv, dout, qkv, lse, static_cast<const float*>(D), a);
+            dq_done = true;
+          }
+        }
+        if (!dq_done) {
+          auto* kq = &attn_bwd_dq_fa2<HD>;
+          TSU_LAUNCH(kq, static_cast<unsigned>(nt * d.B * d.H), kFaThreads, FaCfg<HD>::dq_smem,
+                     c.stream, dqkv, dout, qkv, lse, static_cast<const float*>(D), a);
+        }
+        auto* kkv = &attn_bwd_dkv_fa2<HD>;
+        TSU_LAUNCH(kkv, static_cast<unsigned>(nt * d.B * d.KV), kFaThreads,
+                   FaCfg<HD>::dkv_smem, c.stream, dqkv, dout, qkv, lse,
+                   static_cast<const float*>(D), a);
+        return;
+      }
       const int ntiles = (d.T + kTile - 1) / kTile;
       auto* kq = &attn_bwd_dq_tc<HD>;
       TSU_LAUNCH(kq, static_cast<unsigned>(ntiles * d.B * d.H), kTcThreads, Cfg<HD>::dq_smem,

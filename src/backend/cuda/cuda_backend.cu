@@ -750,7 +750,13 @@ class CudaBackend final : public Backend {
     TSU_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     ctx_.stream = stream_;
     ctx_.sm_count = prop_.multiProcessorCount;
-    ctx_.simple_attention = std::string(env("TSUMUGI_CUDA_ATTENTION")) == "simple";
+    // TSUMUGI_CUDA_ATTENTION: unset or "fa2" (default), "fa2_q64" (FA2 with 64-query blocks in
+    // the forward and dQ kernels, instead of 128 at head_dim <= 64), "wmma" (older tensor-core
+    // kernels), "simple" (no tensor cores).
+    const std::string attn = env("TSUMUGI_CUDA_ATTENTION");
+    ctx_.simple_attention = attn == "simple";
+    ctx_.wmma_attention = attn == "wmma";
+    ctx_.fa2_q64 = attn == "fa2_q64";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     TSU_BLAS_CHECK(cublasLtCreate(&lt_));
     TSU_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));

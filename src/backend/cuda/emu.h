@@ -10,6 +10,10 @@
 //    and ldm alignment rules. Each lane computes the full product (redundant, but exact). Loads
 //    and stores are warp barriers (all lanes read before any lane writes), as the collective
 //    *_sync operations behave on hardware, where each lane moves only its own elements.
+//  * mma.sync (m16n8k16 bf16), ldmatrix and cp.async follow the PTX ISA's per-lane fragment
+//    layouts exactly (a wrong lane mapping gives wrong numbers, not just slow ones); each is a
+//    warp barrier. cp.async copies land only when cp.async.wait_group retires their group, so a
+//    read before the wait sees stale shared memory.
 //  * device memory is host memory with guard bytes after each allocation; a kernel that writes
 //    past the end of a buffer is reported after its launch.
 //  * cuBLASLt / cublasGemmEx compute column-major GEMMs by definition, with bias epilogue.
@@ -104,6 +108,16 @@ struct Runtime {
   int current = -1;
   int nthreads = 0;
   std::vector<unsigned char> shfl;
+  std::vector<unsigned char> xchg;  // per-thread 64-byte slots for warp-wide exchanges
+  // cp.async state per thread: copies issued since the last commit, then committed groups
+  // (oldest first). A copy lands only when a wait retires its group.
+  struct AsyncCopy {
+    void* dst;
+    const void* src;
+    bool fill;  // false: zero-fill (src-size 0)
+  };
+  std::vector<std::vector<AsyncCopy>> cp_open;
+  std::vector<std::vector<std::vector<AsyncCopy>>> cp_groups;
   std::function<void()> body;
   unsigned char* smem = nullptr;
   std::size_t smem_cap = 0;
@@ -152,6 +166,9 @@ inline void run_block() {
   r.ctx.assign(n, ucontext_t{});
   r.state.assign(n, kRunnable);
   r.shfl.assign(static_cast<std::size_t>(n) * 8, 0);
+  r.xchg.assign(static_cast<std::size_t>(n) * 64, 0);
+  r.cp_open.assign(n, {});
+  r.cp_groups.assign(n, {});
   for (int i = 0; i < n; ++i) {
     getcontext(&r.ctx[i]);
     r.ctx[i].uc_stack.ss_sp = r.stacks[i];
@@ -240,6 +257,111 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
   __syncwarp();  // nobody overwrites its slot before everyone has read
   return out;
 }
+
+// ---- warp-level matrix instructions and cp.async (PTX ISA, sm_80+) --------------------------
+namespace emu {
+// Every lane of the calling warp contributes `bytes` (<= 64); out receives lane i's bytes at
+// out + i * bytes. A warp barrier on both sides, like the collective instructions it models.
+inline void warp_gather(const void* mine, std::size_t bytes, unsigned char* out) {
+  Runtime& r = rt();
+  const int t = r.current;
+  std::memcpy(&r.xchg[static_cast<std::size_t>(t) * 64], mine, bytes);
+  __syncwarp();
+  const int base = t & ~31;
+  for (int i = 0; i < 32; ++i)
+    std::memcpy(out + i * bytes, &r.xchg[static_cast<std::size_t>(base + i) * 64], bytes);
+  __syncwarp();
+}
+inline float bf16_lo(uint32_t v) { return __bfloat162float(__nv_bfloat16{static_cast<uint16_t>(v & 0xffffu)}); }
+inline float bf16_hi(uint32_t v) { return __bfloat162float(__nv_bfloat16{static_cast<uint16_t>(v >> 16)}); }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: D = A (16x16) B (16x8) + C. With
+// g = lane / 4 and t = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
+//   a0: A[g][2t, 2t+1]  a1: A[g+8][2t, 2t+1]  a2: A[g][2t+8, 2t+9]  a3: A[g+8][2t+8, 2t+9]
+//   b0: B[2t, 2t+1][g]  b1: B[2t+8, 2t+9][g]
+//   c0, c1: C[g][2t, 2t+1]  c2, c3: C[g+8][2t, 2t+1]
+// each 32-bit register holding its lower-indexed bf16 in the low half.
+inline void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b, const float* c) {
+  struct Lane {
+    uint32_t a[4], b[2];
+    float c[4];
+  } me, all[32];
+  std::memcpy(me.a, a, 16);
+  std::memcpy(me.b, b, 8);
+  std::memcpy(me.c, c, 16);
+  warp_gather(&me, sizeof(Lane), reinterpret_cast<unsigned char*>(all));
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    const Lane& x = all[l];
+    A[g][2 * t] = bf16_lo(x.a[0]), A[g][2 * t + 1] = bf16_hi(x.a[0]);
+    A[g + 8][2 * t] = bf16_lo(x.a[1]), A[g + 8][2 * t + 1] = bf16_hi(x.a[1]);
+    A[g][2 * t + 8] = bf16_lo(x.a[2]), A[g][2 * t + 9] = bf16_hi(x.a[2]);
+    A[g + 8][2 * t + 8] = bf16_lo(x.a[3]), A[g + 8][2 * t + 9] = bf16_hi(x.a[3]);
+    B[2 * t][g] = bf16_lo(x.b[0]), B[2 * t + 1][g] = bf16_hi(x.b[0]);
+    B[2 * t + 8][g] = bf16_lo(x.b[1]), B[2 * t + 9][g] = bf16_hi(x.b[1]);
+    C[g][2 * t] = x.c[0], C[g][2 * t + 1] = x.c[1];
+    C[g + 8][2 * t] = x.c[2], C[g + 8][2 * t + 1] = x.c[3];
+  }
+  const int lane = rt().current & 31, g = lane >> 2, t = lane & 3;
+  for (int e = 0; e < 4; ++e) {
+    const int i = g + (e >= 2 ? 8 : 0), j = 2 * t + (e & 1);
+    float s = C[i][j];
+    for (int k = 0; k < 16; ++k) s += A[i][k] * B[k][j];
+    d[e] = s;
+  }
+}
+
+// ldmatrix.sync.aligned.m8n8.xN{.trans}.shared.b16: lanes 8j..8j+7 give the 16-byte-aligned row
+// addresses of 8x8 matrix j (j < N). Register j of lane l receives matrix j's row l/4, columns
+// 2(l%4) and 2(l%4)+1; with .trans, column l/4, rows 2(l%4) and 2(l%4)+1.
+template <int N, bool Trans>
+void ldmatrix(uint32_t* regs, const void* row) {
+  static_assert(N == 1 || N == 2 || N == 4, "ldmatrix .x1/.x2/.x4");
+  if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0 && (rt().current & 31) < 8 * N)
+    fatal(rt().kernel + ": ldmatrix row address not 16-byte aligned");
+  const void* rows[32];
+  warp_gather(&row, sizeof(row), reinterpret_cast<unsigned char*>(rows));
+  const int lane = rt().current & 31, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < N; ++j) {
+    const uint16_t* m[8];
+    for (int i = 0; i < 8; ++i) m[i] = static_cast<const uint16_t*>(rows[8 * j + i]);
+    const uint16_t lo = Trans ? m[2 * t][g] : m[g][2 * t];
+    const uint16_t hi = Trans ? m[2 * t + 1][g] : m[g][2 * t + 1];
+    regs[j] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+  }
+  __syncwarp();  // as a collective, no lane runs ahead and writes before all have read
+}
+
+// cp.async.cg.shared.global [dst], [src], 16, src-size (16 or 0: zero-fill). The copy happens
+// only when cp.async.wait_group retires its group, so reading the destination too early sees
+// the old contents, as it may on hardware.
+inline void cp_async16(void* dst, const void* src, bool fill) {
+  if (reinterpret_cast<std::uintptr_t>(dst) % 16 || reinterpret_cast<std::uintptr_t>(src) % 16)
+    fatal(rt().kernel + ": cp.async 16-byte copy not 16-byte aligned");
+  rt().cp_open[rt().current].push_back({dst, src, fill});
+}
+// cp.async.commit_group: the copies issued since the last commit become one group.
+inline void cp_async_commit() {
+  Runtime& r = rt();
+  r.cp_groups[r.current].push_back(std::move(r.cp_open[r.current]));
+  r.cp_open[r.current].clear();
+}
+// cp.async.wait_group n: waits until at most n of this thread's committed groups are pending.
+inline void cp_async_wait(int n) {
+  Runtime& r = rt();
+  auto& groups = r.cp_groups[r.current];
+  while (static_cast<int>(groups.size()) > n) {
+    for (const auto& c : groups.front()) {
+      if (c.fill)
+        std::memcpy(c.dst, c.src, 16);
+      else
+        std::memset(c.dst, 0, 16);
+    }
+    groups.erase(groups.begin());
+  }
+}
+}  // namespace emu
 
 // ---- runtime API ---------------------------------------------------------------------------
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2 };

@@ -13,6 +13,8 @@ struct Ctx {
   cudaStream_t stream = nullptr;
   int sm_count = 1;
   bool simple_attention = false;  // force the plain (no tensor core) attention kernels
+  bool wmma_attention = false;    // the older WMMA tensor-core kernels instead of the FA2 ones
+  bool fa2_q64 = false;           // FA2 forward and dQ with 64-query blocks at every head_dim
 };
 
 // ---- elementwise.cu
