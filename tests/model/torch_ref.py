@@ -1,20 +1,19 @@
 #!/usr/bin/python3
-"""PyTorch reference for tsumugi's model engine: GPT-2 and LLaMA written in plain torch with the
-Hugging Face layout and semantics (transformers does not run on Debian's torch 1.13), loaded from an
-HF-style directory (config.json + model.safetensors).
+"""PyTorch reference for tsumugi's model engine: GPT-2 and LLaMA in plain torch with the Hugging Face
+layout and semantics (current transformers needs torch >= 2; Debian has 1.13), read from an HF-style
+directory (config.json + model.safetensors). Computes in --dtype (default float64), writes float32.
 
   torch_ref.py --model DIR --tokens T.npy --out OUT.safetensors [--dtype float64|float32]
-      T.npy: integer [B, T+1]; inputs = [:, :-1], targets = [:, 1:].
-      OUT: logits [B,T,V], loss [] (mean CE over all B*T targets), grad.<hf name> for every parameter
-      (a tied embedding's gradient includes the lm_head use).
-  torch_ref.py --model DIR --tokens T.npy --out OUT.safetensors --adamw-steps K [--lr --beta1 --beta2
-      --eps --weight-decay --grad-clip]
+      T.npy: integer [B, T+1]; inputs = [:, :-1], targets = [:, 1:]. OUT: logits [B,T,V], loss []
+      (mean CE over all B*T targets), grad.<hf name> for every parameter (a tied embedding's gradient
+      includes the lm_head use).
+  torch_ref.py --model DIR --tokens T.npy --out OUT.safetensors --adamw-steps K [--lr 1e-3 --beta1 0.9
+      --beta2 0.999 --eps 1e-8 --weight-decay 0 --grad-clip 0]
       K steps of torch.optim.AdamW on that one batch, constant lr; decay on 2-D weights only (embeddings
       included), none on biases and norm weights; if grad-clip > 0, torch's clip_grad_norm_ (scale by
       clip / (norm + 1e-6) when that is < 1). OUT: losses [K] (before each step), grad_norms [K] (before
       clipping), final_loss [] (after the last step), and the final parameters under their HF names.
-  torch_ref.py --self-test
-Computation in --dtype (default float64); every output tensor is written as float32.
+  torch_ref.py --self-test    (also compares with transformers' models where transformers imports)
 """
 import argparse, json, math, os, struct, sys, tempfile
 import numpy as np
