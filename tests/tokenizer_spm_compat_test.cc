@@ -167,35 +167,5 @@ std::vector<std::string> config_names() {
 INSTANTIATE_TEST_SUITE_P(Models, SpmCompat, ::testing::ValuesIn(config_names()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
-// Speed against spm_encode on the Japanese corpus, both programs single-threaded. Timing is only meaningful
-// in an optimized, uninstrumented build; the bound is loose (the report gives real numbers).
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
-TEST(SpmSpeed, EncodesJapaneseFasterThanSpmEncode) {
-  const std::string missing = spm::missing_tools();
-  if (!missing.empty()) FAIL() << missing;
-  const spm::Model m = spm::ensure_model(spm::config("unigram_nmt_nfkc"));
-  const std::string ja = spm::inputs().file("ja").string();
-  using Clock = std::chrono::steady_clock;
-  // Both as command-line programs, reading the file and writing ids.
-  auto time_command = [](const std::string& cmd) {
-    std::string out;
-    auto t0 = Clock::now();
-    EXPECT_EQ(tsumugi::testing::run_command(cmd, out), 0) << cmd << "\n" << out;
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-  };
-  const std::string model = spm::shell_quote(m.model()), input = spm::shell_quote(ja);
-  double ours = 1e9, theirs = 1e9;
-  for (int rep = 0; rep < 2; ++rep) {
-    ours = std::min(ours, time_command(std::string(TSUMUGI_BINARY) + " tokenizer encode --model " + model + " < " +
-                                       input + " > /dev/null"));
-    theirs = std::min(theirs, time_command("spm_encode --model=" + model + " --output_format=id < " + input +
-                                           " > /dev/null"));
-  }
-  const double mb = double(tsumugi::file_size_or_zero(ja)) / 1e6;
-  std::cout << "[speed] Japanese corpus " << mb << " MB: tsumugi " << mb / ours << " MB/s, spm_encode "
-            << mb / theirs << " MB/s, ratio " << theirs / ours << "x\n";
-  EXPECT_GT(theirs / ours, 2.0);
-}
-#endif
 
 }  // namespace
