@@ -90,6 +90,17 @@ class Trainer {
     world_ = comm_->size();
   }
 
+  ~Trainer() {
+    // The moments live in backend memory; free them before the backend goes (the model's own
+    // destructor frees its buffers, and model_ is destroyed before be_).
+    if (be_) {
+      if (m_.ptr) be_->free(m_);
+      if (v_.ptr) be_->free(v_);
+    }
+  }
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
   int run();
 
  private:
