@@ -155,12 +155,22 @@ void Model::ensure_acts(int B, int T) {
   acts_T_ = T;
 }
 
+namespace {
+// The sizes both passes use, derived once from the config and the batch shape.
+struct Dims {
+  Dims(const ModelConfig& c, int B, int T)
+      : N(B * T), C(c.d_model), F(c.d_ff), V(c.vocab_size), hd(c.head_dim()), H(c.n_head), KV(c.n_kv_head),
+        QKV((c.n_head + 2 * c.n_kv_head) * c.head_dim()), llama(c.family == Family::LLaMA) {}
+  int N, C, F, V, hd, H, KV, QKV;
+  bool llama;
+};
+}  // namespace
+
 void Model::run_forward(int B, int T) {
   Acts& a = *acts_;
-  const int N = B * T, C = cfg_.d_model, F = cfg_.d_ff, V = cfg_.vocab_size;
-  const int hd = cfg_.head_dim(), H = cfg_.n_head, KV = cfg_.n_kv_head;
-  const int QKV = (H + 2 * KV) * hd;
-  const bool llama = cfg_.family == Family::LLaMA;
+  const Dims d(cfg_, B, T);
+  const int N = d.N, C = d.C, F = d.F, V = d.V, hd = d.hd, H = d.H, KV = d.KV, QKV = d.QKV;
+  const bool llama = d.llama;
   const AttentionShape as{B, T, H, KV, hd};
   const Buf none;
 
@@ -210,10 +220,9 @@ void Model::run_forward(int B, int T) {
 
 void Model::run_backward(int B, int T) {
   Acts& a = *acts_;
-  const int N = B * T, C = cfg_.d_model, F = cfg_.d_ff, V = cfg_.vocab_size;
-  const int hd = cfg_.head_dim(), H = cfg_.n_head, KV = cfg_.n_kv_head;
-  const int QKV = (H + 2 * KV) * hd;
-  const bool llama = cfg_.family == Family::LLaMA;
+  const Dims d(cfg_, B, T);
+  const int N = d.N, C = d.C, F = d.F, V = d.V, hd = d.hd, H = d.H, KV = d.KV, QKV = d.QKV;
+  const bool llama = d.llama;
   const AttentionShape as{B, T, H, KV, hd};
   const Buf none;
   const std::size_t NC = static_cast<std::size_t>(N) * C;

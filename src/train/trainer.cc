@@ -109,6 +109,9 @@ class Trainer {
   double evaluate();
   void sample(int64_t step);
   void log_metrics(const nlohmann::json& j);
+  void write_report(bool live) {
+    if (rank_ == 0) write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), live);
+  }
 
   // Optimizer step over this rank's slice (everything without ZeRO-1), after the gradients are
   // reduced; returns the global gradient norm before clipping.
@@ -462,23 +465,16 @@ int Trainer::run() {
     }
     if (stop || pause || step == t.steps || (t.checkpoint_interval > 0 && step % t.checkpoint_interval == 0))
       write_checkpoint(step, loss);
-    if (rank_ == 0 && t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps)
-      write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), true);
-    if (stop) {
-      log::warn("interrupted at step {}: checkpoint written; continue with --resume", step);
-      if (rank_ == 0)
-        write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
-      return 130;
-    }
-    if (pause) {
-      log::info("stopped after step {} as train.stop_after asks; continue with --resume", step);
-      if (rank_ == 0)
-        write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
-      return 0;
+    if (t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps) write_report(true);
+    if (stop || pause) {
+      if (stop) log::warn("interrupted at step {}: checkpoint written; continue with --resume", step);
+      else log::info("stopped after step {} as train.stop_after asks; continue with --resume", step);
+      write_report(false);
+      return stop ? 130 : 0;
     }
   }
+  write_report(false);
   if (rank_ == 0) {
-    write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), false);
     if (start_step_ < t.steps) sample(step);
     log::info("done: {} steps, final loss {:.4f}; checkpoint {}; report {}/report.html", step, last_loss,
               last_checkpoint_, cfg_.out_dir);
