@@ -13,7 +13,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 py
   libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
   libzstd-dev zlib1g-dev libdeflate-dev libxxhash-dev libutf8proc-dev libcld2-dev \
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev python3-torch \
-  sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev
+  sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev mecab mecab-ipadic-utf8 libmecab-dev
 
 .PHONY: all deps pydeps build build-asan test test-fast test-asan demo bench corpus clean-build
 

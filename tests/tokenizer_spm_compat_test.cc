@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "test_util.h"
+#include "tokenizer/model_proto.h"
 #include "tokenizer/spm_oracle.h"
 #include "tokenizer/tokenizer.h"
 #include "util/io.h"
@@ -167,5 +168,42 @@ std::vector<std::string> config_names() {
 INSTANTIATE_TEST_SUITE_P(Models, SpmCompat, ::testing::ValuesIn(config_names()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
+// The unigram encoder walks pieces one character at a time when the model's pieces are all
+// UTF-8, and one byte at a time otherwise (a model may hold any bytes). Adding a piece that is
+// not UTF-8 (and can never match: the normalizer turns stray bytes into U+FFFD) sends a model
+// down the byte path without changing what it should output; both paths must agree on every
+// corpus line and hard string, for models with and without user-defined symbols and charsmaps.
+TEST(SpmCompatPaths, UnigramByteAndCharacterPathsAgree) {
+  const std::string missing = spm::missing_tools();
+  if (!missing.empty()) FAIL() << missing;
+  for (const char* name : {"unigram_nmt_nfkc", "unigram_identity_byte_fallback", "unigram_user_control_symbols"}) {
+    const spm::Model m = spm::ensure_model(spm::config(name));
+    const Tokenizer chars = Tokenizer::load(m.model());
+    auto proto = tsumugi::tokenizer::load_model_proto(m.model());
+    // Scored as the lowest normal piece, so that the unknown-piece score (lowest - 10) stays.
+    float lowest = 0;
+    for (const auto& p : proto.pieces)
+      if (p.type_or_default() == tsumugi::tokenizer::PieceType::normal) lowest = std::min(lowest, p.score_or_default());
+    tsumugi::tokenizer::SentencePiece extra;
+    extra.piece = "\xff\xfe";
+    extra.score = lowest;
+    proto.pieces.push_back(extra);
+    const Tokenizer bytes = Tokenizer::from_proto(proto, "byte-path model");
+    size_t lines = 0, bad = 0;
+    for (const auto& set : spm::config(name).input_names()) {
+      const auto input = read_lines(spm::inputs().file(set).string());
+      for (size_t i = 0; i < input.size(); i += spm::kCorpusStride) {
+        std::vector<int32_t> a, b;
+        chars.encode(input[i], a);
+        bytes.encode(input[i], b);
+        ++lines;
+        if (a != b && ++bad <= 3)
+          ADD_FAILURE() << name << " " << set << " line " << i + 1 << ": " << printable(input[i]) << "\n  chars: "
+                        << join_ids(a) << "\n  bytes: " << join_ids(b);
+      }
+    }
+    EXPECT_EQ(bad, 0u) << name << ": " << bad << " of " << lines << " lines differ";
+  }
+}
 
 }  // namespace

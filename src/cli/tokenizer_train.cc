@@ -59,7 +59,8 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
   cmd->add_option("--user-defined-symbols", o->user_defined_symbols, "User-defined symbols (comma-separated)")
       ->delimiter(',');
   cmd->add_option("--required-chars", o->required_chars, "Characters always in the vocabulary");
-  cmd->add_option("--normalization-rule-name", o->normalization_rule_name, "Only identity is supported")
+  cmd->add_option("--normalization-rule-name", o->normalization_rule_name,
+                  "identity, nfkc or nmt_nfkc (spm_train's default); the model carries the map")
       ->capture_default_str();
   cmd->add_option("--add-dummy-prefix", o->add_dummy_prefix)->capture_default_str();
   cmd->add_option("--remove-extra-whitespaces", o->remove_extra_whitespaces)->capture_default_str();
@@ -71,6 +72,11 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
   cmd->add_option("--bos-piece", o->bos_piece)->capture_default_str();
   cmd->add_option("--eos-piece", o->eos_piece)->capture_default_str();
   cmd->add_option("--pad-piece", o->pad_piece)->capture_default_str();
+  cmd->add_flag("--mecab", o->mecab,
+               "Pre-split the text into MeCab words so that no piece spans two words (with --recipe llm-jp: "
+               "the Japanese model only); needs libmecab and a dictionary (apt-get install mecab mecab-ipadic-utf8)");
+  cmd->add_option("--mecab-args", o->mecab_args,
+                  "MeCab options, e.g. '-d /var/lib/mecab/dic/juman-utf8' (default: the system dictionary)");
   cmd->add_option("--recipe", *recipe,
                   "llm-jp: per-domain unigram models (code/en/ja) merged and re-estimated, LLM-jp v2.1 specials "
                   "(uses --code-input/--en-input/--ja-input instead of --input)")
@@ -93,7 +99,8 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
       "  tsumugi tokenizer train --input 'clean/*.jsonl.zst' --vocab-size 50000 --model-type bpe \\\n"
       "      --byte-fallback true --split-digits true --user-defined-symbols '<mask>,<sep>' -o llmjp\n"
       "  tsumugi tokenizer train --recipe llm-jp --code-input code.jsonl.gz --en-input en.jsonl.gz \\\n"
-      "      --ja-input ja.jsonl.gz --code-vocab-size 10000 --en-vocab-size 20000 --ja-vocab-size 30000 -o llmjp");
+      "      --ja-input ja.jsonl.gz --code-vocab-size 10000 --en-vocab-size 20000 --ja-vocab-size 30000 -o llmjp\n"
+      "  tsumugi tokenizer train --recipe llm-jp --mecab --code-input code.txt --en-input en.txt --ja-input ja.txt -o llmjp");
   cmd->callback([o, prefix, type, recipe, r, keep_domains] {
     set_action([o, prefix, type, recipe, r, keep_domains] {
       install_interrupt_handler();
@@ -104,6 +111,8 @@ void register_tokenizer_train(CLI::App& tokenizer_cmd) {
         r->seed = o->seed;
         r->num_threads = o->num_threads;
         r->character_coverage = o->character_coverage;
+        r->mecab = o->mecab;
+        r->mecab_args = o->mecab_args;
         tokenizer::LlmjpRecipeStats st;
         tokenizer::train_llmjp_and_save(*r, *prefix, &st, *keep_domains);
         log::info("wrote {}.model and {}.vocab (vocab {}: {} merged pieces from code {} / en {} / ja {}; {:.1f} s)",

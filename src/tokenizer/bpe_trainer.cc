@@ -13,6 +13,7 @@
 
 #include "tokenizer/train_common.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 #include "util/log.h"
 
 namespace tsumugi::tokenizer::train {
@@ -115,6 +116,7 @@ std::vector<Piece> train_bpe(const TrainOptions& o, Corpus& corpus) {
   std::vector<Piece> final_pieces;
   std::unordered_set<std::string> dup;
   while (int64_t(final_pieces.size()) < target && !heap.empty()) {
+    if ((final_pieces.size() & 1023) == 0) throw_if_interrupted();  // Ctrl-C stops training
     HeapEntry top = heap.top();
     heap.pop();
     auto it = pair_freq.find(top.pair);

@@ -71,8 +71,12 @@ ModelProto train_llmjp(const LlmjpRecipeOptions& r, LlmjpRecipeStats* stats, std
                  {"en", &r.en_inputs, r.en_vocab_size, stats ? &stats->en_pieces : nullptr},
                  {"ja", &r.ja_inputs, r.ja_vocab_size, stats ? &stats->ja_pieces : nullptr}};
   for (const auto& d : domains) {
-    log::info("llm-jp recipe: training the {} model (vocab {})", d.name, d.vocab);
-    const ModelProto m = train_model(domain_options(r, *d.inputs, d.vocab));
+    TrainOptions o = domain_options(r, *d.inputs, d.vocab);
+    o.mecab = r.mecab && d.inputs == &r.ja_inputs;
+    o.mecab_args = r.mecab_args;
+    log::info("llm-jp recipe: training the {} model (vocab {}{})", d.name, d.vocab,
+              o.mecab ? ", MeCab pre-split" : "");
+    const ModelProto m = train_model(o);
     size_t n = 0;
     for (const auto& p : m.pieces) {
       if (p.type_or_default() != PieceType::normal) continue;

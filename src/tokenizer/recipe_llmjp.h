@@ -17,7 +17,11 @@
 //      data supports them). Identity normalization, add_dummy_prefix true,
 //      remove_extra_whitespaces false (so indentation survives).
 // The re-estimation EM runs over whole sentences (no whitespace pre-split) so that whitespace
-// runs get counts. MeCab pre-splitting of Japanese (used by LLM-jp) is not done.
+// runs get counts. With `mecab`, the Japanese model is trained on text pre-split into MeCab
+// words, as LLM-jp's was, so none of its pieces spans two words (LLM-jp ran `mecab -Owakati`,
+// trained on the space-separated words and stripped the "▁" this put before every word from the
+// Japanese pieces; here the boundaries are marked without spaces, which leaves the same pieces
+// and keeps the text's real spaces). The re-estimation and the final model do not use MeCab.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,6 +40,8 @@ struct LlmjpRecipeOptions {
   int32_t em_iterations = 2;       // re-estimation rounds over the joint corpus
   int32_t max_whitespace_run = 16;  // "▁▁".."▁"*N added as pieces (0 or 1: none)
   float character_coverage = 0.9995f;
+  bool mecab = false;       // pre-split the Japanese text into MeCab words
+  std::string mecab_args;   // MeCab options (e.g. "-d DICDIR"); empty: the system dictionary
   std::string model_prefix;
 };
 

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
+#include <cmath>
 #include <cstring>
+#include <mutex>
 #include <unordered_map>
 
 #include "tokenizer/normalizer.h"
@@ -37,6 +39,8 @@ struct Scratch {
     int32_t id;
   };
   std::vector<Best> best;
+  std::vector<uint16_t> char_ids;   // unigram character path: id of each character
+  std::vector<uint32_t> char_offs;  // and its byte offset (one more: the end)
   struct Symbol {
     int32_t prev, next;
     uint32_t begin, len;
@@ -111,15 +115,53 @@ struct Tokenizer::Impl {
   ModelType type = ModelType::unigram;
   std::vector<PieceType> types;
   std::vector<float> scores;
-  Trie pieces;     // normal, user-defined and unused pieces -> id (SentencePiece's pieces_)
+  // Normal, user-defined and unused pieces -> id (SentencePiece's pieces_). The unigram encoder
+  // never needs it, so for unigram models it is built on first lookup: loading stays quick.
+  mutable Trie pieces_trie;
+  mutable std::once_flag pieces_once;
+  mutable std::vector<std::pair<std::string, int32_t>> pieces_keys;  // until it is built
+  const Trie& pieces() const {
+    std::call_once(pieces_once, [this] { pieces_trie = Trie(std::move(pieces_keys)); });
+    return pieces_trie;
+  }
   Trie reserved;   // control, unknown and byte pieces -> id (reserved_id_map_)
   Trie user;       // user-defined symbols (the prefix matcher)
-  Trie viterbi;    // unigram: normal and user-defined pieces, score in the payload
-  // Unigram: the viterbi node reached by each 2- or 3-byte character (U+0080..U+FFFF) from the
-  // root, so a Viterbi step starts after the first character with one load instead of a walk
-  // of three dependent ones. kNoPiece: no piece starts with the character; kWalk: walk.
-  std::vector<int32_t> first_char;
+  // Unigram, byte path (segment_unigram).
+  struct ByteViterbi {
+    Trie trie;  // normal and user-defined pieces, score in the payload
+    // The trie node reached by each 2- or 3-byte character (U+0080..U+FFFF) from the root, so a
+    // Viterbi step starts after the first character with one load instead of a walk of three
+    // dependent ones. kNoPiece: no piece starts with the character; kWalk: walk.
+    std::vector<int32_t> first_char;
+  };
   static constexpr int32_t kNoPiece = -1, kWalk = -2;
+  mutable std::unique_ptr<ByteViterbi> byte_viterbi;
+  mutable std::once_flag byte_viterbi_once;
+  std::vector<std::pair<std::string, int32_t>> byte_viterbi_keys;  // until it is built
+  std::unique_ptr<ByteViterbi> build_byte_viterbi(const std::vector<std::pair<std::string, int32_t>>& keys) const;
+  const ByteViterbi& get_byte_viterbi() const {
+    if (char_path) std::call_once(byte_viterbi_once, [this] { byte_viterbi = build_byte_viterbi(byte_viterbi_keys); });
+    return *byte_viterbi;
+  }
+  // Unigram, character path (segment_unigram_chars): the same pieces as strings of dense
+  // character ids, so a walk takes one step per character instead of one per byte (three for
+  // Japanese) through a trie a fraction of the size, which is what bounds the encoder's speed
+  // (cache misses). Used when every Viterbi piece is valid UTF-8 and so is the normalized text;
+  // otherwise the byte path runs. Both give the same segmentation.
+  bool char_path = false;
+  // The trie's units (Trie::Unit) with their payload inline: a walk step that ends a piece then
+  // needs one cache line, not two.
+  struct CharUnit {
+    int32_t base;
+    uint32_t check;
+    int32_t value;
+    float score;
+  };
+  std::vector<CharUnit> char_units;
+  std::vector<uint16_t> bmp_id;                          // code point < 0x10000 -> id; 0: in no piece
+  std::vector<std::pair<char32_t, uint16_t>> astral_id;  // code points >= 0x10000, sorted
+  void init_char_path(const std::vector<std::pair<std::string, int32_t>>& viterbi_keys);
+  bool segment_unigram_chars(std::string_view normalized, std::vector<Token>& out, Scratch& s) const;
   Normalizer normalizer;
   std::unique_ptr<Normalizer> denormalizer;
   int32_t unk = -1;
@@ -137,7 +179,7 @@ struct Tokenizer::Impl {
   int32_t lookup(std::string_view piece) const {
     int32_t id = reserved.exact(piece);
     if (id >= 0) return id;
-    id = pieces.exact(piece);
+    id = pieces().exact(piece);
     return id >= 0 ? id : unk;
   }
 
@@ -184,8 +226,6 @@ void Tokenizer::Impl::init() {
       min_score = std::min(min_score, scores[i]);
       max_score = std::max(max_score, scores[i]);
     }
-    if (t == PieceType::normal || t == PieceType::user_defined)
-      viterbi_keys.emplace_back(sp.piece, int32_t(i) | (t == PieceType::user_defined ? kUserDefinedFlag : 0));
     if (t == PieceType::unknown) {
       if (unk >= 0) bad(fmt::format("more than one unknown piece ({} and {})", model.pieces[size_t(unk)].piece, sp.piece));
       unk = int32_t(i);
@@ -208,56 +248,158 @@ void Tokenizer::Impl::init() {
   };
   check_unique(normal_keys);
   check_unique(reserved_keys);
-  pieces = Trie(normal_keys);
-  reserved = Trie(reserved_keys);
-  user = Trie(user_keys);
-  if (type == ModelType::unigram) {
-    if (normal_keys.empty()) bad("a unigram model needs at least one normal piece");
-    viterbi = Trie(viterbi_keys);
-    for (const auto& [key, value] : viterbi_keys) {
-      int32_t node = viterbi.find_node(key);
-      viterbi.set_score(node, scores[size_t(value & ~kUserDefinedFlag)]);
-    }
-    first_char.assign(0x10000, kWalk);
-    for (uint32_t cp = 0x80; cp < 0x10000; ++cp) {
-      if (cp >= 0xD800 && cp <= 0xDFFF) continue;
-      uint8_t buf[3];
-      size_t len;
-      if (cp < 0x800) {
-        buf[0] = uint8_t(0xC0 | (cp >> 6));
-        buf[1] = uint8_t(0x80 | (cp & 0x3F));
-        len = 2;
-      } else {
-        buf[0] = uint8_t(0xE0 | (cp >> 12));
-        buf[1] = uint8_t(0x80 | ((cp >> 6) & 0x3F));
-        buf[2] = uint8_t(0x80 | (cp & 0x3F));
-        len = 3;
-      }
-      int32_t node = 0;
-      bool value_inside = false;
-      for (size_t i = 0; i < len && node >= 0; ++i) {
-        node = viterbi.child(node, buf[i]);
-        if (node >= 0 && i + 1 < len && Trie::has_value(viterbi.units()[node])) value_inside = true;
-      }
-      first_char[cp] = value_inside ? kWalk : node < 0 ? kNoPiece : node;
-    }
+  // piece_to_id(id_to_piece(id)): the reserved piece of that text if there is one (lookup tries
+  // the reserved pieces first), else the id itself. One merge of the two sorted lists.
+  canonical.resize(n);
+  for (size_t i = 0; i < n; ++i) canonical[i] = int32_t(i);
+  for (size_t a = 0, b = 0; a < normal_keys.size() && b < reserved_keys.size();) {
+    const int c = normal_keys[a].first.compare(reserved_keys[b].first);
+    if (c == 0) canonical[size_t(normal_keys[a].second)] = reserved_keys[b].second;
+    if (c <= 0) ++a;
+    if (c >= 0) ++b;
   }
   if (type == ModelType::bpe && !has_unused) {
     bpe_chunkable = true;
     for (const auto& [key, value] : normal_keys)
       if (key.find("\xE2\x96\x81", 1) != std::string::npos) bpe_chunkable = false;
   }
+  if (type == ModelType::unigram && normal_keys.empty()) bad("a unigram model needs at least one normal piece");
+  // The Viterbi pieces in byte order (normal_keys is sorted): with character ids in code point
+  // order their id strings come out sorted too, and the tries need no sort.
+  viterbi_keys.clear();
+  for (const auto& [key, id] : normal_keys)
+    if (types[size_t(id)] != PieceType::unused)
+      viterbi_keys.emplace_back(key, id | (types[size_t(id)] == PieceType::user_defined ? kUserDefinedFlag : 0));
+  pieces_keys = std::move(normal_keys);
+  if (type != ModelType::unigram) pieces();  // the BPE encoder walks it
+  reserved = Trie(std::move(reserved_keys));
+  user = Trie(std::move(user_keys));
+  if (type == ModelType::unigram) {
+    init_char_path(viterbi_keys);
+    // The byte path serves every text when the character path is off; otherwise only text
+    // that is not UTF-8 after normalization (possible only with odd charsmaps), so it is built on
+    // first use and loading stays quick.
+    if (char_path)
+      byte_viterbi_keys = std::move(viterbi_keys);
+    else
+      byte_viterbi = build_byte_viterbi(viterbi_keys);
+  }
   {
     static std::atomic<uint64_t> next_uid{1};
     uid = next_uid.fetch_add(1);
   }
-  canonical.resize(n);
-  for (size_t i = 0; i < n; ++i) canonical[i] = lookup(model.pieces[i].piece);
   unk_surface = ts.unk_surface ? *ts.unk_surface : std::string(" \xE2\x81\x87 ");
 
   normalizer = Normalizer(model.normalizer(), ts.treat_whitespace_as_suffix_or_default(), &user, origin);
   if (model.denormalizer_spec && !model.denormalizer_spec->charsmap().empty())
     denormalizer = std::make_unique<Normalizer>(*model.denormalizer_spec, false, nullptr, origin);
+}
+
+std::unique_ptr<Tokenizer::Impl::ByteViterbi> Tokenizer::Impl::build_byte_viterbi(
+    const std::vector<std::pair<std::string, int32_t>>& keys) const {
+  auto bv = std::make_unique<ByteViterbi>();
+  Trie& viterbi = bv->trie;
+  viterbi = Trie(keys);
+  for (const auto& [key, value] : keys) {
+    int32_t node = viterbi.find_node(key);
+    viterbi.set_score(node, scores[size_t(value & ~kUserDefinedFlag)]);
+  }
+  bv->first_char.assign(0x10000, kWalk);
+  for (uint32_t cp = 0x80; cp < 0x10000; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    uint8_t buf[3];
+    size_t len;
+    if (cp < 0x800) {
+      buf[0] = uint8_t(0xC0 | (cp >> 6));
+      buf[1] = uint8_t(0x80 | (cp & 0x3F));
+      len = 2;
+    } else {
+      buf[0] = uint8_t(0xE0 | (cp >> 12));
+      buf[1] = uint8_t(0x80 | ((cp >> 6) & 0x3F));
+      buf[2] = uint8_t(0x80 | (cp & 0x3F));
+      len = 3;
+    }
+    int32_t node = 0;
+    bool value_inside = false;
+    for (size_t i = 0; i < len && node >= 0; ++i) {
+      node = viterbi.child(node, buf[i]);
+      if (node >= 0 && i + 1 < len && Trie::has_value(viterbi.units()[node])) value_inside = true;
+    }
+    bv->first_char[cp] = value_inside ? kWalk : node < 0 ? kNoPiece : node;
+  }
+  return bv;
+}
+
+namespace {
+// The code point of the well-formed character of `len` bytes at p.
+inline char32_t decode_utf8(const char* p, size_t len) {
+  const uint8_t c = uint8_t(p[0]);
+  if (len == 1) return c;
+  if (len == 2) return ((c & 0x1Fu) << 6) | (uint8_t(p[1]) & 0x3Fu);
+  if (len == 3) return ((c & 0x0Fu) << 12) | ((uint8_t(p[1]) & 0x3Fu) << 6) | (uint8_t(p[2]) & 0x3Fu);
+  return ((c & 0x07u) << 18) | ((uint8_t(p[1]) & 0x3Fu) << 12) | ((uint8_t(p[2]) & 0x3Fu) << 6) |
+         (uint8_t(p[3]) & 0x3Fu);
+}
+}  // namespace
+
+void Tokenizer::Impl::init_char_path(const std::vector<std::pair<std::string, int32_t>>& viterbi_keys) {
+  // Characters of all pieces, numbered in code point order (= UTF-8 byte order, so keys that
+  // come sorted by bytes stay sorted as id strings).
+  std::vector<uint32_t> bmp_count(0x10000, 0);
+  std::unordered_map<char32_t, uint32_t> astral_count;
+  std::vector<std::u32string> decoded;
+  decoded.reserve(viterbi_keys.size());
+  for (const auto& [key, value] : viterbi_keys) {
+    std::u32string cps;
+    for (size_t p = 0; p < key.size();) {
+      const size_t len = valid_utf8_len(key.data() + p, key.data() + key.size());
+      if (len == 0) return;  // a piece that is not UTF-8: bytes only
+      cps.push_back(decode_utf8(key.data() + p, len));
+      p += len;
+    }
+    for (char32_t c : cps) ++(c < 0x10000 ? bmp_count[c] : astral_count[c]);
+    decoded.push_back(std::move(cps));
+  }
+  std::vector<std::pair<char32_t, uint32_t>> chars;
+  for (char32_t c = 0; c < 0x10000; ++c)
+    if (bmp_count[c]) chars.emplace_back(c, bmp_count[c]);
+  const size_t bmp_chars = chars.size();
+  chars.insert(chars.end(), astral_count.begin(), astral_count.end());
+  std::sort(chars.begin() + ptrdiff_t(bmp_chars), chars.end());
+  if (chars.size() >= 0xFFFF) return;
+  bmp_id.assign(0x10000, 0);
+  for (size_t i = 0; i < chars.size(); ++i) {
+    const auto id = uint16_t(i + 1);
+    if (chars[i].first < 0x10000)
+      bmp_id[chars[i].first] = id;
+    else
+      astral_id.emplace_back(chars[i].first, id);
+  }
+  std::sort(astral_id.begin(), astral_id.end());
+  auto id_of = [&](char32_t c) {
+    if (c < 0x10000) return bmp_id[c];
+    return std::lower_bound(astral_id.begin(), astral_id.end(), std::pair<char32_t, uint16_t>(c, 0))->second;
+  };
+  std::vector<std::pair<std::u16string, int32_t>> keys;
+  keys.reserve(decoded.size());
+  for (size_t k = 0; k < decoded.size(); ++k) {
+    std::u16string ids;
+    for (char32_t c : decoded[k]) ids.push_back(char16_t(id_of(c)));
+    keys.emplace_back(std::move(ids), viterbi_keys[k].second);
+  }
+  Trie char_trie(keys, chars.size() + 1);
+  for (const auto& [ids, value] : keys) {
+    int32_t node = 0;
+    for (char16_t id : ids) node = char_trie.child_label(node, id);
+    char_trie.set_score(node, scores[size_t(value & ~kUserDefinedFlag)]);
+  }
+  char_units.resize(char_trie.num_nodes());
+  for (size_t i = 0; i < char_units.size(); ++i) {
+    const auto& u = char_trie.units()[i];
+    const auto& p = char_trie.payloads()[i];
+    char_units[i] = CharUnit{u.base, u.check, p.value, p.score};
+  }
+  char_path = true;
 }
 
 // ---- segmentation --------------------------------------------------------------------------
@@ -266,7 +408,9 @@ void Tokenizer::Impl::segment(std::string_view normalized, std::vector<Token>& o
   out.clear();
   if (normalized.empty()) return;
   switch (type) {
-    case ModelType::unigram: segment_unigram(normalized, out, s); break;
+    case ModelType::unigram:
+      if (!char_path || !segment_unigram_chars(normalized, out, s)) segment_unigram(normalized, out, s);
+      break;
     case ModelType::bpe: segment_bpe(normalized, out, s); break;
     case ModelType::word: segment_word(normalized, out); break;
     case ModelType::character: segment_char(normalized, out); break;
@@ -282,8 +426,10 @@ void Tokenizer::Impl::segment_unigram(std::string_view normalized, std::vector<T
   const size_t size = normalized.size();
   auto& best = s.best;
   best.assign(size + 1, Scratch::Best{0.0f, -1, -1});
-  const Trie::Unit* units = viterbi.units();
-  const Trie::Payload* payload = viterbi.payloads();
+  const ByteViterbi& bv = get_byte_viterbi();
+  const Trie::Unit* units = bv.trie.units();
+  const Trie::Payload* payload = bv.trie.payloads();
+  const int32_t* first_char = bv.first_char.data();
   const float unk_score = min_score - kUnkPenalty;
   const float max_sc = max_score;
 
@@ -365,6 +511,94 @@ void Tokenizer::Impl::segment_unigram(std::string_view normalized, std::vector<T
   std::reverse(out.begin(), out.end());
 }
 
+// The byte path's Viterbi (segment_unigram) one character at a time: with valid UTF-8 text and
+// pieces, the pieces that start at a character end at character boundaries, and walking
+// character ids finds the same ones in the same order (shortest first), so every comparison and
+// rounding is the same. Returns false, doing nothing, when the text is not valid UTF-8.
+bool Tokenizer::Impl::segment_unigram_chars(std::string_view normalized, std::vector<Token>& out,
+                                            Scratch& s) const {
+  const char* text = normalized.data();
+  const size_t size = normalized.size();
+  auto& ids = s.char_ids;
+  auto& offs = s.char_offs;
+  ids.resize(size);
+  offs.resize(size + 1);
+  size_t n = 0;
+  for (size_t p = 0; p < size; ++n) {
+    const uint8_t c = uint8_t(text[p]);
+    offs[n] = uint32_t(p);
+    if (c < 0x80) {
+      ids[n] = bmp_id[c];
+      ++p;
+      continue;
+    }
+    const size_t len = valid_utf8_len(text + p, text + size);
+    if (len == 0) return false;
+    const char32_t cp = decode_utf8(text + p, len);
+    if (cp < 0x10000) {
+      ids[n] = bmp_id[cp];
+    } else {
+      auto it = std::lower_bound(astral_id.begin(), astral_id.end(), std::pair<char32_t, uint16_t>(cp, 0));
+      ids[n] = it != astral_id.end() && it->first == cp ? it->second : 0;
+    }
+    p += len;
+  }
+  offs[n] = uint32_t(size);
+
+  auto& best = s.best;  // indexed by character here
+  // Unreached positions score -inf, so any candidate beats them (the byte path tests start == -1).
+  best.assign(n + 1, Scratch::Best{-INFINITY, -1, -1});
+  best[0].score = 0.0f;
+  const CharUnit* units = char_units.data();
+  const float unk_score = min_score - kUnkPenalty;
+  const float max_sc = max_score;
+  const uint16_t* id = ids.data();
+  const uint32_t* off = offs.data();
+  for (size_t start = 0; start < n; ++start) {
+    const float here = best[start].score;
+    bool has_single = false;
+    int32_t node = 0;
+    int32_t base = units[0].base;
+    // Character id 0 (in no piece) is no node's label, so it ends the walk like a mismatch.
+    for (size_t k = start; k < n; ++k) {
+      const int32_t t = base + id[k];
+      const uint32_t check = units[t].check;
+      if ((check & Trie::kParentMask) != uint32_t(node)) break;
+      node = t;
+      base = units[t].base;
+      if (!(check & Trie::kHasValue)) continue;
+      const int32_t value = units[t].value;
+      auto& target = best[k + 1];
+      // As segment_unigram: user-defined pieces score by their length in bytes; sums in double.
+      const double score = (value & kUserDefinedFlag) ? double(float(off[k + 1] - off[start]) * max_sc) - 0.1
+                                                      : double(units[t].score);
+      const double cand = score + double(here);
+      if (cand > double(target.score)) {
+        target.score = float(cand);
+        target.start = int32_t(start);
+        target.id = value & ~kUserDefinedFlag;
+      }
+      if (k == start) has_single = true;
+    }
+    if (!has_single) {
+      auto& target = best[start + 1];
+      const float cand = unk_score + here;
+      if (cand > target.score) {
+        target.score = cand;
+        target.start = int32_t(start);
+        target.id = unk;
+      }
+    }
+  }
+  for (size_t end = n; end > 0;) {
+    const auto& b = best[end];
+    out.push_back(Token{off[b.start], off[end] - off[b.start], b.id});
+    end = size_t(b.start);
+  }
+  std::reverse(out.begin(), out.end());
+  return true;
+}
+
 // SentencePiece's BPE: start from characters (user-defined symbols frozen whole), repeatedly
 // merge the adjacent pair whose merged piece scores highest (leftmost on ties), then split
 // any unused piece back into the parts it was made of.
@@ -443,6 +677,7 @@ void Tokenizer::Impl::segment_bpe_core(std::string_view normalized, std::vector<
   symbols.clear();
   const char* text = normalized.data();
   const size_t size = normalized.size();
+  const Trie& pieces = this->pieces();
   const Trie::Unit* units = pieces.units();
   const Trie::Payload* payload = pieces.payloads();
   // Walks bytes [p, p + n) from `node`; -1 when the trie has no such path.

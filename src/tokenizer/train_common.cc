@@ -8,7 +8,10 @@
 
 #include "corpus/document.h"
 #include "corpus/jsonl.h"
+#include "tokenizer/charsmap_builder.h"
+#include "tokenizer/mecab.h"
 #include "tokenizer/normalizer.h"
+#include "tokenizer/trie.h"
 #include "tokenizer/unicode_script_table.h"
 #include "util/error.h"
 #include "util/io.h"
@@ -77,6 +80,49 @@ class Selector {
   std::mt19937_64 rng_;
   uint64_t total_ = 0;
 };
+
+// MeCab pre-splitting: a NUL goes between words. No NUL is left in the sentences by then (NUL
+// is never a required character, so load_corpus has turned any into U+2585), and no piece may
+// contain one (PieceValidator), so a NUL is a boundary no piece crosses. MeCab reads the
+// normalized text with each U+2581 as three spaces: same byte offsets, and MeCab skips spaces.
+uint64_t presplit_with_mecab(const TrainOptions& o, std::vector<Sentence>& sentences) {
+  const MecabSplitter mecab(o.mecab_args);
+  log::info("trainer: pre-splitting {} sentences into MeCab words ({})", sentences.size(), mecab.dictionary());
+  ThreadPool pool(thread_count(o));
+  const size_t n = sentences.size(), chunks = std::min<size_t>(n, pool.size() * 4);
+  std::vector<std::future<uint64_t>> futs;
+  for (size_t c = 0; c < chunks; ++c) {
+    futs.push_back(pool.submit([&, c] {
+      MecabSplitter::Session session(mecab);
+      std::string view, out;
+      std::vector<size_t> starts;
+      uint64_t boundaries = 0;
+      for (size_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) {
+        std::string& s = sentences[i].first;
+        view = s;
+        for (size_t p = view.find(kSpaceSymbol); p != std::string::npos; p = view.find(kSpaceSymbol, p + 3))
+          view.replace(p, 3, "   ");
+        session.word_starts(view, starts);
+        if (starts.empty()) continue;
+        out.clear();
+        size_t prev = 0;
+        for (size_t at : starts) {
+          out.append(s, prev, at - prev);
+          out.push_back('\0');
+          prev = at;
+        }
+        out.append(s, prev, std::string::npos);
+        s.swap(out);
+        boundaries += starts.size();
+      }
+      return boundaries;
+    }));
+  }
+  uint64_t total = 0;
+  for (auto& f : futs) total += f.get();
+  log::info("trainer: MeCab added {} word boundaries", total);
+  return total;
+}
 
 }  // namespace
 
@@ -165,8 +211,10 @@ std::map<int32_t, std::pair<std::string, PieceType>> make_meta_pieces(const Trai
     fail("--max-sentencepiece-length must be in 1..512 (got {})", o.max_sentencepiece_length);
   if (!(o.character_coverage > 0 && o.character_coverage <= 1))
     fail("--character-coverage must be in (0, 1] (got {})", o.character_coverage);
-  if (o.normalization_rule_name != "identity")
-    fail("normalization rule '{}' is not supported yet by the trainer (only 'identity')", o.normalization_rule_name);
+  if (o.normalization_rule_name != "identity" && o.normalization_rule_name != "nfkc" &&
+      o.normalization_rule_name != "nmt_nfkc")
+    fail("normalization rule '{}' is not supported by the trainer (identity, nfkc or nmt_nfkc)",
+         o.normalization_rule_name);
   if (!(o.shrinking_factor > 0 && o.shrinking_factor < 1)) fail("shrinking factor must be in (0, 1)");
 
   std::map<int32_t, std::pair<std::string, PieceType>> meta;
@@ -269,17 +317,18 @@ Corpus load_corpus(const TrainOptions& o, TrainStats* stats) {
     stats->skipped_too_long = too_long;
   }
 
-  // Normalize (identity: whitespace handling only) and replace meta pieces with a boundary.
+  // Normalize (with the charsmap the model will carry) and replace meta pieces with a boundary.
   NormalizerSpec spec;
-  spec.name = "identity";
-  spec.precompiled_charsmap = std::string();
+  spec.name = o.normalization_rule_name;
+  spec.precompiled_charsmap = precompiled_charsmap(o.normalization_rule_name);
   spec.add_dummy_prefix = o.add_dummy_prefix;
   spec.remove_extra_whitespaces = o.remove_extra_whitespaces;
   spec.escape_whitespaces = true;
   const Normalizer normalizer(spec, false, nullptr, "trainer");
-  std::vector<std::string> metas;
-  for (const auto& [id, p] : corpus.meta_pieces) metas.push_back(p.first);
-  std::sort(metas.begin(), metas.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  // Meta pieces found in the text, longest first; a trie, since byte fallback makes 256 of them.
+  std::vector<std::pair<std::string, int32_t>> meta_keys;
+  for (const auto& [id, p] : corpus.meta_pieces) meta_keys.emplace_back(p.first, id);
+  const Trie metas(std::move(meta_keys));
   {
     ThreadPool pool(thread_count(o));
     const size_t n = sentences.size(), chunks = std::min<size_t>(n, pool.size() * 4);
@@ -291,16 +340,13 @@ Corpus load_corpus(const TrainOptions& o, TrainStats* stats) {
           normalizer.normalize(sentences[i].first, norm);
           out.clear();
           for (size_t p = 0; p < norm.size();) {
-            bool hit = false;
-            for (const auto& m : metas) {
-              if (norm.compare(p, m.size(), m) == 0) {
-                out.push_back('\t');
-                p += m.size();
-                hit = true;
-                break;
-              }
+            const size_t len = metas.longest_prefix(std::string_view(norm).substr(p));
+            if (len > 0) {
+              out.push_back('\t');
+              p += len;
+            } else {
+              out.push_back(norm[p++]);
             }
-            if (!hit) out.push_back(norm[p++]);
           }
           sentences[i].first.swap(out);
         }
@@ -353,6 +399,10 @@ Corpus load_corpus(const TrainOptions& o, TrainStats* stats) {
       }
     }
     if (changed) s.first = to_utf8(u);
+  }
+  if (o.mecab) {
+    const uint64_t n = presplit_with_mecab(o, sentences);
+    if (stats) stats->mecab_boundaries = n;
   }
   if (stats) {
     stats->sentences = sentences.size();
@@ -450,8 +500,8 @@ ModelProto make_model_proto(const TrainOptions& o, const Corpus& corpus, const s
   m.trainer_spec = std::move(t);
 
   NormalizerSpec n;
-  n.name = "identity";
-  n.precompiled_charsmap = std::string();
+  n.name = o.normalization_rule_name;
+  n.precompiled_charsmap = precompiled_charsmap(o.normalization_rule_name);
   n.add_dummy_prefix = o.add_dummy_prefix;
   n.remove_extra_whitespaces = o.remove_extra_whitespaces;
   n.escape_whitespaces = true;

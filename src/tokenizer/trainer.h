@@ -5,8 +5,14 @@
 // loads: meta pieces (<unk>, <s>, </s>, control / user-defined symbols, <0x00>..<0xFF> with byte
 // fallback) at the ids spm_train gives them, trainer_spec and normalizer_spec filled.
 //
-// Only the identity normalization is supported (no precompiled charsmap is built); other
-// normalization rules raise "not supported yet".
+// Normalization: identity, nfkc or nmt_nfkc; the model carries the precompiled charsmap built by
+// src/tokenizer/charsmap_builder.h (the *_cf rules are refused).
+//
+// `mecab`: the sentences are pre-split into MeCab words (src/tokenizer/mecab.h) and no piece is
+// learned across a word boundary; the model itself does not need MeCab to encode. This is
+// SentencePiece's pretokenization_delimiter (>= 0.1.99) with MeCab as the splitter: unigram
+// seed pieces come from within words and EM then runs on the unsplit sentences; BPE never
+// merges across a boundary.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -47,6 +53,8 @@ struct TrainOptions {
   int32_t unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;
   std::string unk_piece = "<unk>", bos_piece = "<s>", eos_piece = "</s>", pad_piece = "<pad>";
   std::string unk_surface = " \xE2\x81\x87 ";
+  bool mecab = false;        // pre-split into MeCab words (see above)
+  std::string mecab_args;    // MeCab options, e.g. "-d /var/lib/mecab/dic/juman-utf8"
 };
 
 struct TrainStats {
@@ -54,6 +62,7 @@ struct TrainStats {
   uint64_t sentences_total = 0;  // non-empty lines read
   uint64_t skipped_too_long = 0;
   size_t required_chars = 0;
+  uint64_t mecab_boundaries = 0;  // word boundaries MeCab added (with TrainOptions::mecab)
   double seconds = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <type_traits>
 
 #include "util/error.h"
 
@@ -12,33 +13,37 @@ namespace {
 // Places nodes into the double array: for a node with child labels L it finds a base b such
 // that every b + c (c in L) is free. Candidates come from a doubly linked list of free slots
 // (the first label goes into a free slot); a slot that has failed as a candidate many times is
-// dropped from the list, which keeps building near-linear for large vocabularies.
+// dropped from the list, which keeps building near-linear for large vocabularies. `Key` is a
+// byte string (labels 0..255) or a string of character ids (labels 0..alphabet-1).
+template <typename Key>
 class Builder {
  public:
-  Builder(std::vector<Trie::Unit>& nodes, std::vector<Trie::Payload>& payload) : nodes_(nodes), payload_(payload) {}
+  Builder(std::vector<Trie::Unit>& nodes, std::vector<Trie::Payload>& payload, size_t alphabet)
+      : nodes_(nodes), payload_(payload), alphabet_(alphabet) {}
 
-  void run(const std::vector<std::pair<std::string, int32_t>>& keys) {
+  void run(const std::vector<std::pair<Key, int32_t>>& keys) {
     nodes_.clear();
-    extend();  // slots 0..255
+    extend();  // slots 0..alphabet-1
     take(0);   // the root
     nodes_[0].check = Trie::kRoot;
-    place(keys, 0, keys.size(), 0, 0);
-    // Pad so that base + any byte stays inside the array.
-    const size_t need = size_t(max_base_) + 256;
+    place(keys);
+    // Pad so that base + any label stays inside the array.
+    const size_t need = size_t(max_base_) + alphabet_;
     if (nodes_.size() < need) nodes_.resize(need);
     payload_.resize(nodes_.size());
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (payload_[i].value >= 0) nodes_[i].check |= Trie::kHasValue;
+    if (nodes_.size() >= size_t(Trie::kRoot)) fail("internal: trie too large ({} nodes)", nodes_.size());
   }
 
  private:
   static constexpr int32_t kNone = -1;
   static constexpr int kMaxFailures = 64;
 
-  // Adds 256 free slots at the end.
+  // Adds free slots at the end (at least 256, and as many as the alphabet).
   void extend() {
     const size_t old = nodes_.size();
-    const size_t n = old + 256;
+    const size_t n = old + std::max<size_t>(256, alphabet_);
     nodes_.resize(n);
     payload_.resize(n);
     used_.resize(n, 0);
@@ -70,41 +75,44 @@ class Builder {
     unlink(int32_t(i));
   }
 
-  int32_t find_base(const uint8_t* labels, size_t n) {
+  int32_t find_base(const std::vector<uint32_t>& labels) {
     for (int32_t pos = head_;;) {
       if (pos == kNone) {
         const int32_t first_new = int32_t(nodes_.size());
         extend();
         pos = first_new;
       }
-      if (size_t(pos) >= labels[0]) {
+      bool ok = size_t(pos) >= labels[0];
+      if (ok) {
         const size_t base = size_t(pos) - labels[0];
-        while (nodes_.size() < base + 256) extend();
-        bool ok = true;
-        for (size_t i = 1; i < n; ++i) {
-          if (used_[base + labels[i]]) {
-            ok = false;
-            break;
-          }
-        }
+        while (nodes_.size() < base + alphabet_) extend();
+        for (size_t i = 1; i < labels.size() && ok; ++i) ok = !used_[base + labels[i]];
         if (ok) return int32_t(base);
-        if (++fails_[size_t(pos)] >= kMaxFailures) unlink(pos);
       }
+      // Slots below the first label count too: otherwise the free slots near the start of the
+      // array, too low for most labels (UTF-8 continuation bytes are >= 0x80), would be scanned
+      // by every search.
+      if (++fails_[size_t(pos)] >= kMaxFailures) unlink(pos);
       pos = next_[size_t(pos)];  // still valid after unlink(pos)
     }
   }
 
+  static uint32_t label_at(const Key& k, size_t i) {
+    return uint32_t(std::make_unsigned_t<typename Key::value_type>(k[i]));
+  }
+
   // Places the trie breadth-first: the upper levels, which every walk passes through, end up
   // close together in the array. Each task is a range of keys [lo, hi) that share their first
-  // `depth` bytes, ending at `node`.
-  void place(const std::vector<std::pair<std::string, int32_t>>& keys, size_t lo, size_t hi, size_t depth,
-             int32_t node) {
+  // `depth` labels, ending at `node`.
+  void place(const std::vector<std::pair<Key, int32_t>>& keys) {
     struct Task {
       size_t lo, hi, depth;
       int32_t node;
     };
     std::deque<Task> queue;
-    queue.push_back(Task{lo, hi, depth, node});
+    queue.push_back(Task{0, keys.size(), 0, 0});
+    std::vector<uint32_t> labels;
+    std::vector<size_t> starts;
     while (!queue.empty()) {
       Task task = queue.front();
       queue.pop_front();
@@ -113,22 +121,21 @@ class Builder {
         ++task.lo;
       }
       if (task.lo >= task.hi) continue;
-      uint8_t labels[256];
-      size_t starts[257];
-      size_t n = 0;
+      labels.clear();
+      starts.clear();
       for (size_t i = task.lo; i < task.hi; ++i) {
-        const uint8_t c = uint8_t(keys[i].first[task.depth]);
-        if (n == 0 || labels[n - 1] != c) {
-          labels[n] = c;
-          starts[n] = i;
-          ++n;
+        const uint32_t c = label_at(keys[i].first, task.depth);
+        if (c >= alphabet_) fail("internal: trie label {} outside the alphabet ({})", c, alphabet_);
+        if (labels.empty() || labels.back() != c) {
+          labels.push_back(c);
+          starts.push_back(i);
         }
       }
-      starts[n] = task.hi;
-      const int32_t base = find_base(labels, n);
+      starts.push_back(task.hi);
+      const int32_t base = find_base(labels);
       max_base_ = std::max(max_base_, base);
       nodes_[size_t(task.node)].base = base;
-      for (size_t i = 0; i < n; ++i) {
+      for (size_t i = 0; i < labels.size(); ++i) {
         const size_t t = size_t(base) + labels[i];
         take(t);
         nodes_[t].check = uint32_t(task.node);
@@ -139,6 +146,7 @@ class Builder {
 
   std::vector<Trie::Unit>& nodes_;
   std::vector<Trie::Payload>& payload_;
+  const size_t alphabet_;
   std::vector<uint8_t> used_, listed_;
   std::vector<int32_t> next_, prev_;
   std::vector<uint16_t> fails_;
@@ -146,16 +154,26 @@ class Builder {
   int32_t max_base_ = 0;
 };
 
+template <typename Key>
+size_t check_keys(std::vector<std::pair<Key, int32_t>>& keys) {
+  if (!std::is_sorted(keys.begin(), keys.end())) std::sort(keys.begin(), keys.end());  // callers often sorted
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].first.empty()) fail("internal: empty key in trie");
+    if (i > 0 && keys[i].first == keys[i - 1].first) fail("internal: duplicate key in trie");
+  }
+  return keys.size();
+}
+
 }  // namespace
 
 Trie::Trie(std::vector<std::pair<std::string, int32_t>> keys) {
-  std::sort(keys.begin(), keys.end());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].first.empty()) fail("internal: empty key in trie");
-    if (i > 0 && keys[i].first == keys[i - 1].first) fail("internal: duplicate key in trie: {}", keys[i].first);
-  }
-  num_keys_ = keys.size();
-  Builder(units_, payload_).run(keys);
+  num_keys_ = check_keys(keys);
+  Builder<std::string>(units_, payload_, 256).run(keys);
+}
+
+Trie::Trie(std::vector<std::pair<std::u16string, int32_t>> keys, size_t alphabet) {
+  num_keys_ = check_keys(keys);
+  Builder<std::u16string>(units_, payload_, alphabet).run(keys);
 }
 
 int32_t Trie::find_node(std::string_view key) const {

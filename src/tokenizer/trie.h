@@ -36,6 +36,9 @@ class Trie {
   Trie() = default;
   // Keys must be distinct and non-empty; values must be >= 0.
   explicit Trie(std::vector<std::pair<std::string, int32_t>> keys);
+  // The same over strings of labels in [0, alphabet) (the unigram encoder's character ids);
+  // walk it with child_label.
+  Trie(std::vector<std::pair<std::u16string, int32_t>> keys, size_t alphabet);
 
   bool empty() const { return num_keys_ == 0; }
   size_t num_keys() const { return num_keys_; }
@@ -51,6 +54,10 @@ class Trie {
   // Child of `node` along byte c, or -1.
   int32_t child(int32_t node, uint8_t c) const {
     const int32_t t = units_[size_t(node)].base + c;
+    return (units_[size_t(t)].check & kParentMask) == uint32_t(node) ? t : -1;
+  }
+  int32_t child_label(int32_t node, uint32_t label) const {
+    const int32_t t = units_[size_t(node)].base + int32_t(label);
     return (units_[size_t(t)].check & kParentMask) == uint32_t(node) ? t : -1;
   }
   // True if some key starts with (or equals) `bytes`.

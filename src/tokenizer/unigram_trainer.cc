@@ -7,6 +7,7 @@
 #include <divsufsort.h>
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <future>
@@ -15,6 +16,7 @@
 
 #include "tokenizer/train_common.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 #include "util/log.h"
 #include "util/thread_pool.h"
 
@@ -44,24 +46,45 @@ inline double log_sum_exp(double x, double y) {
   return m + std::log1p(std::exp(-std::fabs(x - y)));
 }
 
-// The current pieces, looked up by a character trie kept in one hash table.
+// The current pieces, looked up by a character trie whose edges live in one open-addressing
+// hash table (node, character) -> child: building the lattices of the E step and pruning is
+// most of training, and a flat table costs one probe per step where a node-based map costs a few
+// dependent cache misses.
 class Model {
  public:
   void set(std::vector<Piece> pieces) {
     pieces_ = std::move(pieces);
-    children_.clear();
-    values_.assign(1, -1);
+    scores_.resize(pieces_.size());
+    slots_.clear();
+    resize(size_t(1) << 16);
+    nodes_ = 1;  // the root
     min_score_ = FLT_MAX;
+    std::vector<char32_t> firsts;
     for (size_t i = 0; i < pieces_.size(); ++i) {
       min_score_ = std::min(min_score_, pieces_[i].second);
+      scores_[i] = pieces_[i].second;
+      const std::u32string chars = to_u32(pieces_[i].first);
+      if (chars.empty()) continue;  // never a piece; nothing to look up
+      // Room for the whole piece first, so no slot moves while it is inserted.
+      while ((nodes_ + chars.size()) * 2 > slots_.size()) resize(slots_.size() * 2);
       uint32_t node = 0;
-      for (char32_t c : to_u32(pieces_[i].first)) {
-        auto [it, inserted] = children_.try_emplace(key(node, c), uint32_t(values_.size()));
-        if (inserted) values_.push_back(-1);
-        node = it->second;
+      size_t h = 0;
+      for (char32_t c : chars) {
+        const uint64_t k = key(node, c);
+        h = home(k);
+        while (slots_[h].key != k && slots_[h].key != kEmpty) h = (h + 1) & mask_;
+        if (slots_[h].key == kEmpty) {
+          slots_[h] = Slot{k, uint32_t(nodes_++), -1};
+          if (node == 0) firsts.push_back(c);
+        }
+        node = slots_[h].child;
       }
-      values_[node] = int32_t(i);
+      slots_[h].value = int32_t(i);
     }
+    // The first step of every walk goes through a direct table instead of the hash.
+    first_.assign(0x10000, 0);
+    for (char32_t c : firsts)
+      if (c < 0x10000) first_[c] = uint32_t(find(key(0, c)) + 1);
   }
   const std::vector<Piece>& pieces() const { return pieces_; }
   size_t size() const { return pieces_.size(); }
@@ -77,26 +100,57 @@ class Model {
     nodes.clear();
     const int32_t n = int32_t(w.size());
     for (int32_t b = 0; b < n; ++b) {
-      uint32_t node = 0;
       bool single = false;
-      for (int32_t e = b; e < n; ++e) {
-        auto it = children_.find(key(node, w[e]));
-        if (it == children_.end()) break;
-        node = it->second;
-        if (values_[node] >= 0) {
-          nodes.push_back({b, e + 1, values_[node], pieces_[values_[node]].second});
+      size_t h = w[b] < 0x10000 ? size_t(first_[w[b]]) - 1 : find(key(0, w[b]));
+      for (int32_t e = b; e < n && h != kNone;) {
+        const Slot& s = slots_[h];
+        if (s.value >= 0) {
+          nodes.push_back({b, e + 1, s.value, scores_[size_t(s.value)]});
           if (e == b) single = true;
         }
+        if (++e < n) h = find(key(s.child, w[e]));
       }
       if (!single) nodes.push_back({b, b + 1, -1, double(min_score_) - kUnkPenalty});
     }
   }
 
  private:
+  // An edge of the trie: key = (parent node, character), the child node, and the piece that
+  // ends at the child (-1 if none).
+  struct Slot {
+    uint64_t key;
+    uint32_t child;
+    int32_t value;
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
+  static constexpr size_t kNone = ~size_t(0);
   static uint64_t key(uint32_t node, char32_t c) { return (uint64_t(node) << 21) | uint64_t(c); }
+  size_t home(uint64_t k) const { return size_t((k * 0x9E3779B97F4A7C15ull) >> shift_) & mask_; }
+  size_t find(uint64_t k) const {
+    for (size_t h = home(k);; h = (h + 1) & mask_) {
+      if (slots_[h].key == k) return h;
+      if (slots_[h].key == kEmpty) return kNone;
+    }
+  }
+  void resize(size_t cap) {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(cap, Slot{kEmpty, 0, -1});
+    mask_ = cap - 1;
+    shift_ = 64 - std::countr_zero(cap);
+    for (const Slot& s : old) {
+      if (s.key == kEmpty) continue;
+      size_t h = home(s.key);
+      while (slots_[h].key != kEmpty) h = (h + 1) & mask_;
+      slots_[h] = s;
+    }
+  }
   std::vector<Piece> pieces_;
-  std::unordered_map<uint64_t, uint32_t> children_;
-  std::vector<int32_t> values_;
+  std::vector<float> scores_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> first_;  // BMP character -> its root edge's slot + 1 (0: none)
+  size_t nodes_ = 1;
+  size_t mask_ = 0;
+  int shift_ = 60;
   float min_score_ = FLT_MAX;
 };
 
@@ -404,6 +458,10 @@ std::vector<Piece> prune(ThreadPool& pool, const TrainOptions& o, const Model& m
 std::vector<Piece> train_unigram(const TrainOptions& o, Corpus& corpus) {
   Model model;
   model.set(make_seed_pieces(o, corpus.sentences));
+  // MeCab boundaries (NUL, see presplit_with_mecab) only constrain the seed pieces: EM and
+  // pruning see the sentences as they are, as SentencePiece does with pretokenization_delimiter.
+  if (o.mecab)
+    for (auto& s : corpus.sentences) std::erase(s.first, '\0');
   if (o.split_by_whitespace) split_by_whitespace(corpus.sentences);
   Words words;
   words.text.reserve(corpus.sentences.size());
@@ -415,6 +473,7 @@ std::vector<Piece> train_unigram(const TrainOptions& o, Corpus& corpus) {
   ThreadPool pool(thread_count(o));
   const size_t desired = size_t(double(o.vocab_size) * 1.1);
   while (true) {
+    throw_if_interrupted();  // Ctrl-C stops training between rounds
     for (int iter = 0; iter < o.num_sub_iterations; ++iter) {
       double objective = 0;
       const auto expected = e_step(pool, model, words, &objective);
