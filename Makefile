@@ -13,7 +13,8 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git zstd python3 py
   libsimdjson-dev nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev \
   libzstd-dev zlib1g-dev libdeflate-dev libxxhash-dev libutf8proc-dev libcld2-dev \
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev python3-torch \
-  sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev mecab mecab-ipadic-utf8 libmecab-dev
+  sentencepiece python3-sentencepiece python3-numpy libdivsufsort-dev mecab mecab-ipadic-utf8 libmecab-dev \
+  libcpp-httplib-dev chromium chromium-driver python3-fuzzywuzzy python3-levenshtein python3-scipy python3-psutil
 
 .PHONY: all deps pydeps build build-asan test test-fast test-asan demo bench corpus clean-build
 
@@ -32,6 +33,11 @@ pydeps: deps
 	@python3 -c "import tokenizers, numpy, safetensors, tensorboard" 2>/dev/null || \
 	  python3 -m pip install -q --break-system-packages -r tests/requirements.txt 2>/dev/null || \
 	  python3 -m pip install -q -r tests/requirements.txt
+	@# Oracles that need Debian's CPU torch live with /usr/bin/python3. peft and accelerate are installed
+	@# without dependencies: their torch requirement would otherwise pull GBs of CUDA wheels from PyPI.
+	@/usr/bin/python3 -c "import transformers, peft, openai, selenium" 2>/dev/null || { \
+	  /usr/bin/python3 -m pip install -q --break-system-packages -r tests/requirements-torch.txt && \
+	  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps -r tests/requirements-nodeps.txt; }
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
