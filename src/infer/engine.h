@@ -1,0 +1,90 @@
+// Text generation over a loaded model: the one API that `generate`, `chat`, `serve` and `eval`
+// use. The sampling loop, stop strings and streaming text live here once; a Decoder supplies the
+// next-token logits (the reference decoder recomputes the window; the fast one keeps a KV cache).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "infer/sampler.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tsumugi::infer {
+
+struct LoadOptions {
+  std::string dtype = "auto";  // weights for decoding: auto (as stored) | f32 | bf16 | f16 | q8_0
+  int threads = 0;             // 0 = all cores
+  std::string adapter;         // a PEFT LoRA adapter directory merged into the weights at load
+  std::string decoder = "auto";  // auto | reference (recomputes the window each token; for tests)
+};
+
+// One sequence's decoding state (its KV cache, for the fast decoder).
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  // Appends n tokens at the end of the sequence and writes the logits that follow the last one
+  // (vocab_size floats) to `logits`.
+  virtual void append(const int32_t* ids, int n, float* logits) = 0;
+  // Tokens held so far.
+  virtual int length() const = 0;
+};
+
+struct Completion {
+  std::vector<int32_t> tokens;  // generated ids (a stop string's tokens included, the EOS not)
+  std::string text;             // generated text, cut before a matched stop string
+  std::string finish_reason;    // "stop" (EOS or stop string) | "length"
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// Receives text as it becomes final (never a prefix of a stop string that may still match, never
+// half a UTF-8 character). Return false to cancel the generation (finish_reason "cancelled").
+using TextFn = std::function<bool(const std::string& delta)>;
+
+class Engine {
+ public:
+  // DIR: a tsumugi checkpoint or a Hugging Face directory (config.json + model.safetensors or
+  // sharded model-*-of-*.safetensors with model.safetensors.index.json; tokenizer.model beside).
+  static std::unique_ptr<Engine> load(const std::string& dir, const LoadOptions& opt = {});
+  virtual ~Engine() = default;
+
+  const model::ModelConfig& config() const { return cfg_; }
+  bool has_tokenizer() const { return tok_ != nullptr; }
+  const tokenizer::Tokenizer& tokenizer() const;  // throws when the directory has none
+  const std::string& name() const { return name_; }  // the directory's last component
+  int context_length() const { return cfg_.max_seq; }
+  // Ids >= this are never sampled (vocabulary padding): the tokenizer's size, else vocab_size.
+  int vocab_limit() const { return vocab_limit_; }
+  // The id that ends a generation: <EOD> if the tokenizer has it, else </s>; -1 if none.
+  int32_t eos_id() const { return eos_id_; }
+
+  // A fresh decoding state. Thread-safe: weights are shared read-only.
+  virtual std::unique_ptr<Decoder> new_decoder() = 0;
+
+  // Generates after `prompt` (ids; must be non-empty and shorter than the context). Thread-safe.
+  Completion complete(const std::vector<int32_t>& prompt, const Sampling& s, const TextFn& on_text = {},
+                      const std::function<void(int32_t)>& on_token = {});
+  // log p(tokens[i] | tokens[<i]) for i = 1..n-1 (natural log), for scoring and perplexity.
+  std::vector<double> token_logprobs(const std::vector<int32_t>& tokens);
+
+ protected:
+  Engine() = default;
+  model::ModelConfig cfg_;
+  std::shared_ptr<tokenizer::Tokenizer> tok_;
+  std::string name_;
+  int vocab_limit_ = 0;
+  int32_t eos_id_ = -1;
+  void init_common(const std::string& dir);  // tokenizer, name, vocab limit, eos
+};
+
+// The reference engine: the training model (model::Model on the CPU backend), recomputing the
+// whole window for every token. Exact by construction; the fast engine is tested against it.
+std::unique_ptr<Engine> load_reference_engine(const std::string& dir, const LoadOptions& opt);
+
+}  // namespace tsumugi::infer
