@@ -171,6 +171,43 @@ TEST_P(WholeModel, OverfitsOneBatch) {
   EXPECT_LT(last, 0.05) << "first loss " << first;
 }
 
+// The bf16 backend keeps bf16 copies of the weights between matmuls; after every way the weights
+// change (an optimizer step, a new upload) a model must compute exactly what a fresh model with
+// the same weights computes.
+TEST_P(WholeModel, Bf16WeightCopiesFollowEveryUpdate) {
+  auto be = backend::make_cpu_backend(true);
+  ModelConfig cfg = tiny(GetParam());
+  model::Model m(cfg, *be);
+  m.init_weights(3);
+  const int B = 2, T = 8;
+  std::vector<int32_t> tok(B * T), tgt(B * T);
+  for (int i = 0; i < B * T; ++i) {
+    tok[i] = (i * 7 + 1) % cfg.vocab_size;
+    tgt[i] = (i * 5 + 3) % cfg.vocab_size;
+  }
+  auto fresh_loss = [&](const std::vector<float>& w) {
+    auto be2 = backend::make_cpu_backend(true);
+    model::Model f(cfg, *be2);
+    f.set_parameters(w);
+    return f.forward(tok.data(), tgt.data(), B, T);
+  };
+  const std::size_t n = m.num_parameters();
+  backend::Buf mm = be->alloc(n, backend::Kind::OptState), vv = be->alloc(n, backend::Kind::OptState);
+  for (int step = 1; step <= 3; ++step) {
+    m.zero_grad();
+    m.forward_backward(tok.data(), tgt.data(), B, T, 1.0f / (B * T));
+    backend::AdamWParams ap{1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, step, 1.0f};
+    be->adamw_update(m.master(), m.params(), m.grads(), mm, vv, n, ap);
+    EXPECT_EQ(m.forward(tok.data(), tgt.data(), B, T), fresh_loss(m.get_parameters())) << "after step " << step;
+  }
+  be->free(mm);
+  be->free(vv);
+  std::vector<float> w = m.get_parameters();
+  for (float& x : w) x *= 0.5f;
+  m.set_parameters(w);
+  EXPECT_EQ(m.forward(tok.data(), tgt.data(), B, T), fresh_loss(w)) << "after set_parameters";
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, WholeModel, ::testing::Values(Family::GPT2, Family::LLaMA),
                          [](const auto& info) { return info.param == Family::GPT2 ? "GPT2" : "LLaMA"; });
 

@@ -71,21 +71,30 @@ class CpuBackend final : public Backend {
     std::size_t bytes = std::max<std::size_t>(64, (count * 4 + 63) / 64 * 64);
     b.ptr = std::aligned_alloc(64, bytes);
     if (!b.ptr) fail("out of memory allocating {} MiB on the CPU", bytes >> 20);
+    weights_written(b);
     std::memset(b.ptr, 0, bytes);
     return b;
   }
   void free(Buf& b) override {
+    weights_written(b);
     std::free(b.ptr);
     b.ptr = nullptr;
     b.count = 0;
   }
-  void upload(Buf dst, const float* src, std::size_t n) override { std::memcpy(dst.ptr, src, n * 4); }
+  void upload(Buf dst, const float* src, std::size_t n) override {
+    weights_written(dst);
+    std::memcpy(dst.ptr, src, n * 4);
+  }
   void upload_ints(Buf dst, const int32_t* src, std::size_t n) override {
     std::memcpy(dst.ptr, src, n * 4);
   }
   void download(float* dst, const Buf& src, std::size_t n) override { std::memcpy(dst, src.ptr, n * 4); }
-  void zero(Buf b, std::size_t n) override { std::memset(b.ptr, 0, n * 4); }
+  void zero(Buf b, std::size_t n) override {
+    weights_written(b);
+    std::memset(b.ptr, 0, n * 4);
+  }
   void copy(Buf dst, const Buf& src, std::size_t n) override {
+    weights_written(dst);
     if (dst.ptr != src.ptr) std::memcpy(dst.ptr, src.ptr, n * 4);
   }
 
@@ -135,14 +144,14 @@ class CpuBackend final : public Backend {
                       int OC) override {
     // out[N,OC] = inp[N,IC] * W^T, W stored [OC,IC]: the weights matrix is W viewed with strides.
     gemm(F(inp), {N, IC}, {IC, 1}, F(weight), {IC, OC}, {1, IC}, F(out), {N, OC}, bias ? F(bias) : nullptr,
-         false);
+         false, weights_bf16(weight, static_cast<std::size_t>(IC) * OC));
   }
 
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                        const Buf& weight, int N, int IC, int OC, bool accumulate_dinp) override {
     if (dinp) {  // dinp[N,IC] = dout[N,OC] W[OC,IC]
       gemm(F(dout), {N, OC}, {OC, 1}, F(weight), {OC, IC}, {IC, 1}, F(dinp), {N, IC}, nullptr,
-           accumulate_dinp);
+           accumulate_dinp, weights_bf16(weight, static_cast<std::size_t>(IC) * OC));
     }
     // dW[OC,IC] += dout^T[OC,N] inp[N,IC]
     gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, true);
@@ -480,6 +489,8 @@ class CpuBackend final : public Backend {
     const float step_size = p.lr / bc1;
     const float bc2_sqrt = std::sqrt(bc2);
     const float decay = 1.0f - p.lr * p.weight_decay;
+    weights_written(param);
+    weights_written(master);
     float *w = F(master), *mm = F(m), *vv = F(v), *pc = F(param);
     const float* g = F(grad);
 #pragma omp parallel for simd schedule(static)
@@ -555,8 +566,9 @@ class CpuBackend final : public Backend {
 
   // C[M,N] (+)= A[M,K] * B[K,N] with arbitrary strides; optional bias[N].
   using Dims = std::array<long, 2>;
+  // `b_bf16`: B already rounded to bf16 in B's layout (a cached weight), used instead of converting b.
   void gemm(const float* a, Dims ad, Dims as, const float* b, Dims bd, Dims bs, float* c, Dims cd,
-            const float* bias, bool accumulate) {
+            const float* bias, bool accumulate, const uint16_t* b_bf16 = nullptr) {
     using dt = dnnl::memory::data_type;
     const dt in_type = bf16_ ? dt::bf16 : dt::f32;
     Key key{ad[0], ad[1], bd[1], as[0], as[1], bs[0], bs[1], bias != nullptr, accumulate};
@@ -589,7 +601,7 @@ class CpuBackend final : public Backend {
     const void* bp = b;
     if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors were built with
       ap = convert(a, ad, as, scratch_a_);
-      bp = convert(b, bd, bs, scratch_b_);
+      bp = b_bf16 ? static_cast<const void*>(b_bf16) : convert(b, bd, bs, scratch_b_);
     }
     dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(ap));
     dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(bp));
@@ -612,6 +624,34 @@ class CpuBackend final : public Backend {
     return o;
   }
 
+  // The bf16 matmul path rounds each weight matrix once per change instead of on every matmul
+  // that reads it (forward and the input gradient read the same weights; with gradient
+  // accumulation, every micro-batch does): rounding costs about as much as the matmul itself at
+  // small batches. Any backend call that may write a Param buffer bumps the version, which
+  // invalidates every cached copy; parameters only change through the backend (the optimizer
+  // update, uploads of gathered ZeRO shards or loaded checkpoints).
+  void weights_written(const Buf& b) {
+    if (b.kind == Kind::Param || b.kind == Kind::Master) ++weights_version_;
+  }
+  const uint16_t* weights_bf16(const Buf& w, std::size_t n) {
+    if (!bf16_ || w.kind != Kind::Param) return nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    CachedWeights& c = weight_cache_[w.ptr];
+    if (c.version != weights_version_ || c.data.size() != n) {
+      c.data.resize(n);
+      const float* src = static_cast<const float*>(w.ptr);
+      uint16_t* o = c.data.data();
+#pragma omp parallel for schedule(static)
+      for (std::size_t i = 0; i < n; ++i) o[i] = to_bf16(src[i]);
+      c.version = weights_version_;
+    }
+    return c.data.data();
+  }
+  struct CachedWeights {
+    uint64_t version = UINT64_MAX;
+    std::vector<uint16_t> data;
+  };
+
   struct Key {
     long m, k, n, as0, as1, bs0, bs1;
     bool bias, acc;
@@ -631,6 +671,8 @@ class CpuBackend final : public Backend {
   std::mutex mu_;
   std::map<Key, Prim> cache_;
   std::vector<uint16_t> scratch_a_, scratch_b_;
+  uint64_t weights_version_ = 0;
+  std::unordered_map<const void*, CachedWeights> weight_cache_;
 };
 
 }  // namespace
