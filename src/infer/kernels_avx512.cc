@@ -1,0 +1,129 @@
+// AVX-512 row kernels (compiled with AVX-512 F/BW/VL/VNNI; called only when the CPU has them).
+#include <immintrin.h>
+
+#include "infer/kernels.h"
+
+namespace tsumugi::infer::detail {
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+
+namespace {
+
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// 16 weights widened to f32; `mask` selects the valid ones at a row's tail.
+inline __m512 load_w(const std::byte* p, WType t, __mmask16 mask) {
+  if (t == WType::F32) return _mm512_maskz_loadu_ps(mask, p);
+  const __m256i h = _mm256_maskz_loadu_epi16(mask, p);
+  if (t == WType::F16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // bf16: the high half of an f32
+}
+
+// Four rows at a time share each load of x; the loop is bound by how fast the weights stream in.
+template <WType T>
+void rows_float(const WMat& W, int64_t r0, int64_t r1, const float* x, float* y) {
+  const int64_t K = W.cols;
+  const int64_t esz = T == WType::F32 ? 4 : 2;
+  const int64_t full = K / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (K - full)) - 1);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const std::byte* w0 = W.data + r * K * esz;
+    const std::byte* w1 = w0 + K * esz;
+    const std::byte* w2 = w1 + K * esz;
+    const std::byte* w3 = w2 + K * esz;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < full; k += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + k);
+      a0 = _mm512_fmadd_ps(load_w(w0 + k * esz, T, 0xFFFF), xv, a0);
+      a1 = _mm512_fmadd_ps(load_w(w1 + k * esz, T, 0xFFFF), xv, a1);
+      a2 = _mm512_fmadd_ps(load_w(w2 + k * esz, T, 0xFFFF), xv, a2);
+      a3 = _mm512_fmadd_ps(load_w(w3 + k * esz, T, 0xFFFF), xv, a3);
+    }
+    if (tail) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + full);
+      a0 = _mm512_fmadd_ps(load_w(w0 + full * esz, T, tail), xv, a0);
+      a1 = _mm512_fmadd_ps(load_w(w1 + full * esz, T, tail), xv, a1);
+      a2 = _mm512_fmadd_ps(load_w(w2 + full * esz, T, tail), xv, a2);
+      a3 = _mm512_fmadd_ps(load_w(w3 + full * esz, T, tail), xv, a3);
+    }
+    y[r] = hsum(a0);
+    y[r + 1] = hsum(a1);
+    y[r + 2] = hsum(a2);
+    y[r + 3] = hsum(a3);
+  }
+  for (; r < r1; ++r) {
+    const std::byte* w0 = W.data + r * K * esz;
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t k = 0; k < full; k += 16) a0 = _mm512_fmadd_ps(load_w(w0 + k * esz, T, 0xFFFF), _mm512_loadu_ps(x + k), a0);
+    if (tail) a0 = _mm512_fmadd_ps(load_w(w0 + full * esz, T, tail), _mm512_maskz_loadu_ps(tail, x + full), a0);
+    y[r] = hsum(a0);
+  }
+}
+
+// Q8_0 x Q8_0: per 32-weight block an int8 dot product (VNNI vpdpbusd on |w| and x with w's sign),
+// scaled by d_w * d_x into an f32 accumulator; two rows at a time share x.
+void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
+  const int64_t K = W.cols, nb = K / kQ8Block;
+  const __m256i zero = _mm256_setzero_si256();
+  auto block = [&](const int8_t* wq, const __m256i xv) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq));
+    const __m256i aw = _mm256_abs_epi8(wv);
+    const __m256i sx = _mm256_sign_epi8(xv, wv);
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, aw, sx));
+  };
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const int8_t* q0 = reinterpret_cast<const int8_t*>(W.data) + r * K;
+    const int8_t* q1 = q0 + K;
+    const uint16_t* d0 = W.scales + r * nb;
+    const uint16_t* d1 = d0 + nb;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
+      const float xs = xd[b];
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xs), block(q0 + b * kQ8Block, xv), a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d1[b]) * xs), block(q1 + b * kQ8Block, xv), a1);
+    }
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_setzero_ps());
+    y[r] = _mm_cvtss_f32(_mm256_castps256_ps128(s)) + _mm_cvtss_f32(_mm256_extractf128_ps(s, 1));
+    y[r + 1] = _mm_cvtss_f32(_mm_shuffle_ps(_mm256_castps256_ps128(s), _mm256_castps256_ps128(s), 1)) +
+               _mm_cvtss_f32(_mm_shuffle_ps(_mm256_extractf128_ps(s, 1), _mm256_extractf128_ps(s, 1), 1));
+  }
+  for (; r < r1; ++r) {
+    const int8_t* q0 = reinterpret_cast<const int8_t*>(W.data) + r * K;
+    const uint16_t* d0 = W.scales + r * nb;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), block(q0 + b * kQ8Block, xv), a0);
+    }
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    y[r] = _mm_cvtss_f32(s);
+  }
+}
+
+}  // namespace
+
+void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+                 float* y) {
+  switch (W.type) {
+    case WType::F32: rows_float<WType::F32>(W, r0, r1, x, y); break;
+    case WType::BF16: rows_float<WType::BF16>(W, r0, r1, x, y); break;
+    case WType::F16: rows_float<WType::F16>(W, r0, r1, x, y); break;
+    case WType::Q8_0: rows_q8(W, r0, r1, xq, xd, y); break;
+  }
+}
+
+#else
+
+void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+                 float* y) {
+  rows_scalar(W, r0, r1, x, xq, xd, y);
+}
+
+#endif
+
+}  // namespace tsumugi::infer::detail
