@@ -262,10 +262,11 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     }
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
-#pragma omp parallel num_threads(nt)
+    const bool par = static_cast<int64_t>(n) * (pos0 + n) * H * hd > (1 << 15);
+#pragma omp parallel num_threads(nt) if (par)
     {
       std::vector<float> sc(pos0 + n);
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic, 1)
       for (int t = 0; t < n; ++t) {
         for (int64_t h = 0; h < H; ++h) {
           const float* q = &qkv_[t * QKVd + h * hd];

@@ -288,7 +288,16 @@ std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const Weigh
   const fs::path cfgp = dir / "config.json";
   if (!fs::exists(cfgp)) fail("{}: missing (a model directory needs config.json)", cfgp.string());
   auto mw = std::make_unique<ModelWeights>();
-  mw->cfg = model::from_hf_config(read_json(cfgp), cfgp.string());
+  const nlohmann::json cj = read_json(cfgp);
+  mw->cfg = model::from_hf_config(cj, cfgp.string());
+  // Options of the HF configs that change the arithmetic and that this engine does not implement.
+  if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null())
+    fail("{}: rope_scaling {} is not supported", cfgp.string(), cj["rope_scaling"].dump());
+  if (cj.contains("head_dim") && cj["head_dim"].is_number_integer() && cj["head_dim"].get<int>() != mw->cfg.head_dim())
+    fail("{}: head_dim {} differs from hidden_size / num_attention_heads = {} (not supported)", cfgp.string(),
+         cj["head_dim"].get<int>(), mw->cfg.head_dim());
+  for (const char* key : {"attention_bias", "mlp_bias"})
+    if (cj.value(key, false)) fail("{}: {} = true is not supported", cfgp.string(), key);
   const model::ModelConfig& c = mw->cfg;
   std::optional<Adapter> adapter;
   if (!opt.adapter.empty()) adapter = load_adapter(opt.adapter);
