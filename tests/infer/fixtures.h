@@ -67,23 +67,14 @@ inline void write_checkpoint(const std::string& dir, const model::ModelConfig& c
   train::save_checkpoint(dir, c, w, {}, {}, train::CheckpointState{}, tokenizer_path, bos, eos);
 }
 
-// A small BPE tokenizer with <EOD>, trained on generated English-like text: `vocab` pieces.
+// A small BPE tokenizer with <EOD>, trained on a sample of the bundled English text.
 inline std::string make_tokenizer(const TempDir& dir, int vocab = 320) {
-  std::string text;
-  std::mt19937_64 rng(7);
-  const char* words[] = {"the", "cat", "sat", "on", "mat", "and", "dog", "ran", "far", "away", "stop", "here",
-                         "日本", "語", "です", "。", "hello", "world", "end", "of", "text"};
-  for (int line = 0; line < 400; ++line) {
-    for (int k = 0; k < 12; ++k) text += std::string(k ? " " : "") + words[rng() % (sizeof(words) / sizeof(*words))];
-    text += "\n";
-  }
-  write_bytes(dir.file("tok_train.txt"), text);
   tokenizer::TrainOptions o;
-  o.inputs = {dir.file("tok_train.txt")};
+  o.inputs = {std::string(TSUMUGI_SOURCE_DIR) + "/data/corpus/en.jsonl.gz"};
+  o.input_sentence_size = 3000;
   o.model_type = tokenizer::ModelType::bpe;
   o.vocab_size = vocab;
   o.num_threads = 1;
-  o.byte_fallback = false;
   o.user_defined_symbols = {"<EOD>"};
   tokenizer::train_and_save(o, dir.file("tok"));
   return dir.file("tok.model");
