@@ -149,6 +149,14 @@ bool cpu_has_avx512() {
   return false;
 #endif
 }
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
 bool cpu_has_avx2() {
 #if defined(__x86_64__)
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -207,7 +215,17 @@ void matvec(const WMat& W, const float* x, float* y, int threads) {
     quantize_q8_0(x, W.cols, xq.data(), xd16.data());
     for (std::size_t b = 0; b < xd.size(); ++b) xd[b] = formats::f16_to_float(xd16[b]);
   }
+  thread_local std::vector<uint16_t> xbf;
   const int8_t* q = xq.data();
+  if (W.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
+    // x as bf16 hi + lo halves for the vdpbf16ps kernel (rows_avx512 reads them through xq).
+    xbf.resize(2 * W.cols);
+    for (int64_t i = 0; i < W.cols; ++i) {
+      xbf[i] = formats::float_to_bf16(x[i]);
+      xbf[W.cols + i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(xbf[i]));
+    }
+    q = reinterpret_cast<const int8_t*>(xbf.data());
+  }
   const float* d = xd.data();
   // Chunks of 32 rows handed out as threads come free: a thread the OS parks for a while (a busy
   // machine) then delays the result by one chunk, not by its whole static share.

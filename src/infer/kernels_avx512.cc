@@ -61,6 +61,65 @@ void rows_float(const WMat& W, int64_t r0, int64_t r1, const float* x, float* y)
   }
 }
 
+#if defined(__AVX512BF16__)
+// bf16 with AVX512-BF16: vdpbf16ps multiplies 32 bf16 pairs per instruction. x is given as two bf16
+// vectors, hi = bf16(x) and lo = bf16(x - hi), so w*hi + w*lo keeps x to ~16 bits (about f32's
+// result for bf16 weights) at a quarter of the widening path's instructions.
+void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, const uint16_t* xl, float* y) {
+  const int64_t K = W.cols, full = K / 32 * 32;
+  const __mmask32 tail = static_cast<__mmask32>((1ull << (K - full)) - 1);
+  auto ld = [](const void* p) { return (__m512bh)_mm512_loadu_si512(p); };
+  auto ldm = [](__mmask32 m, const void* p) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); };
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const uint16_t* w0 = reinterpret_cast<const uint16_t*>(W.data) + r * K;
+    const uint16_t* w1 = w0 + K;
+    const uint16_t* w2 = w1 + K;
+    const uint16_t* w3 = w2 + K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < full; k += 32) {
+      const __m512bh h = ld(xh + k), l = ld(xl + k);
+      __m512bh w = ld(w0 + k);
+      a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, h), w, l);
+      w = ld(w1 + k);
+      a1 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a1, w, h), w, l);
+      w = ld(w2 + k);
+      a2 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a2, w, h), w, l);
+      w = ld(w3 + k);
+      a3 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a3, w, h), w, l);
+    }
+    if (tail) {
+      const __m512bh h = ldm(tail, xh + full), l = ldm(tail, xl + full);
+      __m512bh w = ldm(tail, w0 + full);
+      a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, h), w, l);
+      w = ldm(tail, w1 + full);
+      a1 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a1, w, h), w, l);
+      w = ldm(tail, w2 + full);
+      a2 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a2, w, h), w, l);
+      w = ldm(tail, w3 + full);
+      a3 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a3, w, h), w, l);
+    }
+    y[r] = hsum(a0);
+    y[r + 1] = hsum(a1);
+    y[r + 2] = hsum(a2);
+    y[r + 3] = hsum(a3);
+  }
+  for (; r < r1; ++r) {
+    const uint16_t* w0 = reinterpret_cast<const uint16_t*>(W.data) + r * K;
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t k = 0; k < full; k += 32) {
+      const __m512bh w = ld(w0 + k);
+      a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, ld(xh + k)), w, ld(xl + k));
+    }
+    if (tail) {
+      const __m512bh w = ldm(tail, w0 + full);
+      a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, ldm(tail, xh + full)), w, ldm(tail, xl + full));
+    }
+    y[r] = hsum(a0);
+  }
+}
+#endif
+
 // Q8_0 x Q8_0: per 32-weight block an int8 dot product (VNNI vpdpbusd on |w| and x with w's sign),
 // scaled by d_w * d_x into an f32 accumulator; two rows at a time share x.
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
@@ -111,7 +170,16 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
                  float* y) {
   switch (W.type) {
     case WType::F32: rows_float<WType::F32>(W, r0, r1, x, y); break;
-    case WType::BF16: rows_float<WType::BF16>(W, r0, r1, x, y); break;
+    case WType::BF16:
+#if defined(__AVX512BF16__)
+      if (xq) {  // matvec split x into bf16 hi/lo halves (the CPU has AVX512-BF16)
+        const auto* h = reinterpret_cast<const uint16_t*>(xq);
+        rows_bf16_dp(W, r0, r1, h, h + W.cols, y);
+        break;
+      }
+#endif
+      rows_float<WType::BF16>(W, r0, r1, x, y);
+      break;
     case WType::F16: rows_float<WType::F16>(W, r0, r1, x, y); break;
     case WType::Q8_0: rows_q8(W, r0, r1, xq, xd, y); break;
   }
