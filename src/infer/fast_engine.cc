@@ -57,9 +57,11 @@ void swiglu(float* gate, const float* up, int64_t n) {
 
 void layernorm(const float* x, float* y, const float* w, const float* b, int64_t C, float eps) {
   float mean = 0;
+#pragma omp simd reduction(+ : mean)
   for (int64_t i = 0; i < C; ++i) mean += x[i];
   mean /= C;
   float var = 0;
+#pragma omp simd reduction(+ : var)
   for (int64_t i = 0; i < C; ++i) var += (x[i] - mean) * (x[i] - mean);
   var /= C;
   const float rs = 1.0f / std::sqrt(var + eps);
@@ -68,6 +70,7 @@ void layernorm(const float* x, float* y, const float* w, const float* b, int64_t
 
 void rmsnorm(const float* x, float* y, const float* w, int64_t C, float eps) {
   float ss = 0;
+#pragma omp simd reduction(+ : ss)
   for (int64_t i = 0; i < C; ++i) ss += x[i] * x[i];
   const float rs = 1.0f / std::sqrt(ss / C + eps);
   for (int64_t i = 0; i < C; ++i) y[i] = w[i] * (x[i] * rs);
@@ -276,11 +279,13 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
           for (int j = 0; j < len; ++j) {
             const float* k = kc + j * KVd + kvh * hd;
             float s = 0;
+#pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
             sc[j] = s * scale;
             mx = std::max(mx, sc[j]);
           }
           float sum = 0;
+#pragma omp simd reduction(+ : sum)
           for (int j = 0; j < len; ++j) sum += (sc[j] = exp_approx(sc[j] - mx));
           const float inv = 1.0f / sum;
           float* o = &att_[t * Qd + h * hd];

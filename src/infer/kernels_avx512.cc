@@ -121,15 +121,21 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
 #endif
 
 // Q8_0 x Q8_0: per 32-weight block an int8 dot product (VNNI vpdpbusd on |w| and x with w's sign),
-// scaled by d_w * d_x into an f32 accumulator; two rows at a time share x.
+// scaled by d_w * d_x into an f32 accumulator. Scales come 8 blocks at a time (one fp16->f32
+// conversion and one multiply for 8 blocks); two rows share each load of x.
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
-  const int64_t K = W.cols, nb = K / kQ8Block;
+  const int64_t K = W.cols, nb = K / kQ8Block, nb8 = nb / 8 * 8;
   const __m256i zero = _mm256_setzero_si256();
-  auto block = [&](const int8_t* wq, const __m256i xv) {
+  auto dot = [&](const int8_t* wq, const __m256i xv) {
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq));
-    const __m256i aw = _mm256_abs_epi8(wv);
-    const __m256i sx = _mm256_sign_epi8(xv, wv);
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, aw, sx));
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv)));
+  };
+  auto lane = [](__m256 v, int j) { return _mm256_permutexvar_ps(_mm256_set1_epi32(j), v); };
+  auto hsum8 = [](__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
   };
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) {
@@ -138,29 +144,37 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
     const uint16_t* d0 = W.scales + r * nb;
     const uint16_t* d1 = d0 + nb;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
-      const float xs = xd[b];
-      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xs), block(q0 + b * kQ8Block, xv), a0);
-      a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d1[b]) * xs), block(q1 + b * kQ8Block, xv), a1);
+    int64_t b = 0;
+    for (; b < nb8; b += 8) {
+      const __m256 dx = _mm256_loadu_ps(xd + b);
+      const __m256 s0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d0 + b))), dx);
+      const __m256 s1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d1 + b))), dx);
+      for (int j = 0; j < 8; ++j) {
+        const int64_t o = (b + j) * kQ8Block;
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
+        a0 = _mm256_fmadd_ps(lane(s0, j), dot(q0 + o, xv), a0);
+        a1 = _mm256_fmadd_ps(lane(s1, j), dot(q1 + o, xv), a1);
+      }
     }
-    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_setzero_ps());
-    y[r] = _mm_cvtss_f32(_mm256_castps256_ps128(s)) + _mm_cvtss_f32(_mm256_extractf128_ps(s, 1));
-    y[r + 1] = _mm_cvtss_f32(_mm_shuffle_ps(_mm256_castps256_ps128(s), _mm256_castps256_ps128(s), 1)) +
-               _mm_cvtss_f32(_mm_shuffle_ps(_mm256_extractf128_ps(s, 1), _mm256_extractf128_ps(s, 1), 1));
+    for (; b < nb; ++b) {
+      const int64_t o = b * kQ8Block;
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), dot(q0 + o, xv), a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d1[b]) * xd[b]), dot(q1 + o, xv), a1);
+    }
+    y[r] = hsum8(a0);
+    y[r + 1] = hsum8(a1);
   }
   for (; r < r1; ++r) {
     const int8_t* q0 = reinterpret_cast<const int8_t*>(W.data) + r * K;
     const uint16_t* d0 = W.scales + r * nb;
     __m256 a0 = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
-      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), block(q0 + b * kQ8Block, xv), a0);
+      const int64_t o = b * kQ8Block;
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), dot(q0 + o, xv), a0);
     }
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    y[r] = _mm_cvtss_f32(s);
+    y[r] = hsum8(a0);
   }
 }
 
