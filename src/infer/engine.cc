@@ -190,7 +190,7 @@ class ReferenceEngine : public Engine {
     train::LoadedCheckpoint ck = train::load_checkpoint(dir, false);
     cfg_ = ck.config;
     init_common(dir);
-    be_ = backend::make_backend("cpu");
+    be_ = backend::make_backend(opt.backend);
     model_ = std::make_unique<model::Model>(cfg_, *be_);
     model_->set_parameters(ck.weights);
   }
@@ -227,7 +227,11 @@ std::unique_ptr<Engine> load_reference_engine(const std::string& dir, const Load
 std::unique_ptr<Engine> Engine::load(const std::string& dir, const LoadOptions& opt) {
   if (opt.decoder != "auto" && opt.decoder != "reference")
     fail("unknown decoder '{}' (auto | reference)", opt.decoder);
-  return load_reference_engine(dir, opt);
+  if (opt.decoder == "reference") {
+    if (opt.dtype != "auto" && opt.dtype != "f32") fail("the reference decoder computes in f32 only (got dtype '{}')", opt.dtype);
+    return load_reference_engine(dir, opt);
+  }
+  return load_fast_engine(dir, opt);
 }
 
 }  // namespace tsumugi::infer

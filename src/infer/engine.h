@@ -18,9 +18,10 @@ namespace tsumugi::infer {
 
 struct LoadOptions {
   std::string dtype = "auto";  // weights for decoding: auto (as stored) | f32 | bf16 | f16 | q8_0
-  int threads = 0;             // 0 = all cores
+  int threads = 0;             // 0 = all cores; > 0 also sets OpenMP's default (oneDNN's threads)
   std::string adapter;         // a PEFT LoRA adapter directory merged into the weights at load
-  std::string decoder = "auto";  // auto | reference (recomputes the window each token; for tests)
+  std::string backend = "cpu";   // the reference decoder's training backend (cpu | cpu-bf16 | cuda | auto)
+  std::string decoder = "auto";  // auto (the fast KV-cache engine) | reference (recomputes the window each token; for tests)
 };
 
 // One sequence's decoding state (its KV cache, for the fast decoder).
@@ -66,6 +67,12 @@ class Engine {
 
   // A fresh decoding state. Thread-safe: weights are shared read-only.
   virtual std::unique_ptr<Decoder> new_decoder() = 0;
+  // The weights' decoding type (f32 | bf16 | f16 | q8_0) and the bytes of weight matrices read per
+  // decoded token (what bounds decoding speed).
+  virtual std::string weights_dtype() const { return "f32"; }
+  virtual uint64_t weights_bytes() const { return 4 * cfg_.num_parameters(); }
+  // CPU threads the decoder uses.
+  virtual int threads() const { return 1; }
 
   // Generates after `prompt` (ids; must be non-empty and shorter than the context). Thread-safe.
   Completion complete(const std::vector<int32_t>& prompt, const Sampling& s, const TextFn& on_text = {},
@@ -86,5 +93,7 @@ class Engine {
 // The reference engine: the training model (model::Model on the CPU backend), recomputing the
 // whole window for every token. Exact by construction; the fast engine is tested against it.
 std::unique_ptr<Engine> load_reference_engine(const std::string& dir, const LoadOptions& opt);
+// The fast CPU engine (fast_engine.cc): KV cache, memory-mapped weights in f32/bf16/f16/q8_0.
+std::unique_ptr<Engine> load_fast_engine(const std::string& dir, const LoadOptions& opt);
 
 }  // namespace tsumugi::infer

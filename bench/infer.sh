@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Decoding speed: prompt and decode tokens/s of `tsumugi generate --bench` at f32, bf16, f16 and
+# q8_0, side by side with llama.cpp's llama-bench on the same weights (exported to GGUF with
+# `tsumugi export --format gguf`), GPT-2 124M shape, in one run.
+#
+# llama.cpp is built from its public source outside this repository, e.g.
+#   git clone https://github.com/ggml-org/llama.cpp /work/ext/llama.cpp
+#   cmake -S /work/ext/llama.cpp -B /work/ext/llama.cpp/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+#         -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+#   cmake --build /work/ext/llama.cpp/build --target llama-bench -j
+# Knobs (environment):
+#   LLAMA_CPP_DIR  llama.cpp tree with build/bin/llama-bench (default /work/ext/llama.cpp);
+#                  LLAMA_BENCH=PATH names the binary directly; SKIP_LLAMA=1 measures tsumugi only
+#   MODEL=DIR      a checkpoint / HF directory to measure (default: one made here by one
+#                  `tsumugi pretrain` step of configs/bench-124m.toml, which needs `make demo`'s data)
+#   THREADS        CPU threads for both (default 2)
+#   PROMPT, GEN    prompt tokens and decoded tokens (default 128 and 128, llama-bench's pp/tg)
+#   REPEAT         measured rounds, median reported (default 3; llama-bench averages -r rounds)
+#   DTYPES         tsumugi weight types (default "f32 bf16 f16 q8_0")
+#   QUIET_LOAD=X   wait (up to 10 minutes) for the 1-minute load average to drop below X before each
+#                  timed run: the machine is shared
+#   KEEP=1         keep the temporary directory (GGUF files, logs)
+# Usage: bench/infer.sh [BUILD_DIR] (default: build)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$root/build}/tsumugi
+threads=${THREADS:-2}
+prompt=${PROMPT:-128}
+gen=${GEN:-128}
+repeat=${REPEAT:-3}
+dtypes=${DTYPES:-f32 bf16 f16 q8_0}
+llama_dir=${LLAMA_CPP_DIR:-/work/ext/llama.cpp}
+llama_bench=${LLAMA_BENCH:-$llama_dir/build/bin/llama-bench}
+work=$(mktemp -d "${TMPDIR:-/tmp}/infer-bench.XXXXXX")
+if [[ ${KEEP:-0} == 1 ]]; then echo "temp dir: $work"; else trap 'rm -rf "$work"' EXIT; fi
+[[ -x $bin ]] || { echo "no tsumugi binary at $bin (build it first: make, or ninja -C build tsumugi)" >&2; exit 1; }
+
+load() { sed 's/ [0-9]*\/.*//' /proc/loadavg; }
+settle() {
+  [[ -n ${QUIET_LOAD:-} ]] || return 0
+  local i
+  for ((i = 0; i < 120; i++)); do
+    awk -v q="$QUIET_LOAD" '{ exit !($1 < q) }' /proc/loadavg && return 0
+    sleep 5
+  done
+  echo "load stayed above $QUIET_LOAD; timing anyway" >&2
+}
+
+model=${MODEL:-}
+if [[ -z $model ]]; then
+  cd "$root"  # the config names the demo data relative to the repository
+  [[ -e demo-out/tok.model && -e demo-out/shards ]] || { echo "no demo data: run 'make demo' first or set MODEL=DIR" >&2; exit 1; }
+  echo "making a GPT-2 124M-shape checkpoint (one pretrain step of configs/bench-124m.toml)" >&2
+  "$bin" pretrain --config configs/bench-124m.toml --set train.steps=1 --set "out_dir=$work/run" > "$work/pretrain.log" 2>&1 ||
+    { cat "$work/pretrain.log" >&2; exit 1; }
+  model=$(ls -d "$work"/run/checkpoints/step_* | tail -1)
+fi
+echo "model: $model"
+
+declare -A ts_pp ts_tg ts_bytes ll_pp ll_tg
+for dt in $dtypes; do
+  settle
+  l0=$(load)
+  line=$("$bin" generate --model "$model" --bench --dtype "$dt" --threads "$threads" --bench-prompt "$prompt" \
+           --max-tokens "$gen" --bench-repeat "$repeat")
+  read -r ts_pp[$dt] ts_tg[$dt] ts_bytes[$dt] < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["prompt_tokens_per_s"], j["decode_tokens_per_s"], j["weights_bytes"])' "$line")
+  printf 'tsumugi %-5s pp%d %8.1f tok/s  tg%d %7.1f tok/s  (%s MB of weights per token; load %s -> %s)\n' \
+    "$dt" "$prompt" "${ts_pp[$dt]}" "$gen" "${ts_tg[$dt]}" "$((ts_bytes[$dt] / 1000000))" "$l0" "$(load)"
+done
+
+if [[ ${SKIP_LLAMA:-0} != 1 ]]; then
+  if [[ ! -x $llama_bench ]]; then
+    echo "no llama-bench at $llama_bench: build llama.cpp as described at the top of $0, set LLAMA_CPP_DIR or LLAMA_BENCH, or SKIP_LLAMA=1" >&2
+    exit 1
+  fi
+  for dt in f32 f16 q8_0; do
+    gguf=$work/model-$dt.gguf
+    "$bin" export --format gguf --dtype "$dt" --model "$model" -o "$gguf" > "$work/export-$dt.log" 2>&1 ||
+      { cat "$work/export-$dt.log" >&2; echo "tsumugi export --format gguf failed" >&2; exit 1; }
+    settle
+    l0=$(load)
+    "$llama_bench" -m "$gguf" -t "$threads" -p "$prompt" -n "$gen" -r "$repeat" -o json > "$work/llama-$dt.json" 2> "$work/llama-$dt.log" ||
+      { cat "$work/llama-$dt.log" >&2; exit 1; }
+    read -r ll_pp[$dt] ll_tg[$dt] < <(python3 -c '
+import json, sys
+rows = json.load(open(sys.argv[1]))
+pp = [r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
+tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
+print(pp[0] if pp else 0, tg[0] if tg else 0)' "$work/llama-$dt.json")
+    printf 'llama.cpp %-5s pp%d %8.1f tok/s  tg%d %7.1f tok/s  (load %s -> %s)\n' "$dt" "$prompt" "${ll_pp[$dt]}" "$gen" "${ll_tg[$dt]}" "$l0" "$(load)"
+  done
+fi
+
+echo
+echo "GPT-2 124M shape, $threads threads, pp$prompt / tg$gen, $(lscpu | sed -n 's/^Model name: *//p'); load at the end $(load)"
+echo "| weights | tsumugi pp tok/s | llama.cpp pp tok/s | pp ratio | tsumugi tg tok/s | llama.cpp tg tok/s | tg ratio |"
+echo "|---|---|---|---|---|---|---|"
+for dt in $dtypes; do
+  peer=$dt
+  [[ $dt == bf16 ]] && peer=f16  # llama.cpp's CPU 16-bit comparison point
+  lp=${ll_pp[$peer]:-}
+  lt=${ll_tg[$peer]:-}
+  python3 -c '
+import sys
+dt, peer, tp, tt, lp, lt = sys.argv[1:]
+f = lambda a, b: f"{float(a) / float(b):.2f}x" if b else "-"
+name = dt if dt == peer else dt + " (vs llama.cpp " + peer + ")"
+show = lambda v: f"{float(v):.1f}" if v else "-"
+print(f"| {name} | {show(tp)} | {show(lp)} | {f(tp, lp)} | {show(tt)} | {show(lt)} | {f(tt, lt)} |")' \
+    "$dt" "$peer" "${ts_pp[$dt]}" "${ts_tg[$dt]}" "$lp" "$lt"
+done

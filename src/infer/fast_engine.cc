@@ -1,0 +1,336 @@
+// The fast CPU engine: a KV cache per sequence, the prompt processed as matrix-matrix work (oneDNN,
+// through the CPU backend's matmul), each further token as matrix-vector work (infer/kernels).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "infer/engine.h"
+#include "infer/weights.h"
+#include "util/error.h"
+
+namespace tsumugi::infer {
+
+namespace {
+
+using model::Family;
+
+// exp for the activations, in plain arithmetic the compiler vectorizes (std::exp does not here):
+// Cody-Waite range reduction and a degree-6 polynomial, within 2 ulp over the float range.
+inline float exp_approx(float x) {
+  x = std::min(88.3762626647949f, std::max(-87.3365447505531f, x));
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r -= n * -2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+void gelu_tanh(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    const float e = exp_approx(-2.0f * std::fabs(u));
+    const float t = std::copysign((1.0f - e) / (1.0f + e), u);
+    x[i] = 0.5f * v * (1.0f + t);
+  }
+}
+
+// a = silu(gate) * up
+void swiglu(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
+  }
+}
+
+void layernorm(const float* x, float* y, const float* w, const float* b, int64_t C, float eps) {
+  float mean = 0;
+#pragma omp simd reduction(+ : mean)
+  for (int64_t i = 0; i < C; ++i) mean += x[i];
+  mean /= C;
+  float var = 0;
+#pragma omp simd reduction(+ : var)
+  for (int64_t i = 0; i < C; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= C;
+  const float rs = 1.0f / std::sqrt(var + eps);
+  for (int64_t i = 0; i < C; ++i) y[i] = (x[i] - mean) * rs * w[i] + b[i];
+}
+
+void rmsnorm(const float* x, float* y, const float* w, int64_t C, float eps) {
+  float ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < C; ++i) ss += x[i] * x[i];
+  const float rs = 1.0f / std::sqrt(ss / C + eps);
+  for (int64_t i = 0; i < C; ++i) y[i] = w[i] * (x[i] * rs);
+}
+
+class FastEngine;
+
+class FastDecoder : public Decoder {
+ public:
+  explicit FastDecoder(FastEngine& e);
+  void append(const int32_t* ids, int n, float* logits) override;
+  int length() const override { return len_; }
+
+ private:
+  void forward(const int32_t* ids, int n, float* logits);
+  void linear(const WMat& W, const float* bias, const float* in, float* out, int n);
+  void ensure_cache(int need);
+
+  FastEngine& e_;
+  const ModelWeights& w_;
+  int len_ = 0, cap_ = 0;
+  std::vector<std::vector<float>> kc_, vc_;  // per layer [cap, n_kv_head * head_dim]
+  std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_;
+};
+
+class FastEngine : public Engine {
+ public:
+  FastEngine(const std::string& dir, const LoadOptions& opt) {
+    WeightLoadOptions wo;
+    wo.dtype = opt.dtype;
+    wo.adapter = opt.adapter;
+    w_ = load_weights(dir, wo);
+    cfg_ = w_->cfg;
+    init_common(dir);
+    threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+    // oneDNN (prompt processing) takes its threads from OpenMP's default.
+    if (opt.threads > 0) omp_set_num_threads(opt.threads);
+    be_ = backend::make_cpu_backend(false);
+    if (cfg_.family == Family::LLaMA) {
+      const int half = cfg_.head_dim() / 2;
+      cos_.resize(static_cast<std::size_t>(cfg_.max_seq) * half);
+      sin_.resize(cos_.size());
+      for (int i = 0; i < half; ++i) {
+        // As transformers computes it: inv_freq and the angle in float32.
+        const float inv = 1.0f / std::pow(cfg_.rope_theta, static_cast<float>(2 * i) / cfg_.head_dim());
+        for (int p = 0; p < cfg_.max_seq; ++p) {
+          const float ang = static_cast<float>(p) * inv;
+          cos_[static_cast<std::size_t>(p) * half + i] = std::cos(ang);
+          sin_[static_cast<std::size_t>(p) * half + i] = std::sin(ang);
+        }
+      }
+    }
+  }
+  std::unique_ptr<Decoder> new_decoder() override { return std::make_unique<FastDecoder>(*this); }
+  std::string weights_dtype() const override { return std::string(wtype_name(w_->type)); }
+  uint64_t weights_bytes() const override { return w_->matrix_bytes; }
+
+  const ModelWeights& weights() const { return *w_; }
+  int threads() const override { return threads_; }
+  backend::Backend& backend() { return *be_; }
+  const float* cos_at(int p) const { return cos_.data() + static_cast<std::size_t>(p) * (cfg_.head_dim() / 2); }
+  const float* sin_at(int p) const { return sin_.data() + static_cast<std::size_t>(p) * (cfg_.head_dim() / 2); }
+
+ private:
+  std::unique_ptr<ModelWeights> w_;
+  std::unique_ptr<backend::Backend> be_;
+  std::vector<float> cos_, sin_;
+  int threads_ = 1;
+};
+
+FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()) {
+  kc_.resize(w_.cfg.n_layer);
+  vc_.resize(w_.cfg.n_layer);
+}
+
+void FastDecoder::ensure_cache(int need) {
+  if (need <= cap_) return;
+  const int cap = std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_)));
+  const std::size_t kvd = static_cast<std::size_t>(w_.cfg.n_kv_head) * w_.cfg.head_dim();
+  for (int l = 0; l < w_.cfg.n_layer; ++l) {
+    kc_[l].resize(cap * kvd);
+    vc_[l].resize(cap * kvd);
+  }
+  cap_ = cap;
+}
+
+void FastDecoder::append(const int32_t* ids, int n, float* logits) {
+  if (n <= 0) fail("append: no tokens");
+  if (len_ + n > w_.cfg.max_seq)
+    fail("the sequence ({} tokens) is longer than the model's context ({})", len_ + n, w_.cfg.max_seq);
+  for (int i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= w_.cfg.vocab_size) fail("token id {} is outside the vocabulary ({})", ids[i], w_.cfg.vocab_size);
+  ensure_cache(len_ + n);
+  // Long prompts go through in chunks so activations stay bounded.
+  constexpr int kChunk = 256;
+  for (int s = 0; s < n; s += kChunk) {
+    const int m = std::min(kChunk, n - s);
+    forward(ids + s, m, s + m == n ? logits : nullptr);
+  }
+}
+
+void FastDecoder::linear(const WMat& W, const float* bias, const float* in, float* out, int n) {
+  const int64_t OC = W.rows, IC = W.cols;
+  if (n == 1) {
+    matvec(W, in, out, e_.threads());
+    if (bias)
+      for (int64_t o = 0; o < OC; ++o) out[o] += bias[o];
+    return;
+  }
+  using backend::Buf;
+  auto buf = [](const float* p, std::size_t count) { return Buf{const_cast<float*>(p), count, backend::Kind::Float32}; };
+  backend::Backend& be = e_.backend();
+  if (W.type == WType::F32) {
+    be.matmul_forward(buf(out, n * OC), buf(in, n * IC), buf(reinterpret_cast<const float*>(W.data), OC * IC),
+                      bias ? buf(bias, OC) : Buf{}, n, IC, OC);
+    return;
+  }
+  // Other types: panels of rows widened to f32, each multiplied by oneDNN.
+  const int64_t P = std::min<int64_t>(OC, 512);
+  std::vector<float>& panel = tmp_;
+  std::vector<float> part(static_cast<std::size_t>(n) * P);
+  panel.resize(static_cast<std::size_t>(P) * IC);
+  for (int64_t r0 = 0; r0 < OC; r0 += P) {
+    const int64_t pr = std::min(P, OC - r0);
+    const int64_t step = 16;
+#pragma omp parallel for num_threads(e_.threads()) schedule(static)
+    for (int64_t r = 0; r < pr; r += step) dequantize_rows(W, r0 + r, std::min(step, pr - r), panel.data() + r * IC);
+    be.matmul_forward(buf(part.data(), n * pr), buf(in, n * IC), buf(panel.data(), pr * IC),
+                      bias ? buf(bias + r0, pr) : Buf{}, n, IC, pr);
+    for (int t = 0; t < n; ++t) std::memcpy(out + t * OC + r0, part.data() + t * pr, 4 * pr);
+  }
+}
+
+void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
+  const model::ModelConfig& c = w_.cfg;
+  const bool gpt2 = c.family == Family::GPT2;
+  const int64_t C = c.d_model, F = c.d_ff, H = c.n_head, KVH = c.n_kv_head, hd = c.head_dim();
+  const int64_t Qd = H * hd, KVd = KVH * hd, QKVd = Qd + 2 * KVd;
+  const int pos0 = len_;
+  const int nt = e_.threads();
+  x_.resize(n * C);
+  h_.resize(n * C);
+  qkv_.resize(n * QKVd);
+  att_.resize(n * Qd);
+  ff_.resize(n * F);
+  ff2_.resize(n * std::max(F, Qd));
+  for (int t = 0; t < n; ++t) {
+    dequantize_rows(w_.embed, ids[t], 1, x_.data() + t * C);
+    if (gpt2)
+      for (int64_t i = 0; i < C; ++i) x_[t * C + i] += w_.pos[(pos0 + t) * C + i];
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = w_.layers[l];
+    for (int t = 0; t < n; ++t) {
+      if (gpt2)
+        layernorm(&x_[t * C], &h_[t * C], L.norm1_w.data(), L.norm1_b.data(), C, c.norm_eps);
+      else
+        rmsnorm(&x_[t * C], &h_[t * C], L.norm1_w.data(), C, c.norm_eps);
+    }
+    // q, k, v rows [n, QKVd]
+    if (gpt2) {
+      linear(L.qkv, L.qkv_b.data(), h_.data(), qkv_.data(), n);
+    } else {
+      std::vector<float>& part = ff2_;  // free until the MLP
+      linear(L.q, nullptr, h_.data(), part.data(), n);
+      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd], &part[t * Qd], 4 * Qd);
+      linear(L.k, nullptr, h_.data(), part.data(), n);
+      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd], &part[t * KVd], 4 * KVd);
+      linear(L.v, nullptr, h_.data(), part.data(), n);
+      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd + KVd], &part[t * KVd], 4 * KVd);
+      // Rotary embedding, HF rotate_half: pairs (i, i + hd/2).
+      const int64_t half = hd / 2;
+      for (int t = 0; t < n; ++t) {
+        const float* cs = e_.cos_at(pos0 + t);
+        const float* sn = e_.sin_at(pos0 + t);
+        for (int64_t h = 0; h < H + KVH; ++h) {
+          float* v = &qkv_[t * QKVd + h * hd];
+          for (int64_t i = 0; i < half; ++i) {
+            const float a = v[i], b = v[i + half];
+            v[i] = a * cs[i] - b * sn[i];
+            v[i + half] = b * cs[i] + a * sn[i];
+          }
+        }
+      }
+    }
+    float* kc = kc_[l].data();
+    float* vc = vc_[l].data();
+    for (int t = 0; t < n; ++t) {
+      std::memcpy(kc + (pos0 + t) * KVd, &qkv_[t * QKVd + Qd], 4 * KVd);
+      std::memcpy(vc + (pos0 + t) * KVd, &qkv_[t * QKVd + Qd + KVd], 4 * KVd);
+    }
+    // Causal attention of each new token over the cache; heads share their kv head (GQA).
+    const int64_t group = H / KVH;
+    const bool par = static_cast<int64_t>(n) * (pos0 + n) * H * hd > (1 << 15);
+#pragma omp parallel num_threads(nt) if (par)
+    {
+      std::vector<float> sc(pos0 + n);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+      for (int t = 0; t < n; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+          const float* q = &qkv_[t * QKVd + h * hd];
+          const int64_t kvh = h / group;
+          const int len = pos0 + t + 1;
+          float mx = -INFINITY;
+          for (int j = 0; j < len; ++j) {
+            const float* k = kc + j * KVd + kvh * hd;
+            float s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+            sc[j] = s * scale;
+            mx = std::max(mx, sc[j]);
+          }
+          float sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int j = 0; j < len; ++j) sum += (sc[j] = exp_approx(sc[j] - mx));
+          const float inv = 1.0f / sum;
+          float* o = &att_[t * Qd + h * hd];
+          std::fill(o, o + hd, 0.0f);
+          for (int j = 0; j < len; ++j) {
+            const float* v = vc + j * KVd + kvh * hd;
+            const float p = sc[j] * inv;
+            for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
+          }
+        }
+      }
+    }
+    linear(L.o, gpt2 ? L.o_b.data() : nullptr, att_.data(), h_.data(), n);
+    for (int64_t i = 0; i < n * C; ++i) x_[i] += h_[i];
+    for (int t = 0; t < n; ++t) {
+      if (gpt2)
+        layernorm(&x_[t * C], &h_[t * C], L.norm2_w.data(), L.norm2_b.data(), C, c.norm_eps);
+      else
+        rmsnorm(&x_[t * C], &h_[t * C], L.norm2_w.data(), C, c.norm_eps);
+    }
+    if (gpt2) {
+      linear(L.fc, L.fc_b.data(), h_.data(), ff_.data(), n);
+      gelu_tanh(ff_.data(), n * F);
+    } else {
+      linear(L.gate, nullptr, h_.data(), ff_.data(), n);
+      linear(L.up, nullptr, h_.data(), ff2_.data(), n);
+      swiglu(ff_.data(), ff2_.data(), n * F);
+    }
+    linear(L.down, gpt2 ? L.down_b.data() : nullptr, ff_.data(), h_.data(), n);
+    for (int64_t i = 0; i < n * C; ++i) x_[i] += h_[i];
+  }
+  len_ += n;
+  if (!logits) return;
+  const float* last = &x_[(n - 1) * C];
+  if (gpt2)
+    layernorm(last, h_.data(), w_.norm_f_w.data(), w_.norm_f_b.data(), C, c.norm_eps);
+  else
+    rmsnorm(last, h_.data(), w_.norm_f_w.data(), C, c.norm_eps);
+  matvec(w_.lm_head, h_.data(), logits, nt);
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> load_fast_engine(const std::string& dir, const LoadOptions& opt) {
+  return std::make_unique<FastEngine>(dir, opt);
+}
+
+}  // namespace tsumugi::infer

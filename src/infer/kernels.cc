@@ -1,0 +1,242 @@
+#include "infer/kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "formats/safetensors.h"
+#include "util/error.h"
+
+namespace tsumugi::infer {
+
+std::string_view wtype_name(WType t) {
+  switch (t) {
+    case WType::F32: return "f32";
+    case WType::BF16: return "bf16";
+    case WType::F16: return "f16";
+    case WType::Q8_0: return "q8_0";
+  }
+  return "?";
+}
+
+std::optional<WType> parse_wtype(std::string_view name) {
+  if (name == "f32") return WType::F32;
+  if (name == "bf16") return WType::BF16;
+  if (name == "f16") return WType::F16;
+  if (name == "q8_0") return WType::Q8_0;
+  return std::nullopt;
+}
+
+uint64_t WMat::bytes() const {
+  const uint64_t n = static_cast<uint64_t>(rows) * cols;
+  switch (type) {
+    case WType::F32: return 4 * n;
+    case WType::BF16:
+    case WType::F16: return 2 * n;
+    case WType::Q8_0: return n + 2 * (n / kQ8Block);
+  }
+  return 0;
+}
+
+namespace detail {
+
+float f16_to_f32(uint16_t h) { return formats::f16_to_float(h); }
+
+namespace {
+float bf16_to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace
+
+// The reference the SIMD paths are tested against: plain loops, same quantized arithmetic.
+void rows_scalar(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+                 float* y) {
+  const int64_t K = W.cols;
+  for (int64_t r = r0; r < r1; ++r) {
+    double acc = 0;
+    switch (W.type) {
+      case WType::F32: {
+        const float* w = reinterpret_cast<const float*>(W.data) + r * K;
+        for (int64_t k = 0; k < K; ++k) {
+          float wv;
+          std::memcpy(&wv, w + k, 4);
+          acc += static_cast<double>(wv) * x[k];
+        }
+        break;
+      }
+      case WType::BF16:
+      case WType::F16: {
+        const auto* w = reinterpret_cast<const std::byte*>(W.data) + 2 * r * K;
+        for (int64_t k = 0; k < K; ++k) {
+          uint16_t h;
+          std::memcpy(&h, w + 2 * k, 2);
+          acc += static_cast<double>(W.type == WType::BF16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[k];
+        }
+        break;
+      }
+      case WType::Q8_0: {
+        const int8_t* q = reinterpret_cast<const int8_t*>(W.data) + r * K;
+        const uint16_t* d = W.scales + r * (K / kQ8Block);
+        for (int64_t b = 0; b < K / kQ8Block; ++b) {
+          int32_t s = 0;
+          for (int j = 0; j < kQ8Block; ++j) s += q[b * kQ8Block + j] * xq[b * kQ8Block + j];
+          acc += static_cast<double>(f16_to_f32(d[b])) * xd[b] * s;
+        }
+        break;
+      }
+    }
+    y[r] = static_cast<float>(acc);
+  }
+}
+
+}  // namespace detail
+
+void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d) {
+  if (n % kQ8Block) fail("q8_0: {} values are not a whole number of 32-value blocks", n);
+  for (int64_t b = 0; b < n / kQ8Block; ++b) {
+    const float* xb = x + b * kQ8Block;
+    float amax = 0;
+    for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    // GGML: the scale is stored as fp16, the quants are rounded with the unrounded scale's inverse.
+    const float dv = amax / 127.0f;
+    const float id = dv != 0.0f ? 1.0f / dv : 0.0f;
+    d[b] = formats::float_to_f16(dv);
+    for (int j = 0; j < kQ8Block; ++j) q[b * kQ8Block + j] = static_cast<int8_t>(std::round(xb[j] * id));
+  }
+}
+
+void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out) {
+  const int64_t K = W.cols;
+  const int64_t count = n * K;
+  switch (W.type) {
+    case WType::F32: std::memcpy(out, W.data + 4 * r0 * K, 4 * count); break;
+    case WType::BF16:
+    case WType::F16: {
+      const std::byte* src = W.data + 2 * r0 * K;
+      const bool bf = W.type == WType::BF16;
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        out[i] = bf ? formats::bf16_to_float(h) : formats::f16_to_float(h);
+      }
+      break;
+    }
+    case WType::Q8_0: {
+      const int8_t* q = reinterpret_cast<const int8_t*>(W.data) + r0 * K;
+      const uint16_t* d = W.scales + r0 * (K / kQ8Block);
+      for (int64_t b = 0; b < count / kQ8Block; ++b) {
+        const float s = formats::f16_to_float(d[b]);
+        for (int j = 0; j < kQ8Block; ++j) out[b * kQ8Block + j] = s * q[b * kQ8Block + j];
+      }
+      break;
+    }
+  }
+}
+
+namespace {
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+bool cpu_has_avx2() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+struct Isa {
+  std::string_view name;
+  detail::RowsFn fn;
+};
+
+Isa best_isa() {
+#if defined(__x86_64__)
+  if (cpu_has_avx512()) return {"avx512", detail::rows_avx512};
+  if (cpu_has_avx2()) return {"avx2", detail::rows_avx2};
+#endif
+  return {"scalar", detail::rows_scalar};
+}
+
+Isa& current_isa() {
+  static Isa isa = best_isa();
+  return isa;
+}
+
+}  // namespace
+
+std::string_view kernel_isa() { return current_isa().name; }
+
+void set_kernel_isa(std::string_view isa) {
+  if (isa == "scalar") {
+    current_isa() = {"scalar", detail::rows_scalar};
+#if defined(__x86_64__)
+  } else if (isa == "avx2") {
+    if (!cpu_has_avx2()) fail("this CPU has no AVX2/FMA/F16C");
+    current_isa() = {"avx2", detail::rows_avx2};
+  } else if (isa == "avx512") {
+    if (!cpu_has_avx512()) fail("this CPU has no AVX-512 F/BW/VL/VNNI");
+    current_isa() = {"avx512", detail::rows_avx512};
+#endif
+  } else {
+    fail("unknown or unavailable kernel ISA '{}' (avx512 | avx2 | scalar)", isa);
+  }
+}
+
+void matvec(const WMat& W, const float* x, float* y, int threads) {
+  const detail::RowsFn fn = current_isa().fn;
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<uint16_t> xd16;
+  thread_local std::vector<float> xd;
+  if (W.type == WType::Q8_0) {
+    xq.resize(W.cols);
+    xd16.resize(W.cols / kQ8Block);
+    xd.resize(W.cols / kQ8Block);
+    quantize_q8_0(x, W.cols, xq.data(), xd16.data());
+    for (std::size_t b = 0; b < xd.size(); ++b) xd[b] = formats::f16_to_float(xd16[b]);
+  }
+  thread_local std::vector<uint16_t> xbf;
+  const int8_t* q = xq.data();
+  if (W.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
+    // x as bf16 hi + lo halves for the vdpbf16ps kernel (rows_avx512 reads them through xq).
+    xbf.resize(2 * W.cols);
+    for (int64_t i = 0; i < W.cols; ++i) {
+      xbf[i] = formats::float_to_bf16(x[i]);
+      xbf[W.cols + i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(xbf[i]));
+    }
+    q = reinterpret_cast<const int8_t*>(xbf.data());
+  }
+  const float* d = xd.data();
+  // Chunks of 32 rows handed out as threads come free: a thread the OS parks for a while (a busy
+  // machine) then delays the result by one chunk, not by its whole static share.
+  const int64_t chunk = 32, n_chunks = (W.rows + chunk - 1) / chunk;
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  if (nt <= 1 || W.rows * W.cols < 32768) {
+    fn(W, 0, W.rows, x, q, d, y);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t c = 0; c < n_chunks; ++c) fn(W, c * chunk, std::min(W.rows, (c + 1) * chunk), x, q, d, y);
+}
+
+}  // namespace tsumugi::infer

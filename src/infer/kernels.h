@@ -1,0 +1,64 @@
+// Weight matrices in the decoding formats and the kernels that multiply them: matrix-vector for
+// single-token decoding (memory-bound: weight bytes per token decide the speed), dequantization
+// for prompt processing (done as f32 matrix-matrix work by oneDNN).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tsumugi::infer {
+
+// f32, bf16, f16 rows as stored; q8_0 is GGML's Q8_0: blocks of 32 weights along a row, one fp16
+// scale d = max|w|/127 and int8 q = round(w/d). Here the int8 quants of a matrix are contiguous
+// and the fp16 scales are kept beside them (same numbers as GGML's interleaved 34-byte blocks,
+// aligned loads for the dot product).
+enum class WType { F32, BF16, F16, Q8_0 };
+
+std::string_view wtype_name(WType t);
+std::optional<WType> parse_wtype(std::string_view name);
+
+constexpr int kQ8Block = 32;
+
+// A row-major [rows, cols] weight matrix (tsumugi orientation: Linear [out, in]). `data` may point
+// into a memory-mapped file (no alignment assumed) or into memory the loader owns.
+struct WMat {
+  WType type = WType::F32;
+  int64_t rows = 0, cols = 0;
+  const std::byte* data = nullptr;    // rows*cols elements (int8 quants for q8_0)
+  const uint16_t* scales = nullptr;   // q8_0 only: rows*cols/32 fp16 scales
+  uint64_t bytes() const;
+};
+
+// GGML's Q8_0 quantization of n values (n a multiple of 32): q[n], d[n/32] (fp16 bits).
+void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d);
+
+// Rows [r0, r0+n) of W as f32 into out[n*cols].
+void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out);
+
+// y[rows] = W x. Threads split the rows; q8_0 multiplies by x quantized to Q8_0 blocks (as GGML
+// does), the other types multiply f32 x by the weights widened to f32.
+void matvec(const WMat& W, const float* x, float* y, int threads);
+
+// The instruction set the kernels use: "avx512" (AVX-512 F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C)
+// or "scalar". Chosen at start-up from the CPU; tests may force a lower one to compare paths.
+std::string_view kernel_isa();
+void set_kernel_isa(std::string_view isa);  // throws when the CPU lacks it
+
+// Per-ISA row kernels (kernels_avx512.cc, kernels_avx2.cc, kernels.cc): y[r] for r in [r0, r1).
+// xq/xd are x quantized (q8_0 only).
+namespace detail {
+using RowsFn = void (*)(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq,
+                        const float* xd, float* y);
+void rows_scalar(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+                 float* y);
+void rows_avx2(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+               float* y);
+void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
+                 float* y);
+float f16_to_f32(uint16_t h);
+}  // namespace detail
+
+}  // namespace tsumugi::infer

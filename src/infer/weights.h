@@ -1,0 +1,49 @@
+// A model's weights for decoding, loaded from a tsumugi checkpoint or a Hugging Face directory by
+// memory-mapping its safetensors file(s). A matrix already in the decoding type and orientation is
+// used straight from the mapping; any other is converted once (GPT-2's Conv1D transposed, another
+// dtype, a LoRA adapter merged), so a large model is never held in memory twice.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "formats/safetensors.h"
+#include "infer/kernels.h"
+#include "model/config.h"
+
+namespace tsumugi::infer {
+
+struct LayerWeights {
+  std::vector<float> norm1_w, norm1_b, norm2_w, norm2_b;  // biases: GPT-2 only
+  // GPT-2: qkv is c_attn ([3C, C], bias qkv_b); LLaMA: q, k, v separately.
+  WMat qkv, q, k, v, o, fc, gate, up, down;  // GPT-2 uses fc (c_fc) and down (mlp.c_proj)
+  std::vector<float> qkv_b, o_b, fc_b, down_b;
+};
+
+struct ModelWeights {
+  model::ModelConfig cfg;
+  WType type = WType::F32;
+  WMat embed;                 // [vocab, C]
+  std::vector<float> pos;     // GPT-2 learned positions [max_seq, C]
+  std::vector<LayerWeights> layers;
+  std::vector<float> norm_f_w, norm_f_b;
+  WMat lm_head;               // the embedding itself when tied
+  uint64_t matrix_bytes = 0;  // bytes of all weight matrices read per token (lm_head once)
+  uint64_t mapped_matrix_bytes = 0;  // of those, used straight from the mapping
+
+  std::vector<formats::SafetensorsFile> files;       // mappings the matrices may point into
+  std::vector<std::unique_ptr<std::byte[]>> owned;   // converted matrices
+};
+
+struct WeightLoadOptions {
+  std::string dtype = "auto";  // auto (as stored) | f32 | bf16 | f16 | q8_0
+  std::string adapter;         // PEFT LoRA directory merged at load
+};
+
+// Reads DIR/config.json and the weights. Throws naming the file and tensor for anything missing,
+// misshapen or of an unsupported dtype.
+std::unique_ptr<ModelWeights> load_weights(const std::string& dir, const WeightLoadOptions& opt);
+
+}  // namespace tsumugi::infer

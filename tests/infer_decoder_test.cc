@@ -1,0 +1,164 @@
+// The KV-cache decoder against the reference decoder (the training model recomputing the whole
+// window), for both families and every weight type.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "infer/engine.h"
+#include "infer/fixtures.h"
+#include "infer/kernels.h"
+#include "util/error.h"
+
+namespace tsumugi {
+namespace {
+
+using testing::TempDir;
+
+struct Models {
+  TempDir dir;
+  std::string gpt2, llama;
+  Models() {
+    gpt2 = dir.file("gpt2");
+    llama = dir.file("llama");
+    testing::write_checkpoint(gpt2, testing::tiny_gpt2(), testing::random_weights(testing::tiny_gpt2(), 1));
+    testing::write_checkpoint(llama, testing::tiny_llama(), testing::random_weights(testing::tiny_llama(), 2));
+  }
+};
+
+Models& models() {
+  static Models m;
+  return m;
+}
+
+std::unique_ptr<infer::Engine> load(const std::string& dir, const std::string& decoder, const std::string& dtype = "auto") {
+  infer::LoadOptions o;
+  o.decoder = decoder;
+  o.dtype = dtype;
+  return infer::Engine::load(dir, o);
+}
+
+const std::vector<std::vector<int32_t>> kPrompts = {{5}, {1, 2, 3}, {300, 17, 17, 17, 9, 250}, {42, 7, 99, 100, 11, 3, 8, 200, 201, 5, 6}};
+
+// Logits after the prompt, then after each greedy token, for n steps.
+std::vector<std::vector<float>> logit_trace(infer::Engine& e, const std::vector<int32_t>& prompt, int steps,
+                                            std::vector<int32_t>* greedy = nullptr) {
+  auto dec = e.new_decoder();
+  std::vector<float> lg(e.config().vocab_size);
+  dec->append(prompt.data(), static_cast<int>(prompt.size()), lg.data());
+  std::vector<std::vector<float>> out{lg};
+  for (int i = 0; i < steps; ++i) {
+    const int32_t id = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+    if (greedy) greedy->push_back(id);
+    dec->append(&id, 1, lg.data());
+    out.push_back(lg);
+  }
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  return m;
+}
+double max_abs(const std::vector<float>& a) {
+  double m = 0;
+  for (float v : a) m = std::max(m, std::fabs(static_cast<double>(v)));
+  return m;
+}
+
+void expect_matches_reference(const std::string& dir) {
+  auto fast = load(dir, "auto");
+  auto ref = load(dir, "reference");
+  for (const auto& p : kPrompts) {
+    std::vector<int32_t> gf, gr;
+    auto tf = logit_trace(*fast, p, 12, &gf);
+    auto tr = logit_trace(*ref, p, 12, &gr);
+    EXPECT_EQ(gf, gr) << "greedy tokens differ, prompt of " << p.size();
+    for (std::size_t s = 0; s < tf.size(); ++s)
+      EXPECT_LT(max_abs_diff(tf[s], tr[s]), 2e-4 * std::max(1.0, max_abs(tr[s]))) << "step " << s;
+    // Through Engine::complete too (the sampling loop over the decoder).
+    infer::Sampling sm;
+    sm.temperature = 0;
+    sm.max_tokens = 12;
+    EXPECT_EQ(fast->complete(p, sm).tokens, ref->complete(p, sm).tokens);
+  }
+}
+
+TEST(InferDecoder, Gpt2KvCacheEqualsWholeWindowRecompute) { expect_matches_reference(models().gpt2); }
+TEST(InferDecoder, LlamaGqaKvCacheEqualsWholeWindowRecompute) { expect_matches_reference(models().llama); }
+
+// Prompt processed at once, token by token, or in pieces: the same logits. (q8_0 differs within its
+// tolerance: the prompt multiplies f32 activations, single tokens int8-quantized ones, as GGML.)
+TEST(InferDecoder, PrefillInPiecesEqualsOneAppend) {
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    for (const auto& [dtype, tol] : std::vector<std::pair<std::string, double>>{{"f32", 1e-4}, {"f16", 1e-4}, {"q8_0", 5e-2}}) {
+      auto e = load(dir, "auto", dtype);
+      const auto& p = kPrompts.back();
+      std::vector<float> a(e->config().vocab_size), b(a.size());
+      auto d1 = e->new_decoder();
+      d1->append(p.data(), static_cast<int>(p.size()), a.data());
+      auto d2 = e->new_decoder();
+      d2->append(p.data(), 4, b.data());
+      for (std::size_t i = 4; i < p.size(); ++i) d2->append(&p[i], 1, b.data());
+      EXPECT_EQ(d2->length(), static_cast<int>(p.size()));
+      EXPECT_LT(max_abs_diff(a, b), tol * std::max(1.0, max_abs(a))) << dir << " " << dtype;
+    }
+  }
+}
+
+// Lower-precision weights against f32: relative to the largest logit. bf16 keeps 8 mantissa bits,
+// f16 11, q8_0 ~7 bits per 32-block and int8 activations (so about twice bf16's error).
+TEST(InferDecoder, WeightTypesStayCloseToF32) {
+  const std::vector<std::pair<std::string, double>> tol = {{"bf16", 2.5e-2}, {"f16", 4e-3}, {"q8_0", 5e-2}};
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    auto f32 = load(dir, "auto", "f32");
+    for (const auto& [dt, t] : tol) {
+      auto e = load(dir, "auto", dt);
+      EXPECT_EQ(e->weights_dtype(), dt);
+      for (const auto& p : kPrompts) {
+        auto a = logit_trace(*f32, p, 0)[0];
+        auto b = logit_trace(*e, p, 0)[0];
+        const double rel = max_abs_diff(a, b) / max_abs(a);
+        EXPECT_LT(rel, t) << dir << " " << dt;
+        EXPECT_GT(rel, 0.0) << dt << " should differ from f32 at all";
+      }
+    }
+  }
+}
+
+TEST(InferDecoder, WeightBytesFollowTheType) {
+  const auto c = testing::tiny_llama();
+  auto f32 = load(models().llama, "auto", "f32");
+  auto bf = load(models().llama, "auto", "bf16");
+  auto q8 = load(models().llama, "auto", "q8_0");
+  const uint64_t matrices = c.num_parameters() - (c.n_layer * 2 + 1) * c.d_model - uint64_t(c.vocab_size) * c.d_model;
+  EXPECT_EQ(f32->weights_bytes(), 4 * matrices);  // the untied embedding is only gathered from
+  EXPECT_EQ(bf->weights_bytes(), 2 * matrices);
+  EXPECT_EQ(q8->weights_bytes(), matrices + matrices / 32 * 2);
+}
+
+TEST(InferDecoder, ContextAndVocabularyLimits) {
+  auto e = load(models().gpt2, "auto");
+  auto d = e->new_decoder();
+  std::vector<float> lg(e->config().vocab_size);
+  std::vector<int32_t> full(e->context_length(), 3);
+  d->append(full.data(), static_cast<int>(full.size()), lg.data());
+  const int32_t one = 4;
+  EXPECT_THROW(d->append(&one, 1, lg.data()), Error);
+  auto d2 = e->new_decoder();
+  const int32_t bad = e->config().vocab_size;
+  EXPECT_THROW(d2->append(&bad, 1, lg.data()), Error);
+}
+
+TEST(InferDecoder, UnknownDtypeIsRefused) {
+  try {
+    load(models().gpt2, "auto", "q4_k");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q4_k"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tsumugi

@@ -1,0 +1,276 @@
+// Loading weights for decoding: LoRA merged as W + (alpha/r) B A, the matvec kernels of every
+// instruction set against the scalar reference, and bad model directories refused with the file
+// and tensor named.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "formats/safetensors.h"
+#include "infer/engine.h"
+#include "infer/fixtures.h"
+#include "infer/kernels.h"
+#include "util/error.h"
+#include "util/io.h"
+
+namespace tsumugi {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+using testing::write_bytes;
+
+std::vector<float> logits_after(infer::Engine& e, const std::vector<int32_t>& ids) {
+  auto d = e.new_decoder();
+  std::vector<float> lg(e.config().vocab_size);
+  d->append(ids.data(), static_cast<int>(ids.size()), lg.data());
+  return lg;
+}
+
+// Writes a PEFT-layout adapter with random A [r, in] and B [out, r] for the given modules and
+// returns the weights with W += (alpha / r) B A applied by hand (tsumugi orientation).
+std::vector<float> write_adapter(const std::string& dir, const model::ModelConfig& c, std::vector<float> w,
+                                 const std::vector<std::string>& modules, int r, double alpha) {
+  fs::create_directories(dir);
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 0.2f);
+  std::vector<std::vector<float>> keep;
+  std::vector<formats::TensorToWrite> tensors;
+  const float scale = static_cast<float>(alpha / r);
+  for (const auto& p : model::parameter_layout(c)) {
+    bool hit = false;
+    for (const auto& m : modules)
+      if (p.name.find("." + m + ".weight") != std::string::npos) hit = true;
+    if (!hit) continue;
+    const int64_t out = p.shape[0], in = p.shape[1];
+    std::vector<float> a(r * in), b(out * r);
+    for (auto& v : a) v = nd(rng);
+    for (auto& v : b) v = nd(rng);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) {
+        double s = 0;
+        for (int k = 0; k < r; ++k) s += static_cast<double>(b[o * r + k]) * a[k * in + i];
+        w[p.offset + o * in + i] += scale * static_cast<float>(s);
+      }
+    const std::string base = "base_model.model." + p.name.substr(0, p.name.size() - 7);
+    keep.push_back(std::move(a));
+    tensors.push_back({base + ".lora_A.weight", formats::DType::F32, {r, in}, keep.back().data(), {}});
+    keep.push_back(std::move(b));
+    tensors.push_back({base + ".lora_B.weight", formats::DType::F32, {out, r}, keep.back().data(), {}});
+  }
+  formats::write_safetensors(dir + "/adapter_model.safetensors", tensors);
+  nlohmann::json cfg = {{"peft_type", "LORA"}, {"r", r}, {"lora_alpha", alpha}, {"target_modules", modules},
+                        {"fan_in_fan_out", c.family == model::Family::GPT2}};
+  write_bytes(dir + "/adapter_config.json", cfg.dump());
+  return w;
+}
+
+TEST(InferWeights, LoraMergeIsWPlusScaledBA) {
+  TempDir dir;
+  const std::vector<int32_t> ids = {3, 14, 15, 92, 65, 35};
+  for (const auto& c : {testing::tiny_gpt2(), testing::tiny_llama()}) {
+    const bool gpt2 = c.family == model::Family::GPT2;
+    const auto w = testing::random_weights(c, 8);
+    const std::string base = dir.file(c.family_name()), merged = dir.file(c.family_name() + "_merged");
+    const std::string adapter = dir.file(c.family_name() + "_lora");
+    testing::write_checkpoint(base, c, w);
+    const auto modules = gpt2 ? std::vector<std::string>{"c_attn", "c_fc"} : std::vector<std::string>{"q_proj", "v_proj", "down_proj"};
+    testing::write_checkpoint(merged, c, write_adapter(adapter, c, w, modules, 2, 6.0));
+    infer::LoadOptions o;
+    o.adapter = adapter;
+    const auto with = logits_after(*infer::Engine::load(base, o), ids);
+    const auto want = logits_after(*infer::Engine::load(merged), ids);
+    const auto plain = logits_after(*infer::Engine::load(base), ids);
+    double worst = 0, changed = 0, scale = 1;
+    for (std::size_t v = 0; v < want.size(); ++v) {
+      worst = std::max<double>(worst, std::fabs(with[v] - want[v]));
+      changed = std::max<double>(changed, std::fabs(plain[v] - want[v]));
+      scale = std::max<double>(scale, std::fabs(want[v]));
+    }
+    EXPECT_LT(worst, 1e-5 * scale) << c.family_name();
+    EXPECT_GT(changed, 1e-2) << c.family_name() << ": the adapter should matter";
+    // q8_0 quantizes the merged weights, not the base.
+    o.dtype = "q8_0";
+    infer::LoadOptions q;
+    q.dtype = "q8_0";
+    const auto a = logits_after(*infer::Engine::load(base, o), ids);
+    const auto b = logits_after(*infer::Engine::load(merged, q), ids);
+    for (std::size_t v = 0; v < a.size(); ++v) EXPECT_NEAR(a[v], b[v], 2e-2 * scale);
+  }
+}
+
+std::string load_error(const std::string& dir, const infer::LoadOptions& o = {}) {
+  try {
+    infer::Engine::load(dir, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(loaded without error)";
+}
+
+#define EXPECT_HAS(text, part) EXPECT_NE((text).find(part), std::string::npos) << (text)
+
+TEST(InferWeights, AdapterProblemsAreNamed) {
+  TempDir dir;
+  const auto c = testing::tiny_llama();
+  testing::write_checkpoint(dir.file("m"), c, testing::random_weights(c, 1));
+  infer::LoadOptions o;
+  o.adapter = dir.file("nothing");
+  EXPECT_HAS(load_error(dir.file("m"), o), "adapter_config.json");
+  // An adapter for another model's module.
+  write_adapter(dir.file("a"), testing::tiny_gpt2(), testing::random_weights(testing::tiny_gpt2(), 1), {"c_fc"}, 2, 4);
+  o.adapter = dir.file("a");
+  EXPECT_HAS(load_error(dir.file("m"), o), "transformer.h.0.mlp.c_fc.weight");
+}
+
+class InferBadModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    c_ = testing::tiny_llama();
+    w_ = testing::random_weights(c_, 3);
+    testing::write_checkpoint(dir_.file("ok"), c_, w_);
+  }
+  // A model directory with these tensors (HF names, F32), the good config.
+  std::string write_model(const std::string& name, const std::vector<formats::TensorToWrite>& tensors) {
+    fs::create_directories(dir_.file(name));
+    fs::copy_file(dir_.file("ok/config.json"), dir_.file(name + "/config.json"));
+    formats::write_safetensors(dir_.file(name + "/model.safetensors"), tensors);
+    return dir_.file(name);
+  }
+  std::vector<formats::TensorToWrite> all() {
+    std::vector<formats::TensorToWrite> t;
+    for (const auto& p : model::parameter_layout(c_)) t.push_back({p.name, formats::DType::F32, p.shape, w_.data() + p.offset, {}});
+    return t;
+  }
+  TempDir dir_;
+  model::ModelConfig c_;
+  std::vector<float> w_;
+};
+
+TEST_F(InferBadModel, MissingTensor) {
+  auto t = all();
+  t.erase(t.begin() + 3);
+  const std::string name = t[2].name;
+  const std::string missing = model::parameter_layout(c_)[3].name;
+  const std::string e = load_error(write_model("m", t));
+  EXPECT_HAS(e, missing);
+  EXPECT_HAS(e, "model.safetensors");
+  EXPECT_HAS(e, "missing");
+}
+
+TEST_F(InferBadModel, WrongShape) {
+  auto t = all();
+  std::size_t k = 0;
+  while (t[k].name.find("gate_proj") == std::string::npos) ++k;
+  t[k].shape = {t[k].shape[1], t[k].shape[0]};  // [160, 64] stored as [64, 160]
+  const std::string e = load_error(write_model("m", t));
+  EXPECT_HAS(e, t[k].name);
+  EXPECT_HAS(e, "[64, 160]");
+}
+
+TEST_F(InferBadModel, UnsupportedDtype) {
+  auto t = all();
+  std::vector<int32_t> ints(c_.d_model, 1);
+  for (auto& x : t)
+    if (x.name == "model.norm.weight") {
+      x.dtype = formats::DType::I32;
+      x.data = ints.data();
+    }
+  const std::string e = load_error(write_model("m", t));
+  EXPECT_HAS(e, "model.norm.weight");
+  EXPECT_HAS(e, "I32");
+}
+
+TEST_F(InferBadModel, TruncatedFile) {
+  const std::string d = write_model("m", all());
+  const std::string bytes = read_file(d + "/model.safetensors");
+  write_bytes(d + "/model.safetensors", bytes.substr(0, bytes.size() - 100));
+  const std::string e = load_error(d);
+  EXPECT_HAS(e, "model.safetensors");
+}
+
+TEST_F(InferBadModel, ShardedModelLoadsAndAMissingShardIsNamed) {
+  auto t = all();
+  const std::size_t half = t.size() / 2;
+  const std::string d = dir_.file("sharded");
+  fs::create_directories(d);
+  fs::copy_file(dir_.file("ok/config.json"), d + "/config.json");
+  formats::write_safetensors(d + "/model-00001-of-00002.safetensors", {t.begin(), t.begin() + half});
+  formats::write_safetensors(d + "/model-00002-of-00002.safetensors", {t.begin() + half, t.end()});
+  nlohmann::json map;
+  for (std::size_t i = 0; i < t.size(); ++i) map[t[i].name] = i < half ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  write_bytes(d + "/model.safetensors.index.json", nlohmann::json({{"metadata", {}}, {"weight_map", map}}).dump());
+  const std::vector<int32_t> ids = {1, 2, 3};
+  EXPECT_EQ(logits_after(*infer::Engine::load(d), ids), logits_after(*infer::Engine::load(dir_.file("ok")), ids));
+  fs::remove(d + "/model-00002-of-00002.safetensors");
+  const std::string e = load_error(d);
+  EXPECT_HAS(e, "model-00002-of-00002.safetensors");
+  EXPECT_HAS(e, "missing shard");
+}
+
+TEST_F(InferBadModel, MissingConfigAndWeights) {
+  fs::create_directories(dir_.file("empty"));
+  EXPECT_HAS(load_error(dir_.file("empty")), "config.json");
+  fs::copy_file(dir_.file("ok/config.json"), dir_.file("empty/config.json"));
+  EXPECT_HAS(load_error(dir_.file("empty")), "model.safetensors");
+  EXPECT_HAS(load_error(dir_.file("absent")), "not a model directory");
+}
+
+// Every instruction set's matvec against the scalar loops, with row lengths that leave tails.
+TEST(InferKernels, EveryIsaMatchesScalar) {
+  const std::string best(infer::kernel_isa());
+  std::vector<std::string> isas = {"scalar"};
+  if (best == "avx2" || best == "avx512") isas.push_back("avx2");
+  if (best == "avx512") isas.push_back("avx512");
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t cols : {32, 77, 96, 800}) {
+    const int64_t rows = 37;
+    std::vector<float> w(rows * cols), x(cols);
+    for (auto& v : w) v = nd(rng);
+    for (auto& v : x) v = nd(rng);
+    for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::F16, infer::WType::Q8_0}) {
+      if (type == infer::WType::Q8_0 && cols % 32) continue;
+      std::vector<uint16_t> h(w.size()), d(w.size() / 32);
+      std::vector<int8_t> q(w.size());
+      infer::WMat m;
+      m.type = type;
+      m.rows = rows;
+      m.cols = cols;
+      if (type == infer::WType::F32) m.data = reinterpret_cast<const std::byte*>(w.data());
+      for (std::size_t i = 0; i < w.size(); ++i)
+        h[i] = type == infer::WType::BF16 ? formats::float_to_bf16(w[i]) : formats::float_to_f16(w[i]);
+      if (type == infer::WType::BF16 || type == infer::WType::F16) m.data = reinterpret_cast<const std::byte*>(h.data());
+      if (type == infer::WType::Q8_0) {
+        for (int64_t r = 0; r < rows; ++r) infer::quantize_q8_0(w.data() + r * cols, cols, q.data() + r * cols, d.data() + r * (cols / 32));
+        m.data = reinterpret_cast<const std::byte*>(q.data());
+        m.scales = d.data();
+      }
+      std::vector<std::vector<float>> ys;
+      for (const auto& isa : isas) {
+        infer::set_kernel_isa(isa);
+        std::vector<float> y(rows);
+        infer::matvec(m, x.data(), y.data(), 2);
+        ys.push_back(y);
+      }
+      infer::set_kernel_isa(best);
+      for (std::size_t k = 1; k < ys.size(); ++k)
+        for (int64_t r = 0; r < rows; ++r)
+          EXPECT_NEAR(ys[k][r], ys[0][r], 1e-5 * std::sqrt(static_cast<double>(cols)) * 4)
+              << isas[k] << " " << infer::wtype_name(type) << " cols " << cols << " row " << r;
+      // And the weights widened to f32 by dequantize_rows give the same product.
+      std::vector<float> wf(w.size());
+      infer::dequantize_rows(m, 0, rows, wf.data());
+      for (int64_t r = 0; r < rows && type != infer::WType::Q8_0; ++r) {
+        double s = 0;
+        for (int64_t i = 0; i < cols; ++i) s += static_cast<double>(wf[r * cols + i]) * x[i];
+        EXPECT_NEAR(ys[0][r], s, 1e-4) << infer::wtype_name(type);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tsumugi
