@@ -153,7 +153,7 @@ nlohmann::json prob_json(const Index& index, std::string_view query, bool ids) {
 
 nlohmann::json trace_json(const Index& index, std::string_view text, size_t min_tokens, size_t docs_per_span,
                           size_t context_tokens) {
-  auto toks = index.tokenize(text);
+  auto toks = index.tokenize(text, /*allow_unknown=*/true);
   auto spans = index.trace(toks, min_tokens, docs_per_span, context_tokens);
   nlohmann::json pieces = nlohmann::json::array();
   for (int32_t t : toks) {

@@ -376,10 +376,20 @@ Index Index::open(const std::string& dir, Verify verify) {
   return Index(std::move(impl));
 }
 
-std::vector<int32_t> Index::tokenize(std::string_view text) const {
+std::vector<int32_t> Index::tokenize(std::string_view text, bool allow_unknown) const {
   std::vector<int32_t> ids;
   if (impl_->kind == "sentencepiece") {
     impl_->tok->encode(text, ids);
+    if (!allow_unknown) {
+      std::vector<std::string> pieces;
+      for (size_t i = 0; i < ids.size(); ++i)
+        if (ids[i] == impl_->tok->unk_id()) {
+          if (pieces.empty()) impl_->tok->encode_pieces(text, pieces);
+          fail("the query has text the index's tokenizer does not know ('{}', token {} is <unk>, which would "
+               "match any unknown character); leave it out",
+               i < pieces.size() ? pieces[i] : std::string("?"), i);
+        }
+    }
   } else if (impl_->kind == "bytes") {
     for (unsigned char c : text) {
       if (c == 0xFF) fail("the query has byte 0xFF, which is not UTF-8");
@@ -682,13 +692,14 @@ std::vector<TraceSpan> Index::trace(std::span<const int32_t> q, size_t min_token
   // from i+1 is at least the one from i minus one token, so each start resumes from there.
   std::vector<size_t> longest(m, 0);
   std::vector<size_t> prev(impl_->shards.size(), 0);
+  const int32_t unk = impl_->tok ? impl_->tok->unk_id() : -1;
   for (size_t i = 0; i < m; ++i) {
     for (size_t si = 0; si < impl_->shards.size(); ++si) {
       const Shard& s = *impl_->shards[si];
       size_t known = prev[si] > 1 ? prev[si] - 1 : 0;
       Range r = s.find(impl_->encode(q.subspan(i, known)));
       size_t k = known;
-      while (i + k < m && r.size()) {
+      while (i + k < m && r.size() && q[i + k] != unk) {
         Range nr = s.narrow(r, k, uint32_t(q[i + k]));
         if (!nr.size()) break;
         r = nr;

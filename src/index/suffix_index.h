@@ -132,8 +132,10 @@ class Index {
   bool accepts_text() const { return text_kind() != "none"; }
 
   // Tokenizes a query as documents were (SentencePiece without the dummy prefix, so a word
-  // matches mid-sentence; or UTF-8 bytes). Throws Error when the index has no tokenizer.
-  std::vector<int32_t> tokenize(std::string_view text) const;
+  // matches mid-sentence; or UTF-8 bytes). Throws Error when the index has no tokenizer, and
+  // unless allow_unknown, when the text has characters the tokenizer maps to <unk> (which
+  // would match any unknown character).
+  std::vector<int32_t> tokenize(std::string_view text, bool allow_unknown = false) const;
   // Text of tokens, piece by piece (spaces kept even at the start).
   std::string detokenize(std::span<const int32_t> tokens) const;
   // Throws Error for an empty query or an id outside [0, vocab_size).
@@ -159,7 +161,8 @@ class Index {
   DocsResult docs(std::span<const int32_t> query, const DocsOptions& o) const;
   DocsResult docs(const Cnf& cnf, const DocsOptions& o) const;
 
-  // Maximal spans of tokens of at least min_tokens that occur in the corpus.
+  // Maximal spans of tokens of at least min_tokens that occur in the corpus (spans never
+  // include the tokenizer's <unk>).
   std::vector<TraceSpan> trace(std::span<const int32_t> tokens, size_t min_tokens, size_t docs_per_span,
                                size_t context_tokens = 20) const;
 
