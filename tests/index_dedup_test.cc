@@ -39,7 +39,7 @@ Spans brute_spans(const Docs& docs, size_t n) {
 TEST(IndexDedup, SpansFollowTheRuleOnOneShardAndMany) {
   TempDir dir;
   auto docs = random_corpus(21, 90, 50, 40);  // small vocabulary: many chance repeats too
-  for (size_t n : {3, 8, 20}) {
+  for (size_t n : {4, 12}) {
     auto want = brute_spans(docs, n);
     auto one = build_ids_index(dir, "one" + std::to_string(n), docs, 40);
     auto many = build_ids_index(dir, "many" + std::to_string(n), docs, 40, 1000);
