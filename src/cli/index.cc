@@ -2,7 +2,9 @@
 // `tsumugi corpus dedup-exact`: the suffix-array index over the training corpus.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 #include "cli/commands.h"
@@ -27,7 +29,7 @@ struct IndexArgs {
 };
 
 struct SearchArgs {
-  std::string index, query;
+  std::string index, query, batch;
   bool ids = false, json = false, no_verify = false;
   uint64_t offset = 0, limit = 10, seed = 0, context = 20, top = 20;
 };
@@ -76,9 +78,42 @@ void print_hits(const nlohmann::json& hits) {
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", index::dump_json(j, 2).c_str()); }
 
+// Runs answer(query) for one QUERY, or for each line of --batch with its latency.
+int run_queries(const SearchArgs& a, const std::function<nlohmann::json(const std::string&)>& answer,
+                const std::function<void(const nlohmann::json&)>& print) {
+  if (a.batch.empty()) {
+    if (a.query.empty()) fail("empty query: give QUERY or --batch FILE");
+    auto j = answer(a.query);
+    if (a.json) print_json(j);
+    else print(j);
+    return 0;
+  }
+  LineReader lines(a.batch);
+  std::string_view line;
+  int bad = 0;
+  while (lines.next(line)) {
+    std::string q(line);
+    nlohmann::json j;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      j = answer(q);
+    } catch (const Error& e) {
+      j = {{"query", q}, {"error", fmt::format("{}:{}: {}", a.batch, lines.line_number(), e.what())}};
+      ++bad;
+    }
+    j["micros"] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s\n", index::dump_json(j).c_str());
+  }
+  return bad ? 1 : 0;
+}
+
 void add_search_options(CLI::App* cmd, const std::shared_ptr<SearchArgs>& a) {
   cmd->add_option("--index", a->index, "Index directory (from tsumugi index)")->required();
-  cmd->add_option("query", a->query, "Text to look for (or token ids with --ids)")->required();
+  auto* q = cmd->add_option("query", a->query, "Text to look for (or token ids with --ids)");
+  auto* b = cmd->add_option("--batch", a->batch,
+                            "Answer every line of this file ('-': stdin) as a query, one JSON line each with the "
+                            "time it took (\"micros\"), opening the index once");
+  q->excludes(b);
   cmd->add_flag("--ids", a->ids, "QUERY is space-separated token ids, not text");
   cmd->add_flag("--json", a->json, "Print JSON (the same as the HTTP API's /v1/search/... answers)");
   cmd->add_flag("--no-verify", a->no_verify, "Check file sizes only, not checksums, when opening the index");
@@ -174,10 +209,11 @@ void register_index(CLI::App& app) {
   count->callback([ca] {
     set_action([ca] {
       auto idx = open_index(ca->index, ca->no_verify);
-      auto j = index::count_json(idx, ca->query, ca->ids);
-      if (ca->json) print_json(j);
-      else std::printf("%llu\n", (unsigned long long)(j.contains("count") ? j["count"] : j["documents"]).get<uint64_t>());
-      return 0;
+      return run_queries(
+          *ca, [&](const std::string& q) { return index::count_json(idx, q, ca->ids); },
+          [](const nlohmann::json& j) {
+            std::printf("%llu\n", (unsigned long long)(j.contains("count") ? j["count"] : j["documents"]).get<uint64_t>());
+          });
     });
   });
 
@@ -198,11 +234,9 @@ void register_index(CLI::App& app) {
       o.limit = da->limit;
       o.seed = da->seed;
       o.context_tokens = da->context;
-      auto j = index::docs_json(idx, da->query, da->ids, o);
-      if (da->json) {
-        print_json(j);
-        return 0;
-      }
+      return run_queries(
+          *da, [&](const std::string& q) { return index::docs_json(idx, q, da->ids, o); },
+          [&](const nlohmann::json& j) {
       if (j["sampled"].get<bool>())
         std::printf("%llu occurrences; a sample of documents (seed %llu):\n",
                     (unsigned long long)j["occurrences"].get<uint64_t>(), (unsigned long long)da->seed);
@@ -212,7 +246,7 @@ void register_index(CLI::App& app) {
                     (unsigned long long)j["occurrences"].get<uint64_t>(), j["hits"].size(),
                     (unsigned long long)da->offset);
       print_hits(j["hits"]);
-      return 0;
+          });
     });
   });
 
@@ -224,7 +258,9 @@ void register_index(CLI::App& app) {
   next->callback([na] {
     set_action([na] {
       auto idx = open_index(na->index, na->no_verify);
-      auto j = index::next_json(idx, na->query, na->ids, na->top);
+      auto answer = [&](const std::string& q) { return index::next_json(idx, q, na->ids, na->top); };
+      if (!na->batch.empty()) return run_queries(*na, answer, {});
+      auto j = answer(na->query);
       if (na->json) {
         print_json(j);
         return 0;
@@ -249,7 +285,9 @@ void register_index(CLI::App& app) {
   prob->callback([pa] {
     set_action([pa] {
       auto idx = open_index(pa->index, pa->no_verify);
-      auto j = index::prob_json(idx, pa->query, pa->ids);
+      auto answer = [&](const std::string& q) { return index::prob_json(idx, q, pa->ids); };
+      if (!pa->batch.empty()) return run_queries(*pa, answer, {});
+      auto j = answer(pa->query);
       if (pa->json) {
         print_json(j);
         return 0;
