@@ -207,3 +207,17 @@ TEST(IndexBadInput, BuildReportsBadRecordsAndLeavesNothingHalfWritten) {
 
 }  // namespace
 }  // namespace tsumugi::testing
+
+namespace tsumugi::testing {
+namespace {
+
+TEST(IndexBadInput, PostBodiesBecomeParameters) {
+  auto p = index::params_from_json(nlohmann::json::parse(R"({"text": "abc", "min_tokens": 4, "ids": true})"));
+  EXPECT_EQ(p.at("text"), "abc");
+  EXPECT_EQ(p.at("min_tokens"), "4");
+  EXPECT_EQ(p.at("ids"), "true");
+  EXPECT_THROW(index::params_from_json(nlohmann::json::array()), Error);
+}
+
+}  // namespace
+}  // namespace tsumugi::testing

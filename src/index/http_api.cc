@@ -174,6 +174,13 @@ nlohmann::json trace_json(const Index& index, std::string_view text, size_t min_
   return {{"tokens", pieces}, {"spans", js}};
 }
 
+Params params_from_json(const nlohmann::json& body) {
+  if (!body.is_object()) fail("the request body must be a JSON object");
+  Params p;
+  for (const auto& [k, v] : body.items()) p[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return p;
+}
+
 ApiResponse handle_search_request(const Index& index, std::string_view path, const Params& p) {
   try {
     if (path == "/v1/search/info") return {200, info_json(index)};

@@ -43,6 +43,10 @@ struct ApiResponse {
   nlohmann::json body;
 };
 
+// A POST body (a JSON object) as parameters: strings as they are, numbers and booleans as
+// their JSON text. Throws Error when the body is not an object.
+Params params_from_json(const nlohmann::json& body);
+
 // Dispatches on the path (e.g. "/v1/search/count"). Never throws for bad input: it answers 400.
 ApiResponse handle_search_request(const Index& index, std::string_view path, const Params& params);
 
