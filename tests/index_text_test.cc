@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "index/http_api.h"
 #include "index/index_fixture.h"
 #include "tokenizer/trainer.h"
 #include "util/error.h"
@@ -160,6 +161,11 @@ TEST_F(IndexText, ByteIndexSnippetsAndTraceAreTheText) {
     EXPECT_EQ(doc.substr(h.position, 12), "プロセス");
     auto meta = nlohmann::json::parse(h.metadata);
     EXPECT_TRUE(meta.contains("id")) << h.metadata;
+    // The API trims characters cut by the snippet's edges: what remains is in the document.
+    auto hj = index::hit_json(*g->bytes, h);
+    std::string snippet = hj["before"].get<std::string>() + hj["match"].get<std::string>() + hj["after"].get<std::string>();
+    EXPECT_EQ(snippet.find("\xEF\xBF\xBD"), std::string::npos) << snippet;
+    EXPECT_NE(doc.find(snippet), std::string::npos) << snippet;
   }
   // A sentence glued from two documents: trace finds both halves.
   std::string a = g->texts[0].substr(0, 60), b = g->texts[45].substr(0, 60);
@@ -169,6 +175,12 @@ TEST_F(IndexText, ByteIndexSnippetsAndTraceAreTheText) {
   ASSERT_GE(spans.size(), 2u);
   EXPECT_EQ(spans.front().start, 0u);
   EXPECT_GE(spans.front().length, a.size());
+  // The API's pieces are valid UTF-8 and concatenate to the traced text.
+  auto j = index::trace_json(*g->bytes, a + "\x01" + b, 20, 1, 10);
+  std::string joined;
+  for (const auto& p : j["tokens"]) joined += p.get<std::string>();
+  EXPECT_EQ(joined, a + "\x01" + b);
+  EXPECT_EQ(j["tokens"].size(), toks.size());
 }
 
 TEST_F(IndexText, TokenCountsEqualAScanOfIndependentlyTokenizedDocuments) {

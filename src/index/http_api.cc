@@ -97,13 +97,24 @@ nlohmann::json hit_json(const Index& index, const DocHit& h) {
   } catch (const nlohmann::json::exception&) {
     meta = h.metadata;
   }
+  std::span<const int32_t> before(h.before), after(h.after);
+  if (index.text_kind() == "bytes") {
+    // Snippet edges fall anywhere: drop the partial characters there.
+    while (!before.empty() && (before.front() & 0xC0) == 0x80) before = before.subspan(1);
+    size_t end = after.size(), k = end;
+    while (k > 0 && (after[k - 1] & 0xC0) == 0x80) --k;  // k-1: the last character's lead byte
+    if (k > 0 && after[k - 1] >= 0xC0) {
+      int need = after[k - 1] >= 0xF0 ? 4 : after[k - 1] >= 0xE0 ? 3 : 2;
+      if (end - (k - 1) < size_t(need)) after = after.first(k - 1);
+    }
+  }
   return {{"doc", h.doc},
           {"position", h.position},
           {"doc_tokens", h.doc_tokens},
           {"metadata", meta},
-          {"before", index.detokenize(h.before)},
+          {"before", index.detokenize(before)},
           {"match", index.detokenize(h.match)},
-          {"after", index.detokenize(h.after)}};
+          {"after", index.detokenize(after)}};
 }
 
 nlohmann::json docs_json(const Index& index, std::string_view query, bool ids, const Index::DocsOptions& o) {
@@ -156,9 +167,23 @@ nlohmann::json trace_json(const Index& index, std::string_view text, size_t min_
   auto toks = index.tokenize(text, /*allow_unknown=*/true);
   auto spans = index.trace(toks, min_tokens, docs_per_span, context_tokens);
   nlohmann::json pieces = nlohmann::json::array();
-  for (int32_t t : toks) {
-    int32_t one[1] = {t};
-    pieces.push_back(index.detokenize(one));
+  if (index.text_kind() == "bytes") {
+    // One entry per byte, as the spans count them: a character's bytes go to its first byte's
+    // entry (the rest are empty), so every entry is valid UTF-8 and they still concatenate.
+    for (size_t i = 0; i < toks.size(); ++i) {
+      if ((toks[i] & 0xC0) == 0x80 && i > 0) {
+        pieces.push_back("");
+        continue;
+      }
+      size_t j = i + 1;
+      while (j < toks.size() && (toks[j] & 0xC0) == 0x80) ++j;
+      pieces.push_back(index.detokenize(std::span<const int32_t>(toks).subspan(i, j - i)));
+    }
+  } else {
+    for (int32_t t : toks) {
+      int32_t one[1] = {t};
+      pieces.push_back(index.detokenize(one));
+    }
   }
   nlohmann::json js = nlohmann::json::array();
   std::span<const int32_t> all(toks);
