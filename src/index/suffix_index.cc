@@ -869,6 +869,7 @@ BuildStats build_index(const BuildOptions& opt) {
   std::vector<data::IndexedDataset> shard_inputs;
   if (opt.bytes) {
     if (!opt.shard_prefixes.empty()) fail("--bytes indexes text: use it with --text");
+    if (!opt.tokenizer_path.empty()) fail("--bytes and --tokenizer exclude each other: index bytes or tokens");
     kind = "bytes";
     vocab = 0xFF;  // byte 0xFF never occurs in UTF-8: it is the separator
   } else if (!opt.tokenizer_path.empty()) {
