@@ -19,7 +19,7 @@ def run(cmd, **kw):
 
 
 def timed(cmd):
-    """Runs cmd under /usr/bin/time -v: (seconds, peak RSS bytes, stderr)."""
+    """Runs cmd under /usr/bin/time -v: (wall seconds, peak RSS bytes, CPU seconds)."""
     p = subprocess.run(["/usr/bin/time", "-v"] + cmd, text=True, capture_output=True)
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
@@ -28,7 +28,8 @@ def timed(cmd):
     secs = 0.0
     for part in wall.split(":"):
         secs = secs * 60 + float(part)
-    return secs, rss, p.stderr
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", p.stderr).group(1)) for k in ("User", "System"))
+    return secs, rss, cpu
 
 
 def pct(xs, q):
@@ -106,11 +107,12 @@ def main():
 
     # ---- build
     shutil.rmtree(w("index"), ignore_errors=True)
-    secs, rss, err = timed([tsumugi, "index", "--shards"] + [w("corpus")] * repeats
+    secs, rss, cpu = timed([tsumugi, "index", "--shards"] + [w("corpus")] * repeats
                            + ["--tokenizer", model, "-o", w("index"), "--no-progress"])
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(w("index")) for f in fs)
     tok_model = os.path.getsize(w("index", "tokenizer.model"))
-    print(f"tsumugi index: {secs:.1f} s, {total / secs / 1e6:.2f} M tokens/s, peak RSS {rss / 2**30:.2f} GiB, "
+    print(f"tsumugi index: {secs:.1f} s wall, {cpu:.1f} s CPU (the rest was other processes' share of the cores), "
+          f"{total / secs / 1e6:.2f} M tokens/s wall, {total / cpu / 1e6:.2f} M tokens per CPU-second, peak RSS {rss / 2**30:.2f} GiB, "
           f"{size / 2**20:.0f} MiB = {(size - tok_model) / total:.2f} bytes/token (target <= 7)")
 
     # ---- queries: tsumugi
@@ -189,10 +191,10 @@ def main():
         "import argparse, infini_gram.indexing as ix\n"
         f"ix.build_sa(argparse.Namespace(save_dir={ig!r}, temp_dir={ig!r}, worker_id=0, shards=1, workers=1, "
         f"mem=8, cpus={os.cpu_count()}, token_width=2))\n")
-    secs, rss, err = timed([SYSTEM_PYTHON, "-c", build])
+    secs, rss, cpu = timed([SYSTEM_PYTHON, "-c", build])
     ig_size = sum(os.path.getsize(os.path.join(ig, f)) for f in os.listdir(ig))
-    print(f"infini-gram build (suffix array only, tokens written by this script): {secs:.1f} s, "
-          f"{total / secs / 1e6:.2f} M tokens/s, peak RSS {rss / 2**30:.2f} GiB, {ig_size / total:.2f} bytes/token")
+    print(f"infini-gram build (suffix array only, tokens written by this script): {secs:.1f} s wall, {cpu:.1f} s CPU, "
+          f"{total / secs / 1e6:.2f} M tokens/s wall, {total / cpu / 1e6:.2f} M tokens per CPU-second, peak RSS {rss / 2**30:.2f} GiB, {ig_size / total:.2f} bytes/token")
     id_lists = json.dumps([c.get("tokens", []) for c in counts])
     probe = (
         "import json, sys, time\n"
