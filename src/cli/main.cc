@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   tsumugi::cli::register_pretrain(app);
   tsumugi::cli::register_generate(app);
   tsumugi::cli::register_report(app);
+  tsumugi::cli::register_index(app);
 
   try {
     app.parse(argc, argv);
