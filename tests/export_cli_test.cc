@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -488,4 +489,32 @@ TEST(ExportCliErrors, BadInputGetsAClearMessage) {
   EXPECT_NE(help.find("Examples:"), std::string::npos);
   EXPECT_NE(help.find("--max-shard-size"), std::string::npos);
   EXPECT_NE(run("import --help").find("--from-hf"), std::string::npos);
+}
+
+// llama.cpp itself is built outside the repository (CI has none): with LLAMA_CPP_DIR set, its greedy
+// continuation on our f32 GGUF must equal tsumugi's for both families (bench/llamacpp_check.sh).
+TEST(ExportCliLlamaCpp, GreedyOutputEqualsTsumugis) {
+  const char* llama = std::getenv("LLAMA_CPP_DIR");
+  if (!llama || !*llama) GTEST_SKIP() << "set LLAMA_CPP_DIR to a llama.cpp checkout built in LLAMA_CPP_DIR/build";
+  TempDir dir;
+  std::string models;
+  for (auto fam : {model::Family::GPT2, model::Family::LLaMA}) {
+    const auto cfg = small_config(fam);
+    const std::string name = fam == model::Family::GPT2 ? "gpt2" : "llama";
+    // Rows past the tokenizer's vocabulary (padding) zeroed, as training decays them: tsumugi never
+    // samples them, while llama.cpp's argmax looks at every row.
+    auto w = random_weights(cfg, 21);
+    const int n_tok = tokenizer::Tokenizer::load(shared_tokenizer()).vocab_size();
+    for (const auto& p : model::parameter_layout(cfg))
+      if (p.name == "transformer.wte.weight" || p.name == "lm_head.weight")
+        std::fill(w.begin() + p.offset + uint64_t(n_tok) * cfg.d_model, w.begin() + p.offset + p.size, 0.0f);
+    models += " " + make_checkpoint(dir, name, cfg, w);
+  }
+  std::string out;
+  const int st = run_command("TSUMUGI=" + kBin + " OUT=" + dir.file("work") + " DTYPES=f32 N_PREDICT=16 " +
+                                 std::string(TSUMUGI_SOURCE_DIR) + "/bench/llamacpp_check.sh" + models,
+                             out);
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_EQ(out.find("DIFFERS"), std::string::npos) << out;
+  EXPECT_NE(out.find("same"), std::string::npos) << out;
 }

@@ -267,7 +267,12 @@ void export_hf(const ModelDir& m, const std::string& out_dir, const ExportOption
       fs::copy_file(m.tokenizer_path, tmp / "tokenizer.model", fs::copy_options::overwrite_existing);
       tokenizer::HfExportOptions ho;
       ho.model_max_length = m.config.max_seq;
-      tokenizer::export_hf(t.model(), tmp.string(), ho);
+      try {
+        tokenizer::export_hf(t.model(), tmp.string(), ho);
+      } catch (const Error& err) {
+        // Word and char models have no tokenizers equivalent; tokenizer.model still goes along.
+        log::warn("{}: tokenizer.json not written: {}", m.tokenizer_path, err.what());
+      }
     } else {
       log::warn("{}: no tokenizer.model; the export has no tokenizer files", m.dir);
     }
