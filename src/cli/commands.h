@@ -15,6 +15,8 @@ void register_report(CLI::App& app);
 void register_pretrain(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_index(CLI::App& app);
+void register_export(CLI::App& app);
+void register_import(CLI::App& app);
 
 // Sets what runs after parsing; the action returns the process exit code.
 void set_action(std::function<int()> action);

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   tsumugi::cli::register_tokenize(app);
   tsumugi::cli::register_pretrain(app);
   tsumugi::cli::register_generate(app);
+  tsumugi::cli::register_export(app);
+  tsumugi::cli::register_import(app);
   tsumugi::cli::register_report(app);
   tsumugi::cli::register_index(app);
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <memory>
 
 #include "formats/safetensors.h"
 #include "util/error.h"
@@ -78,6 +80,50 @@ std::vector<float> load_hf_weights(const std::string& path, const model::ModelCo
   std::vector<float> flat(cfg.num_parameters());
   for (const auto& p : model::parameter_layout(cfg))
     read_into(f, p.name, hf_shape(p), flat.data() + p.offset, p.hf_transposed, p.shape);
+  return flat;
+}
+
+std::vector<float> load_hf_weights_dir(const std::string& dir, const model::ModelConfig& cfg) {
+  const fs::path d(dir);
+  std::vector<std::unique_ptr<formats::SafetensorsFile>> files;
+  std::map<std::string, size_t> file_of;  // tensor name -> index into files
+  const fs::path index_path = d / "model.safetensors.index.json";
+  if (fs::exists(index_path)) {
+    nlohmann::json index;
+    try {
+      index = nlohmann::json::parse(read_file(index_path.string()));
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("{}: invalid JSON: {}", index_path.string(), e.what());
+    }
+    if (!index.contains("weight_map") || !index["weight_map"].is_object())
+      fail("{}: no \"weight_map\" object", index_path.string());
+    std::map<std::string, size_t> shard_index;
+    for (const auto& [name, shard] : index["weight_map"].items()) {
+      if (!shard.is_string()) fail("{}: weight_map[\"{}\"] is not a file name", index_path.string(), name);
+      const std::string file = shard.get<std::string>();
+      if (file.find('/') != std::string::npos || file == "..")
+        fail("{}: weight_map[\"{}\"] = \"{}\" is not a file in the directory", index_path.string(), name, file);
+      auto [it, added] = shard_index.emplace(file, files.size());
+      if (added) files.push_back(std::make_unique<formats::SafetensorsFile>((d / file).string()));
+      if (!files[it->second]->contains(name))
+        fail("{}: lists tensor '{}' in {}, which does not hold it", index_path.string(), name, file);
+      file_of[name] = it->second;
+    }
+  } else if (fs::exists(d / "model.safetensors")) {
+    files.push_back(std::make_unique<formats::SafetensorsFile>((d / "model.safetensors").string()));
+    for (const auto& t : files[0]->tensors()) file_of[t.name] = 0;
+  } else {
+    fail("{}: no model.safetensors or model.safetensors.index.json", dir);
+  }
+  std::vector<float> flat(cfg.num_parameters());
+  for (const auto& p : model::parameter_layout(cfg)) {
+    std::string name = p.name;
+    if (!file_of.count(name) && name.rfind("transformer.", 0) == 0 && file_of.count(name.substr(12)))
+      name = name.substr(12);
+    auto it = file_of.find(name);
+    if (it == file_of.end()) fail("{}: tensor '{}' is missing from the model's safetensors", dir, p.name);
+    read_into(*files[it->second], name, hf_shape(p), flat.data() + p.offset, p.hf_transposed, p.shape);
+  }
   return flat;
 }
 

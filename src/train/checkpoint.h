@@ -30,6 +30,10 @@ void save_hf_weights(const std::string& path, const model::ModelConfig& cfg, con
 // Loads a safetensors file with HF names into the flat layout; every tensor must be present with
 // the right shape (an untied LLaMA lm_head may be missing only when tie_embeddings is set).
 std::vector<float> load_hf_weights(const std::string& path, const model::ModelConfig& cfg);
+// The same from a Hugging Face model directory: DIR/model.safetensors, or the shards that
+// DIR/model.safetensors.index.json lists; F32, F16 or BF16 tensors; GPT-2 names with or without
+// the "transformer." prefix (the original GPT-2 files have none).
+std::vector<float> load_hf_weights_dir(const std::string& dir, const model::ModelConfig& cfg);
 
 // Writes DIR atomically. `m`/`v` may be empty (weights-only export).
 void save_checkpoint(const std::string& dir, const model::ModelConfig& cfg, const std::vector<float>& weights,
