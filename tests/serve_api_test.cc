@@ -14,14 +14,11 @@ using namespace tsumugi;
 using nlohmann::json;
 using tsumugi::testing::RunningServer;
 using tsumugi::testing::sse_events;
+using tsumugi::testing::tiny_engine;
 using tsumugi::testing::tiny_model_dir;
 
 namespace {
 
-infer::Engine& tiny_engine() {
-  static std::unique_ptr<infer::Engine> engine = infer::Engine::load(tiny_model_dir());
-  return *engine;
-}
 
 std::vector<int32_t> encode(const std::string& text) {
   std::vector<int32_t> ids;

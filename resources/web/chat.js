@@ -89,7 +89,7 @@ async function send(text) {
   const bubble = addMessage("assistant", "");
   bubble.classList.add("streaming");
   let answer = "";
-  let usage = null, finish = null, failed = false;
+  let usage = null, finish = null, failed = false, pieces = 0;
   controller = new AbortController();
   setBusy(true);
   const request = {
@@ -112,6 +112,7 @@ async function send(text) {
         if (choice.delta && choice.delta.content) {
           answer += choice.delta.content;
           bubble.textContent = answer;
+          bubble.dataset.pieces = ++pieces;  // how many streamed updates built the answer
           bubble.scrollIntoView({ block: "end" });
         }
         if (choice.finish_reason) finish = choice.finish_reason;

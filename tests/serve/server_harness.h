@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -54,15 +53,6 @@ class RunningServer {
   int port_ = 0;
   std::thread thread_;
 };
-
-// Resident set size of this process in kB.
-inline long rss_kb() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
 
 // The JSON events of a server-sent-event body ("data: {...}\n\n" ... "data: [DONE]\n\n");
 // `done` tells whether the stream ended with [DONE].

@@ -2,11 +2,15 @@
 // corpus, built once per test process: enough to exercise serving end to end in milliseconds.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
+#include <omp.h>
+
 #include "backend/backend.h"
+#include "infer/engine.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "../test_util.h"
@@ -45,12 +49,52 @@ inline const std::string& tiny_model_dir() {
     auto be = backend::make_backend("cpu");
     model::Model m(cfg, *be);
     m.init_weights(20261127);
+    // Zero embedding rows (tied with the output) for byte pieces and control symbols, so that
+    // greedy text is made of real characters rather than stray bytes that decode to U+FFFD.
+    std::vector<float> weights = m.get_parameters();
+    for (const auto& t : m.layout()) {
+      if (t.name != "transformer.wte.weight") continue;
+      for (int id = 0; id < tok.vocab_size(); ++id)
+        if (tok.is_byte(id) || tok.is_control(id) || tok.is_unknown(id))
+          std::fill_n(weights.begin() + t.offset + static_cast<uint64_t>(id) * cfg.d_model, cfg.d_model, 0.0f);
+    }
     const std::string out = dir.file("tiny-chat");
-    train::save_checkpoint(out, cfg, m.get_parameters(), {}, {}, {}, tok_prefix + ".model", tok.bos_id(),
+    train::save_checkpoint(out, cfg, weights, {}, {}, {}, tok_prefix + ".model", tok.bos_id(),
                            tok.piece_to_id("<EOD>"));
     return out;
   }();
   return path;
+}
+
+// The tiny model's engine, decoding on one OpenMP thread in whichever thread calls it: on a
+// machine shared with other builds a two-thread team spends most of its time at barriers waiting
+// for a descheduled partner, and these tests measure behaviour, not speed.
+class SingleThreadEngine : public infer::Engine {
+ public:
+  explicit SingleThreadEngine(const std::string& dir) : inner_(infer::Engine::load(dir)) {
+    cfg_ = inner_->config();
+    init_common(dir);
+  }
+  std::unique_ptr<infer::Decoder> new_decoder() override {
+    struct Dec : infer::Decoder {
+      explicit Dec(std::unique_ptr<infer::Decoder> d) : d(std::move(d)) {}
+      void append(const int32_t* ids, int n, float* logits) override {
+        omp_set_num_threads(1);
+        d->append(ids, n, logits);
+      }
+      int length() const override { return d->length(); }
+      std::unique_ptr<infer::Decoder> d;
+    };
+    return std::make_unique<Dec>(inner_->new_decoder());
+  }
+
+ private:
+  std::unique_ptr<infer::Engine> inner_;
+};
+
+inline infer::Engine& tiny_engine() {
+  static SingleThreadEngine engine(tiny_model_dir());
+  return engine;
 }
 
 }  // namespace tsumugi::testing
