@@ -8,10 +8,14 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <atomic>
+#include <deque>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "serve/chat_template.h"
+#include "serve/terminal_chat.h"
 #include "serve/tiny_model.h"
 #include "test_util.h"
 #include "util/io.h"
@@ -52,6 +56,58 @@ TEST(ServeCli, ChatThroughAPipeKeepsTheConversationAndResets) {
   const std::string a3 = greedy_answer({{"user", "東京について"}}, 12);
   EXPECT_NE(a2, greedy_answer({{"user", "猫は好きですか"}}, 12)) << "the history should change the answer";
   EXPECT_EQ(out, a1 + "\n" + a2 + "\n" + a3 + "\n");
+}
+
+// An engine whose decoders raise the chat's cancel flag at the 4th token, as Ctrl-C would.
+class InterruptingEngine : public infer::Engine {
+ public:
+  explicit InterruptingEngine(std::atomic<bool>& flag) : flag_(flag) {
+    cfg_ = tiny_engine().config();
+    init_common(tiny_model_dir());
+  }
+  std::unique_ptr<infer::Decoder> new_decoder() override {
+    struct Dec : infer::Decoder {
+      Dec(std::atomic<bool>& f, int& appends, std::unique_ptr<infer::Decoder> d) : flag(f), appends(appends), d(std::move(d)) {}
+      void append(const int32_t* ids, int n, float* logits) override {
+        if (++appends == 4) flag.store(true);
+        d->append(ids, n, logits);
+      }
+      int length() const override { return d->length(); }
+      std::atomic<bool>& flag;
+      int& appends;
+      std::unique_ptr<infer::Decoder> d;
+    };
+    appends.push_back(0);
+    return std::make_unique<Dec>(flag_, appends.back(), tiny_engine().new_decoder());
+  }
+  std::deque<int> appends;  // per answer: prompt + tokens fed to its decoder
+
+ private:
+  std::atomic<bool>& flag_;
+};
+
+TEST(ServeCli, InterruptStopsTheAnswerNotTheConversation) {
+  std::atomic<bool> cancel{false};
+  InterruptingEngine engine(cancel);
+  serve::TerminalChatOptions opt;
+  opt.sampling.temperature = 0;
+  opt.sampling.max_tokens = 20;
+  opt.sampling.ignore_eos = true;
+  opt.cancel = &cancel;
+  std::istringstream in("一つ目\n二つ目\n");
+  std::ostringstream out;
+  EXPECT_EQ(serve::run_terminal_chat(engine, opt, in, out), 2);
+  // Each answer is cut a few tokens in (the flag is cleared before every answer), and the
+  // conversation goes on.
+  const std::string text = out.str();
+  const std::size_t first = text.find(" [stopped]\n");
+  ASSERT_NE(first, std::string::npos) << text;
+  EXPECT_NE(text.find(" [stopped]\n", first + 1), std::string::npos) << text;
+  ASSERT_EQ(engine.appends.size(), 2u);
+  for (int n : engine.appends) {
+    EXPECT_GE(n, 4) << "an answer was cancelled before the interrupt (the flag was not cleared)";
+    EXPECT_LT(n, 21) << "the interrupt did not stop the answer";
+  }
 }
 
 TEST(ServeCli, HelpTeachesAndBadOptionsAreNamed) {
