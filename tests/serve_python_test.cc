@@ -119,6 +119,8 @@ TEST_F(ServePython, ChatPageStreamsAnAnswerInHeadlessChromium) {
   EXPECT_NE(r["meta"].get<std::string>().find("completion tokens"), std::string::npos) << r.dump();
   EXPECT_FALSE(r["error_shown"].get<bool>()) << r.dump();
   EXPECT_TRUE(r["console"].empty()) << r.dump();
+  EXPECT_NE(r["refused_error"].get<std::string>().find("400: 'max_tokens' must be between 1"), std::string::npos)
+      << r.dump();
 }
 
 }  // namespace

@@ -45,11 +45,19 @@ def main():
         answer = driver.execute_script(
             "const b = document.querySelector('.msg.assistant'); return b.firstChild.nodeType === 3 ? b.firstChild.data : '';")
         error = driver.find_element(By.ID, "error")
+        error_shown, error_text = error.is_displayed(), error.text
+        user = driver.find_element(By.CSS_SELECTOR, ".msg.user").text
         console = [e for e in driver.get_log("browser") if e.get("level") in ("SEVERE", "ERROR")]
-        print(json.dumps({"answer": answer, "meta": meta, "pieces": pieces,
-                          "error_shown": error.is_displayed(), "error_text": error.text,
-                          "user": driver.find_element(By.CSS_SELECTOR, ".msg.user").text,
-                          "console": console}, ensure_ascii=False))
+        # A request the server refuses (max_tokens 0) shows its error message on the page.
+        box = driver.find_element(By.ID, "max-tokens")
+        box.clear()
+        box.send_keys("0")
+        driver.find_element(By.ID, "input").send_keys("もう一度")
+        driver.find_element(By.ID, "send").click()
+        wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+        print(json.dumps({"answer": answer, "meta": meta, "pieces": pieces, "error_shown": error_shown,
+                          "error_text": error_text, "user": user, "console": console,
+                          "refused_error": driver.find_element(By.ID, "error").text}, ensure_ascii=False))
     finally:
         driver.quit()
 
