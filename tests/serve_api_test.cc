@@ -19,7 +19,6 @@ using tsumugi::testing::tiny_model_dir;
 
 namespace {
 
-
 std::vector<int32_t> encode(const std::string& text) {
   std::vector<int32_t> ids;
   tiny_engine().tokenizer().encode(text, ids);
@@ -144,8 +143,8 @@ TEST(ServeApi, ChatUsesTheTemplateAndItsStop) {
   EXPECT_EQ(r["usage"]["completion_tokens"], want.completion_tokens);
   // Content given as text parts renders the same.
   messages[2]["content"] = json::array({{{"type", "text"}, {"text", "東京"}}, {{"type", "text"}, {"text", "は？"}}});
-  EXPECT_EQ(post_json(c, "/v1/chat/completions", {{"messages", messages}, {"max_tokens", 30}, {"temperature", 0}}, 200)
-                ["choices"][0]["message"]["content"],
+  EXPECT_EQ(post_json(c, "/v1/chat/completions", {{"messages", messages}, {"max_tokens", 30}, {"temperature", 0}},
+                      200)["choices"][0]["message"]["content"],
             want.text);
 }
 
@@ -155,8 +154,10 @@ TEST(ServeApi, StreamingEqualsNonStreaming) {
   for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
     const bool chat = std::string(path).find("chat") != std::string::npos;
     json body = {{"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}};
-    if (chat) body["messages"] = json::array({{{"role", "user"}, {"content", "猫について"}}});
-    else body["prompt"] = "猫について";
+    if (chat)
+      body["messages"] = json::array({{{"role", "user"}, {"content", "猫について"}}});
+    else
+      body["prompt"] = "猫について";
     const json plain = post_json(c, path, body, 200);
     body["stream"] = true;
     body["stream_options"] = {{"include_usage", true}};
@@ -237,14 +238,17 @@ TEST(ServeApi, BadRequestsGetOpenAIErrorsAndTheServerKeepsServing) {
   EXPECT_TRUE(json::parse(nf->body).contains("error"));
 
   // Still serving, on the same connection and a new one.
-  EXPECT_EQ(post_json(c, chat, json::parse("{" + ok_messages + R"(, "max_tokens": 4})"), 200)["object"], "chat.completion");
+  EXPECT_EQ(post_json(c, chat, json::parse("{" + ok_messages + R"(, "max_tokens": 4})"), 200)["object"],
+            "chat.completion");
   auto c2 = srv.client();
   EXPECT_EQ(post_json(c2, cmpl, {{"prompt", "猫"}, {"max_tokens", 4}}, 200)["object"], "text_completion");
   auto metrics = c2.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("tsumugi_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"}"), std::string::npos)
+  EXPECT_NE(metrics->body.find("tsumugi_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"}"),
+            std::string::npos)
       << metrics->body;
-  EXPECT_NE(metrics->body.find("tsumugi_requests_total{endpoint=\"/v1/completions\",status=\"413\"}"), std::string::npos)
+  EXPECT_NE(metrics->body.find("tsumugi_requests_total{endpoint=\"/v1/completions\",status=\"413\"}"),
+            std::string::npos)
       << metrics->body;
 }
 
@@ -275,9 +279,7 @@ class ThrottledEngine : public infer::Engine {
     cfg_ = inner.config();
     init_common(tiny_model_dir());
   }
-  std::unique_ptr<infer::Decoder> new_decoder() override {
-    return std::make_unique<Dec>(*this, inner_.new_decoder());
-  }
+  std::unique_ptr<infer::Decoder> new_decoder() override { return std::make_unique<Dec>(*this, inner_.new_decoder()); }
   void open() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -362,8 +364,9 @@ TEST(ServeApi, ClientDisconnectCancelsAStreamingGeneration) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string body = json{{"prompt", "猫"}, {"max_tokens", 80}, {"ignore_eos", true}, {"stream", true}}.dump();
-  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
   ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
   std::string got;
   char buf[4096];

@@ -18,8 +18,7 @@ const std::string kDefaultSystem = "以下は、タスクを説明する指示�
 
 TEST(ServeChatTemplate, LlmJpOneTurnWithDefaultSystem) {
   const auto t = ChatTemplate::llm_jp();
-  EXPECT_EQ(t.render({{"user", "日本の首都は？"}}),
-            kDefaultSystem + "\n\n### 指示:\n日本の首都は？\n\n### 応答:\n");
+  EXPECT_EQ(t.render({{"user", "日本の首都は？"}}), kDefaultSystem + "\n\n### 指示:\n日本の首都は？\n\n### 応答:\n");
 }
 
 TEST(ServeChatTemplate, LlmJpTwoTurns) {

@@ -1,15 +1,14 @@
 // `tsumugi chat` through a pipe and `tsumugi serve` as a process: start, answer, stop on SIGTERM.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <httplib.h>
-#include <nlohmann/json.hpp>
-
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -67,7 +66,8 @@ class InterruptingEngine : public infer::Engine {
   }
   std::unique_ptr<infer::Decoder> new_decoder() override {
     struct Dec : infer::Decoder {
-      Dec(std::atomic<bool>& f, int& appends, std::unique_ptr<infer::Decoder> d) : flag(f), appends(appends), d(std::move(d)) {}
+      Dec(std::atomic<bool>& f, int& appends, std::unique_ptr<infer::Decoder> d)
+          : flag(f), appends(appends), d(std::move(d)) {}
       void append(const int32_t* ids, int n, float* logits) override {
         if (++appends == 4) flag.store(true);
         d->append(ids, n, logits);
@@ -119,7 +119,8 @@ TEST(ServeCli, HelpTeachesAndBadOptionsAreNamed) {
   ASSERT_EQ(run_command(kBin + " chat --help", out), 0);
   for (const char* s : {"/reset", "/exit", "Ctrl-C", "--temperature", "--system", "Examples:"})
     EXPECT_NE(out.find(s), std::string::npos) << s << "\n" << out;
-  EXPECT_NE(run_command(kBin + " chat --model " + tiny_model_dir() + " --chat-template /no/such.json < /dev/null", out), 0);
+  EXPECT_NE(run_command(kBin + " chat --model " + tiny_model_dir() + " --chat-template /no/such.json < /dev/null", out),
+            0);
   EXPECT_NE(out.find("/no/such.json"), std::string::npos) << out;
   EXPECT_NE(run_command(kBin + " serve --model /no/such/model --port 0", out), 0);
   EXPECT_NE(out.find("/no/such/model"), std::string::npos) << out;

@@ -17,7 +17,6 @@ using tsumugi::testing::tiny_model_dir;
 
 namespace {
 
-
 std::string greedy_text(const std::string& prompt, int max_tokens, std::vector<std::string> stop = {}) {
   std::vector<int32_t> ids;
   tiny_engine().tokenizer().encode(prompt, ids);
@@ -62,8 +61,9 @@ TEST_F(ServePython, OpenAIClientWorksAndGreedyEqualsEngine) {
   EXPECT_EQ(r["completion"]["object"], "text_completion");
   EXPECT_EQ(r["completion_stream"]["text"], want_completion);
   EXPECT_EQ(r["completion_stream"]["usage"], r["completion"]["usage"]);
-  EXPECT_EQ(r["completion"]["usage"]["total_tokens"].get<int>(),
-            r["completion"]["usage"]["prompt_tokens"].get<int>() + r["completion"]["usage"]["completion_tokens"].get<int>());
+  EXPECT_EQ(
+      r["completion"]["usage"]["total_tokens"].get<int>(),
+      r["completion"]["usage"]["prompt_tokens"].get<int>() + r["completion"]["usage"]["completion_tokens"].get<int>());
   const std::string chat_prompt = serve::ChatTemplate::llm_jp().render({{"user", message}});
   const std::string want_chat = greedy_text(chat_prompt, 20, {"\n\n### 指示:"});
   EXPECT_EQ(r["chat"]["text"], want_chat);

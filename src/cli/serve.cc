@@ -60,8 +60,8 @@ int run_serve(ServeArgs& a) {
   signal(SIGPIPE, SIG_IGN);
   install_interrupt_handler();
   log::info("serving {} ({} tokens of context, template {}) on http://{}:{}/ — {} generations at once, {} may wait{}",
-            server.model_name(), engine->context_length(), a.so.chat_template.name(), a.so.host, port,
-            a.so.parallel, a.so.max_queue, a.so.api_key.empty() ? "" : ", API key required");
+            server.model_name(), engine->context_length(), a.so.chat_template.name(), a.so.host, port, a.so.parallel,
+            a.so.max_queue, a.so.api_key.empty() ? "" : ", API key required");
   std::atomic<bool> done{false};
   // A signal handler may only set a flag; this thread turns it into a graceful stop.
   std::thread watcher([&] {
@@ -123,11 +123,15 @@ void register_serving(CLI::App& app) {
       "OpenAI-style JSON. Ctrl-C or SIGTERM stops after the requests in flight.");
   add_model_options(serve_cmd, s->m);
   serve_cmd->add_option("--host", s->so.host, "Address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", s->so.port, "Port to listen on (0 = any free port, printed at start)")->capture_default_str();
+  serve_cmd->add_option("--port", s->so.port, "Port to listen on (0 = any free port, printed at start)")
+      ->capture_default_str();
   serve_cmd->add_option("--parallel", s->so.parallel, "Generations running at once")->capture_default_str();
-  serve_cmd->add_option("--max-queue", s->so.max_queue, "Generations that may wait for a slot before 503")->capture_default_str();
-  serve_cmd->add_option("--api-key", s->so.api_key, "Require 'Authorization: Bearer KEY' (default: env TSUMUGI_API_KEY)");
-  serve_cmd->add_option("--max-body-bytes", s->so.max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+  serve_cmd->add_option("--max-queue", s->so.max_queue, "Generations that may wait for a slot before 503")
+      ->capture_default_str();
+  serve_cmd->add_option("--api-key", s->so.api_key,
+                        "Require 'Authorization: Bearer KEY' (default: env TSUMUGI_API_KEY)");
+  serve_cmd->add_option("--max-body-bytes", s->so.max_body_bytes, "Largest request body (413 beyond)")
+      ->capture_default_str();
   serve_cmd->add_option("--model-name", s->so.model_name, "Model id in /v1/models (default: the directory name)");
   serve_cmd->footer(
       "Examples:\n"
@@ -154,8 +158,10 @@ void register_serving(CLI::App& app) {
   chat_cmd->add_option("--temperature", c->s.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
   chat_cmd->add_option("--top-k", c->s.top_k, "Sample from the k most likely tokens (0 = all)")->capture_default_str();
   chat_cmd->add_option("--top-p", c->s.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  chat_cmd->add_option("--min-p", c->s.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
-  chat_cmd->add_option("--repetition-penalty", c->s.repetition_penalty, "CTRL-style penalty (1 = off)")->capture_default_str();
+  chat_cmd->add_option("--min-p", c->s.min_p, "Drop tokens below min-p x the top probability (0 = off)")
+      ->capture_default_str();
+  chat_cmd->add_option("--repetition-penalty", c->s.repetition_penalty, "CTRL-style penalty (1 = off)")
+      ->capture_default_str();
   chat_cmd->add_option("--seed", c->s.seed, "Sampling seed")->capture_default_str();
   chat_cmd->footer(
       "Examples:\n"

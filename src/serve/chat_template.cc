@@ -1,8 +1,7 @@
 #include "serve/chat_template.h"
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "util/error.h"
 #include "util/io.h"

@@ -19,8 +19,10 @@ std::string Summary::render(const std::string& name, const std::string& help) co
   std::vector<double> sorted(recent_.begin(), recent_.end());
   std::sort(sorted.begin(), sorted.end());
   for (double q : {0.5, 0.9, 0.99}) {
-    const double v = sorted.empty() ? 0.0 : sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()))];
-    out += fmt::format("{}{{quantile=\"{}\"}} {}\n", name, q, sorted.empty() ? std::string("NaN") : fmt::format("{:.6g}", v));
+    const double v =
+        sorted.empty() ? 0.0 : sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()))];
+    out += fmt::format("{}{{quantile=\"{}\"}} {}\n", name, q,
+                       sorted.empty() ? std::string("NaN") : fmt::format("{:.6g}", v));
   }
   out += fmt::format("{}_sum {:.6g}\n{}_count {}\n", name, sum_, name, count_);
   return out;

@@ -25,12 +25,18 @@ namespace {
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
   }
 }
 
@@ -54,9 +60,8 @@ int64_t integer_field(const json& body, const char* name, int64_t lo, int64_t hi
   const json* v = field(body, name);
   if (!v) return fallback;
   if (!v->is_number_integer()) bad_field(name, std::string("must be an integer, not ") + type_name(*v));
-  const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
-                        ? INT64_MAX
-                        : v->get<int64_t>();
+  const int64_t x =
+      v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : v->get<int64_t>();
   if (x < lo || x > hi) bad_field(name, fmt::format("must be between {} and {} (got {})", lo, hi, x));
   return x;
 }
@@ -100,10 +105,14 @@ std::vector<int32_t> parse_prompt(const json& body, const infer::Engine& engine)
       ids = ids_from(*p, "prompt");
     } else {
       // An array of prompts: one choice each in OpenAI's API; this server answers one (n = 1).
-      if (p->size() != 1) bad_field("prompt", fmt::format("holds {} prompts; this server takes one per request", p->size()));
-      if (first.is_string()) ids = encode(engine, first.get<std::string>());
-      else if (first.is_array()) ids = ids_from(first, "prompt[0]");
-      else bad_field("prompt[0]", std::string("must be a string or an array of token ids, not ") + type_name(first));
+      if (p->size() != 1)
+        bad_field("prompt", fmt::format("holds {} prompts; this server takes one per request", p->size()));
+      if (first.is_string())
+        ids = encode(engine, first.get<std::string>());
+      else if (first.is_array())
+        ids = ids_from(first, "prompt[0]");
+      else
+        bad_field("prompt[0]", std::string("must be a string or an array of token ids, not ") + type_name(first));
     }
   } else {
     bad_field("prompt", std::string("must be a string or an array, not ") + type_name(*p));
@@ -144,7 +153,8 @@ std::vector<int32_t> parse_messages(const json& body, const ParseContext& ctx) {
   std::vector<ChatMessage> messages;
   for (std::size_t i = 0; i < ms->size(); ++i) {
     const json& m = (*ms)[i];
-    if (!m.is_object()) bad_field(fmt::format("messages[{}]", i), std::string("must be an object, not ") + type_name(m));
+    if (!m.is_object())
+      bad_field(fmt::format("messages[{}]", i), std::string("must be an object, not ") + type_name(m));
     auto role = m.find("role");
     if (role == m.end() || !role->is_string()) bad_field(fmt::format("messages[{}].role", i), "must be a string");
     std::string r = role->get<std::string>();
@@ -186,13 +196,16 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const std::string&
   } catch (const json::parse_error& e) {
     throw ApiError(400, fmt::format("the request body is not valid JSON (at byte {})", e.byte));
   }
-  if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, not ") + type_name(body));
+  if (!body.is_object())
+    throw ApiError(400, std::string("the request body must be a JSON object, not ") + type_name(body));
 
   if (const json* m = field(body, "model")) {
     if (!m->is_string()) bad_field("model", std::string("must be a string, not ") + type_name(*m));
     if (m->get<std::string>() != ctx.model_name)
-      throw ApiError(404, fmt::format("The model '{}' does not exist; this server has '{}'", m->get<std::string>(), ctx.model_name),
-                     "model", "model_not_found");
+      throw ApiError(
+          404,
+          fmt::format("The model '{}' does not exist; this server has '{}'", m->get<std::string>(), ctx.model_name),
+          "model", "model_not_found");
   }
   if (integer_field(body, "n", 1, 1024, 1) != 1) bad_field("n", "must be 1 (one choice per request)");
   if (bool_field(body, "echo", false)) bad_field("echo", "is not supported");
@@ -257,8 +270,10 @@ json usage_json(int prompt_tokens, int completion_tokens) {
 json completion_response(Endpoint endpoint, const ResponseInfo& info, const infer::Completion& c) {
   json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", c.finish_reason}};
   const bool chat = endpoint == Endpoint::chat_completions;
-  if (chat) choice["message"] = {{"role", "assistant"}, {"content", c.text}};
-  else choice["text"] = c.text;
+  if (chat)
+    choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+  else
+    choice["text"] = c.text;
   return json{{"id", info.id},
               {"object", chat ? "chat.completion" : "text_completion"},
               {"created", info.created},

@@ -3,9 +3,8 @@
 // JSON for responses, stream chunks and errors.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

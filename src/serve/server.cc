@@ -116,16 +116,17 @@ Server::Server(infer::Engine& engine, ServerOptions opt)
   });
   // Errors httplib produces itself (unknown path, body too large, bad request line) get the API's
   // JSON error shape too.
-  http_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    if (res.status == 413)
-      send_error(res, ApiError(413, fmt::format("the request body is larger than {} bytes", opt_.max_body_bytes)));
-    else if (res.status == 404)
-      send_error(res, ApiError(404, fmt::format("no such endpoint: {} {}", req.method, req.path), "", "not_found"));
-    else
-      send_error(res, ApiError(res.status, fmt::format("HTTP {}", res.status)));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  http_.set_error_handler(
+      httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (res.status == 413)
+          send_error(res, ApiError(413, fmt::format("the request body is larger than {} bytes", opt_.max_body_bytes)));
+        else if (res.status == 404)
+          send_error(res, ApiError(404, fmt::format("no such endpoint: {} {}", req.method, req.path), "", "not_found"));
+        else
+          send_error(res, ApiError(res.status, fmt::format("HTTP {}", res.status)));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   http_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "internal error";
     try {
@@ -139,8 +140,8 @@ Server::Server(infer::Engine& engine, ServerOptions opt)
   http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t_request_start).count();
     log::info("{} \"{} {}\" {} {:.1f}ms", req.remote_addr, req.method, req.path, res.status, ms);
-    static const char* known[] = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/health", "/metrics",
-                                  "/tokenize", "/detokenize"};
+    static const char* known[] = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/health",
+                                  "/metrics",   "/tokenize",       "/detokenize"};
     std::string endpoint = "other";
     for (const char* k : known)
       if (req.path == k) endpoint = k;
@@ -163,7 +164,8 @@ bool Server::authorized(const httplib::Request& req) const {
   const std::string got = req.get_header_value("Authorization");
   // Compare in time independent of where the strings differ.
   unsigned diff = got.size() != expected.size();
-  for (std::size_t i = 0; i < expected.size(); ++i) diff |= static_cast<unsigned>(i < got.size() ? got[i] ^ expected[i] : 1);
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned>(i < got.size() ? got[i] ^ expected[i] : 1);
   return diff == 0;
 }
 
@@ -200,7 +202,8 @@ void Server::install_routes() {
   };
   http_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (stopping_) res.status = 503;
-    res.set_content(dump_json(json{{"status", stopping_ ? "stopping" : "ok"}, {"model", model_name_}}), "application/json");
+    res.set_content(dump_json(json{{"status", stopping_ ? "stopping" : "ok"}, {"model", model_name_}}),
+                    "application/json");
   });
   http_.Get("/metrics", api([this](const httplib::Request&, httplib::Response& res) {
               metrics_.set_queue(gate_.running(), gate_.waiting());
@@ -213,9 +216,10 @@ void Server::install_routes() {
                 {"owned_by", "tsumugi"},
                 {"context_length", engine_.context_length()}};
   };
-  http_.Get("/v1/models", api([model_json](const httplib::Request&, httplib::Response& res) {
-              res.set_content(dump_json(json{{"object", "list"}, {"data", json::array({model_json()})}}), "application/json");
-            }));
+  http_.Get(
+      "/v1/models", api([model_json](const httplib::Request&, httplib::Response& res) {
+        res.set_content(dump_json(json{{"object", "list"}, {"data", json::array({model_json()})}}), "application/json");
+      }));
   http_.Get("/v1/models/(.+)", api([this, model_json](const httplib::Request& req, httplib::Response& res) {
               if (req.matches[1] != model_name_)
                 throw ApiError(404, fmt::format("The model '{}' does not exist", req.matches[1].str()), "model",
@@ -228,7 +232,8 @@ void Server::install_routes() {
   http_.Post("/v1/chat/completions", api([this](const httplib::Request& req, httplib::Response& res) {
                handle_generation(Endpoint::chat_completions, req, res);
              }));
-  http_.Post("/tokenize", api([this](const httplib::Request& req, httplib::Response& res) { handle_tokenize(req, res); }));
+  http_.Post("/tokenize",
+             api([this](const httplib::Request& req, httplib::Response& res) { handle_tokenize(req, res); }));
   http_.Post("/detokenize",
              api([this](const httplib::Request& req, httplib::Response& res) { handle_detokenize(req, res); }));
   // The web pages: web/NAME at /NAME, the chat page also at /.
@@ -285,8 +290,8 @@ void Server::handle_generation(Endpoint endpoint, const httplib::Request& req, h
   if (!slot) {
     if (stopping_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down", "server_error");
     throw ApiError(503,
-                   fmt::format("the server is busy ({} generations running, {} waiting); retry later",
-                               opt_.parallel, opt_.max_queue),
+                   fmt::format("the server is busy ({} generations running, {} waiting); retry later", opt_.parallel,
+                               opt_.max_queue),
                    "", "server_overloaded", "server_error");
   }
   const bool chat = endpoint == Endpoint::chat_completions;
@@ -299,7 +304,8 @@ void Server::handle_generation(Endpoint endpoint, const httplib::Request& req, h
   };
   auto record = [this](const infer::Completion& c) {
     metrics_.add_tokens(c.prompt_tokens, c.completion_tokens);
-    if (c.completion_tokens > 0 && c.decode_seconds > 0) metrics_.observe_decode_rate(c.completion_tokens / c.decode_seconds);
+    if (c.completion_tokens > 0 && c.decode_seconds > 0)
+      metrics_.observe_decode_rate(c.completion_tokens / c.decode_seconds);
   };
 
   if (!g.stream) {
@@ -311,42 +317,41 @@ void Server::handle_generation(Endpoint endpoint, const httplib::Request& req, h
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, g, info, slot, endpoint, on_token, record](std::size_t, httplib::DataSink& sink) mutable {
-        bool alive = true;
-        auto send = [&](const json& j) {
-          const std::string event = "data: " + dump_json(j) + "\n\n";
-          alive = alive && sink.write(event.data(), event.size());
-          return alive;
-        };
-        const bool chat = endpoint == Endpoint::chat_completions;
-        if (chat) send(stream_chunk(endpoint, info, "", true, ""));
-        try {
-          infer::Completion c = engine_.complete(
-              g.prompt, g.sampling,
-              [&](const std::string& delta) {
-                if (stopping_ || !alive) return false;
-                return delta.empty() || send(stream_chunk(endpoint, info, delta, false, ""));
-              },
-              on_token);
-          record(c);
-          if (c.finish_reason != "cancelled") {
-            send(stream_chunk(endpoint, info, "", false, c.finish_reason));
-            if (g.include_usage) send(usage_chunk(endpoint, info, c.prompt_tokens, c.completion_tokens));
-          }
-        } catch (const std::exception& e) {
-          send(error_body(ApiError(500, e.what(), "", "", "server_error")));
-        }
-        if (alive) {
-          static const char kDone[] = "data: [DONE]\n\n";
-          alive = sink.write(kDone, sizeof(kDone) - 1);
-        }
-        slot.reset();  // free the generation slot before the connection is torn down
-        if (!alive) return false;
-        sink.done();
-        return true;
-      });
+  res.set_chunked_content_provider("text/event-stream", [this, g, info, slot, endpoint, on_token, record](
+                                                            std::size_t, httplib::DataSink& sink) mutable {
+    bool alive = true;
+    auto send = [&](const json& j) {
+      const std::string event = "data: " + dump_json(j) + "\n\n";
+      alive = alive && sink.write(event.data(), event.size());
+      return alive;
+    };
+    const bool chat = endpoint == Endpoint::chat_completions;
+    if (chat) send(stream_chunk(endpoint, info, "", true, ""));
+    try {
+      infer::Completion c = engine_.complete(
+          g.prompt, g.sampling,
+          [&](const std::string& delta) {
+            if (stopping_ || !alive) return false;
+            return delta.empty() || send(stream_chunk(endpoint, info, delta, false, ""));
+          },
+          on_token);
+      record(c);
+      if (c.finish_reason != "cancelled") {
+        send(stream_chunk(endpoint, info, "", false, c.finish_reason));
+        if (g.include_usage) send(usage_chunk(endpoint, info, c.prompt_tokens, c.completion_tokens));
+      }
+    } catch (const std::exception& e) {
+      send(error_body(ApiError(500, e.what(), "", "", "server_error")));
+    }
+    if (alive) {
+      static const char kDone[] = "data: [DONE]\n\n";
+      alive = sink.write(kDone, sizeof(kDone) - 1);
+    }
+    slot.reset();  // free the generation slot before the connection is torn down
+    if (!alive) return false;
+    sink.done();
+    return true;
+  });
 }
 
 int Server::bind() {

@@ -26,12 +26,12 @@ namespace tsumugi::serve {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                 // 0 = any free port (see Server::bind)
-  int parallel = 2;                // generations running at once
-  int max_queue = 64;              // generations waiting for a slot; more get 503
-  std::string api_key;             // when set, API calls need "Authorization: Bearer KEY"
+  int port = 8080;                        // 0 = any free port (see Server::bind)
+  int parallel = 2;                       // generations running at once
+  int max_queue = 64;                     // generations waiting for a slot; more get 503
+  std::string api_key;                    // when set, API calls need "Authorization: Bearer KEY"
   std::size_t max_body_bytes = 4u << 20;  // larger bodies get 413
-  std::string model_name;          // the id in /v1/models; empty = the engine's directory name
+  std::string model_name;                 // the id in /v1/models; empty = the engine's directory name
   ChatTemplate chat_template = ChatTemplate::llm_jp();
 };
 

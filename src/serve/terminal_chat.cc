@@ -58,8 +58,8 @@ int run_terminal_chat(infer::Engine& engine, const TerminalChatOptions& opt, std
       dropped = true;
     }
     if (static_cast<int>(ids.size()) >= engine.context_length()) {
-      out << "(the message is too long: " << ids.size() << " tokens; the model's context is "
-          << engine.context_length() << ")\n"
+      out << "(the message is too long: " << ids.size() << " tokens; the model's context is " << engine.context_length()
+          << ")\n"
           << std::flush;
       history.pop_back();
       continue;

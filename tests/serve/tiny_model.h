@@ -2,18 +2,18 @@
 // corpus, built once per test process: enough to exercise serving end to end in milliseconds.
 #pragma once
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
-#include <omp.h>
-
+#include "../test_util.h"
 #include "backend/backend.h"
 #include "infer/engine.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "../test_util.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/trainer.h"
 #include "train/checkpoint.h"
