@@ -11,6 +11,7 @@
 #include <random>
 
 #include "eval/harness.h"
+#include "eval/metrics.h"
 #include "eval/prompt.h"
 #include "infer/engine.h"
 #include "model/config.h"
@@ -29,20 +30,29 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kBin = TSUMUGI_BINARY;
+// Small, so that the reference decoder (which recomputes the window for every token) stays fast.
+constexpr int kContext = 64;
 
 class EvalCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    setenv("OMP_NUM_THREADS", "1", 0);
     dir_ = new TempDir();
     // A small tokenizer trained on text like the datasets'.
+    // The prompt's header and markers are in it, so that prompts are short in tokens (the
+    // reference decoder's cost grows with the square of the length).
     std::string text;
+    for (int i = 0; i < 20; ++i)
+      text += eval::prompt_format("v1.3").header + "\n### 指示:\n### 入力:\n### 応答:\n" + eval::prompt_format("v1.0").header +
+              "\n### 指示：\n### 入力：\n### 回答：\n説明が表すコマンドを答えてください。コマンドを選んでください。類似度を0から5で答えてください。\n"
+              "ファイルを移動する。パターンに一致する行を表示する。\n";
     for (int i = 0; i < 60; ++i)
       text += "ls lists directory contents. cp copies files. ディレクトリの内容を一覧表示する。ファイルをコピーする。\n"
               "grep prints lines that match patterns. 前提と仮説の関係を回答してください。 entailment contradiction\n";
     write_bytes(dir_->file("tok.txt"), text);
     std::string out;
     ASSERT_EQ(run_command(kBin + " tokenizer train --input " + dir_->file("tok.txt") +
-                              " --vocab-size 300 --model-type bpe --byte-fallback true -o " + dir_->file("tok") + " 2>&1",
+                              " --vocab-size 560 --model-type bpe --byte-fallback true -o " + dir_->file("tok") + " 2>&1",
                           out),
               0)
         << out;
@@ -53,8 +63,8 @@ class EvalCli : public ::testing::Test {
     cfg.n_kv_head = 2;
     cfg.d_model = 32;
     cfg.d_ff = 128;
-    cfg.max_seq = 160;
-    cfg.vocab_size = model::pad_vocab(300);
+    cfg.max_seq = kContext;
+    cfg.vocab_size = model::pad_vocab(560);
     std::size_t n = 0;
     for (const auto& t : model::parameter_layout(cfg)) n = std::max<std::size_t>(n, t.offset + t.size);
     std::vector<float> w(n);
@@ -79,7 +89,7 @@ class EvalCli : public ::testing::Test {
       "few_shots": [{"input": "a / b", "output": "1.0"}],
       "samples": [{"input": "ls / cp", "output": "1.0"}, {"input": "cp / cp", "output": "5.0"}, {"input": "a / grep", "output": "0.4"}]})");
     std::string long_text;
-    for (int i = 0; i < 30; ++i) long_text += "ls lists directory contents. ディレクトリの内容を一覧表示する。";
+    for (int i = 0; i < 12; ++i) long_text += "ls lists directory contents. ディレクトリの内容を一覧表示する。";
     write_bytes(dir_->file("held.jsonl"), json({{"text", "cp copies files."}}).dump() + "\n" +
                                               json({{"text", long_text}}).dump() + "\n");
   }
@@ -89,7 +99,8 @@ class EvalCli : public ::testing::Test {
   }
   static std::string run(const std::string& args, int* status = nullptr) {
     std::string out;
-    const int st = run_command(kBin + " " + args + " 2>&1", out);
+    // One thread: the model is tiny, and spinning OpenMP workers only cost time on a busy machine.
+    const int st = run_command("OMP_NUM_THREADS=1 " + kBin + " " + args + " 2>&1", out);
     if (status) *status = st;
     else EXPECT_EQ(st, 0) << out;
     return out;
@@ -127,6 +138,10 @@ TEST_F(EvalCli, WritesScoresSamplesAndReportMatchingTheEngine) {
       infer::Sampling s;
       s.temperature = 0;
       s.max_tokens = ds == "qa" ? 6 : 3;
+      // A prompt longer than the context minus the budget keeps its end.
+      const std::size_t keep = static_cast<std::size_t>(kContext - s.max_tokens);
+      EXPECT_EQ(row.contains("prompt_truncated"), ids.size() > keep);
+      if (ids.size() > keep) ids.erase(ids.begin(), ids.end() - static_cast<long>(keep));
       s.stop = {"\n\n"};
       const auto c = engine->complete(ids, s);
       EXPECT_EQ(row["raw"], c.text);
@@ -146,6 +161,8 @@ TEST_F(EvalCli, WritesScoresSamplesAndReportMatchingTheEngine) {
         std::vector<int32_t> ctx = {engine->eos_id()}, whole = {engine->eos_id()};
         engine->tokenizer().encode(prompt.substr(0, prompt.size() - 1), ctx);
         engine->tokenizer().encode(prompt + ch, whole);
+        if (whole.size() > static_cast<std::size_t>(kContext))  // a long prompt keeps its end
+          whole.erase(whole.begin(), whole.end() - kContext);
         const auto lp = engine->token_logprobs(whole);
         const std::size_t cont = whole.size() - ctx.size();
         expect.push_back(std::accumulate(lp.end() - static_cast<long>(cont), lp.end(), 0.0));
@@ -172,7 +189,7 @@ TEST_F(EvalCli, WritesScoresSamplesAndReportMatchingTheEngine) {
   EXPECT_NEAR(first["nll"].get<double>(), nll, 1e-9);
   EXPECT_EQ(first["tokens"].get<std::size_t>(), ids.size() - 1);
   const json second = json::parse(lines[9]);
-  EXPECT_GT(second["tokens"].get<int>(), 160);
+  EXPECT_GT(second["tokens"].get<int>(), kContext);  // more than one window
   const json& ppl = scores["perplexity"]["held"];
   const double total_nll = nll + second["nll"].get<double>();
   const double tokens = static_cast<double>(ids.size() - 1) + second["tokens"].get<double>();

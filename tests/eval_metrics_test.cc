@@ -6,16 +6,19 @@
 #include <nlohmann/json.hpp>
 
 #include <random>
+#include <sstream>
 
 #include "eval/metrics.h"
 #include "eval/prompt.h"
 #include "test_util.h"
+#include "util/error.h"
 
 using namespace tsumugi;
 using namespace tsumugi::eval;
 using tsumugi::testing::run_command;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
+using nlohmann::json;
 
 namespace {
 
@@ -134,17 +137,23 @@ TEST(EvalMetrics, SentenceBleuEqualsSacrebleu) {
 
 TEST(EvalMetrics, PearsonAndSpearmanEqualScipy) {
   std::mt19937 rng(3);
-  for (int trial = 0; trial < 6; ++trial) {
+  json xy = json::array();
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> sets;
+  for (int trial = 0; trial < 12; ++trial) {
     std::vector<double> x, y;
     const int n = 5 + trial * 7;
     for (int i = 0; i < n; ++i) {
       x.push_back(static_cast<double>(rng() % 6) * 0.8);  // ties, as JSTS's 0-5 scores have
       y.push_back(trial % 2 ? x.back() * 0.5 + static_cast<double>(rng() % 100) / 37.0 : static_cast<double>(rng() % 5));
     }
-    auto ref = run_oracle({{"pairs", nlohmann::json::array()}, {"x", x}, {"y", y}});
-    ASSERT_FALSE(ref.is_null());
-    EXPECT_NEAR(pearson(x, y), ref["pearson"].get<double>(), 1e-12) << "trial " << trial;
-    EXPECT_NEAR(spearman(x, y), ref["spearman"].get<double>(), 1e-12) << "trial " << trial;
+    sets.emplace_back(x, y);
+    xy.push_back({x, y});
+  }
+  auto ref = run_oracle({{"pairs", json::array()}, {"xy", xy}});
+  ASSERT_FALSE(ref.is_null());
+  for (std::size_t t = 0; t < sets.size(); ++t) {
+    EXPECT_NEAR(pearson(sets[t].first, sets[t].second), ref["pearson"][t].get<double>(), 1e-12) << "trial " << t;
+    EXPECT_NEAR(spearman(sets[t].first, sets[t].second), ref["spearman"][t].get<double>(), 1e-12) << "trial " << t;
   }
   // Constant predictions: scipy gives NaN, llm-jp-eval reports 0.
   EXPECT_EQ(pearson({1, 2, 3}, {2, 2, 2}), 0.0);

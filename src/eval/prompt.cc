@@ -70,8 +70,12 @@ std::string valid_utf8(std::string_view s) {
       out.append(s.substr(i, n));
       i += n;
     } else {
-      out += "\xEF\xBF\xBD";  // U+FFFD, as Python's errors="replace"
-      ++i;
+      // One U+FFFD for the bad lead byte and the continuation bytes after it, as Python's
+      // errors="replace" does for a truncated sequence.
+      out += "\xEF\xBF\xBD";
+      std::size_t j = i + 1;
+      while (j < s.size() && j < i + n && (static_cast<unsigned char>(s[j]) & 0xC0) == 0x80) ++j;
+      i = j;
     }
   }
   return out;

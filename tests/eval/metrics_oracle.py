@@ -2,9 +2,9 @@
 """Reference values for tsumugi's eval metrics, from the libraries llm-jp-eval uses.
 
 Reads JSON from the file named by argv[1]:
-  {"pairs": [[pred, gold], ...], "x": [...], "y": [...]}
+  {"pairs": [[pred, gold], ...], "xy": [[[x...], [y...]], ...]}
 and prints JSON:
-  {"token_sort_ratio": [...], "bleu": [...], "pearson": r, "spearman": rho}
+  {"token_sort_ratio": [...], "bleu": [...], "pearson": [r...], "spearman": [rho...]}
 token_sort_ratio: fuzzywuzzy.fuzz.token_sort_ratio (Debian python3-fuzzywuzzy, with
 python3-levenshtein); bleu: sacrebleu BLEU(effective_order=True).sentence_score(pred, [gold]);
 pearson / spearman: scipy.stats (python3-scipy).
@@ -37,7 +37,6 @@ out = {
     "bleu": [bleu.sentence_score(p, [g]).score for p, g in req["pairs"]],
     "tokens_13a": [bleu._preprocess_segment(p) for p, _ in req["pairs"]],
 }
-if req.get("x"):
-    out["pearson"] = float(pearsonr(req["x"], req["y"])[0])
-    out["spearman"] = float(spearmanr(req["x"], req["y"])[0])
+out["pearson"] = [float(pearsonr(x, y)[0]) for x, y in req.get("xy", [])]
+out["spearman"] = [float(spearmanr(x, y)[0]) for x, y in req.get("xy", [])]
 print(json.dumps(out, ensure_ascii=False))
