@@ -14,6 +14,7 @@ void register_tokenizer_export(CLI::App& tokenizer_cmd);
 void register_report(CLI::App& app);
 void register_pretrain(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_sft(CLI::App& app);
 
 // Sets what runs after parsing; the action returns the process exit code.
 void set_action(std::function<int()> action);

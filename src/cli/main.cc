@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   tsumugi::cli::register_tokenize(app);
   tsumugi::cli::register_pretrain(app);
   tsumugi::cli::register_generate(app);
+  tsumugi::cli::register_sft(app);
   tsumugi::cli::register_report(app);
 
   try {
