@@ -449,6 +449,14 @@ int Trainer::run() {
   double window_time = 0;
   uint64_t window_tokens = 0;
 
+  // Tuning starts from a trained model: its held-out loss before the first step is the baseline
+  // the run is judged against (metrics.jsonl step 0).
+  if (sft_ && have_valid && start_step_ == 0) {
+    const double vl = evaluate();
+    log_metrics({{"step", 0}, {"val_loss", vl}});
+    if (tb_) tb_->add_scalars({{"valid/loss", static_cast<float>(vl)}}, 0);
+    if (rank_ == 0) log::info("step 0 (the base model): validation loss {:.4f}", vl);
+  }
   while (step < t.steps) {
     ++step;
     auto t0 = std::chrono::steady_clock::now();
