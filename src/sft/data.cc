@@ -7,6 +7,7 @@
 
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
+#include "train/run_config.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -265,7 +266,11 @@ void SftBatches::train_sequence(uint64_t index, int32_t* inputs, int32_t* target
   std::copy_n(train_.targets.begin() + at, T, targets);
 }
 
-uint64_t SftBatches::valid_sequences(const train::TrainOptions&) const { return valid_.count(); }
+uint64_t SftBatches::valid_sequences(const train::TrainOptions& t) const {
+  // As in pretraining, one evaluation reads at most eval_batches x batch_size sequences: the first
+  // ones, the same every time, so the curve compares like with like.
+  return std::min<uint64_t>(valid_.count(), static_cast<uint64_t>(t.eval_batches) * t.batch_size);
+}
 
 void SftBatches::valid_sequence(uint64_t index, int32_t* inputs, int32_t* targets) const {
   const std::size_t T = valid_.seq_len, at = static_cast<std::size_t>(index % valid_.count()) * T;

@@ -75,7 +75,8 @@ struct Sequences {
 Sequences pack(const std::vector<Example>& examples, const PackOptions& o, LoadStats* stats);
 
 // The trainer's data source for instruction tuning: training sequences are visited in a fresh
-// seeded permutation each epoch; a validation pass covers every held-out sequence once.
+// seeded permutation each epoch; a validation pass covers the first train.eval_batches x
+// train.batch_size held-out sequences (all of them when there are fewer).
 class SftBatches : public train::BatchSource {
  public:
   SftBatches(Sequences train, Sequences valid, uint64_t seed);
