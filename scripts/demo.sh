@@ -76,5 +76,22 @@ $BIN generate --model "$CKPT" --prompt "ファイルを" --max-tokens 40
 $BIN generate --model "$CKPT" --prompt "The file" --max-tokens 40
 echo "run report: $OUT/run-tiny/report.html (plots of loss, lr, gradient norm, throughput); TensorBoard: $OUT/run-tiny/tensorboard"
 
+step "9. sft: LoRA instruction tuning of that model on the bundled man-page instructions (data/sft/, configs/sft-tiny.toml)"
+$BIN sft --config configs/sft-tiny.toml --set model="$CKPT" --set out_dir="$OUT/sft-tiny" \
+  ${DEMO_SFT_STEPS:+--set train.steps=$DEMO_SFT_STEPS}
+python3 - "$OUT/sft-tiny/metrics.jsonl" <<'PY'
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+val = [(x["step"], x["val_loss"]) for x in m if "val_loss" in x]
+print("held-out response-only loss:", ", ".join(f"step {s}: {v:.3f}" for s, v in val))
+print(f"  {val[0][1]:.3f} (base model) -> {val[-1][1]:.3f} (tuned)" + ("  lower" if val[-1][1] < val[0][1] else "  NOT lower"))
+PY
+ADAPTER=$(ls -d "$OUT"/sft-tiny/checkpoints/step_* | tail -1)
+echo "PEFT adapter: $ADAPTER"; ls "$ADAPTER"
+$BIN sft merge --model "$CKPT" --adapter "$ADAPTER" -o "$OUT/sft-tiny/merged"
+PROMPT=$'以下は、タスクを説明する指示です。要求を適切に満たす応答を書きなさい。\n\n### 指示:\nコマンド ls は何をしますか？\n\n### 応答:\n'
+echo "before tuning:"; $BIN generate --model "$CKPT" --prompt "$PROMPT" --max-tokens 24
+echo "after tuning:";  $BIN generate --model "$OUT/sft-tiny/merged" --prompt "$PROMPT" --max-tokens 24
+
 echo
 echo "Outputs are in $OUT/: cleaned shards with rejects and stats, the tokenizer, Megatron shards, HF files."

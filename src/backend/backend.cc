@@ -1,5 +1,7 @@
 #include "backend/backend.h"
 
+#include <vector>
+
 #include "util/error.h"
 #include "util/log.h"
 
@@ -11,6 +13,36 @@ std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
   return nullptr;
 }
 #endif
+
+void Backend::dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed, uint64_t first_row,
+                            float scale) {
+  const std::size_t n = static_cast<std::size_t>(N) * C;
+  std::vector<float> h(n);
+  download(h.data(), inp, n);
+  const float keep_scale = p > 0.0f ? scale / (1.0f - p) : scale;
+  for (int r = 0; r < N; ++r)
+    for (int c = 0; c < C; ++c) {
+      float& v = h[static_cast<std::size_t>(r) * C + c];
+      v = (p <= 0.0f || dropout_uniform(seed, first_row + r, C, c) >= p) ? v * keep_scale : 0.0f;
+    }
+  upload(out, h.data(), n);
+}
+
+void Backend::copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C, bool accumulate) {
+  if (N <= 0 || C <= 0) return;
+  const std::size_t dn = static_cast<std::size_t>(N - 1) * dst_stride + C;
+  const std::size_t sn = static_cast<std::size_t>(N - 1) * src_stride + C;
+  std::vector<float> d(dn), s(sn);
+  download(s.data(), src, sn);
+  download(d.data(), dst, dn);
+  for (int r = 0; r < N; ++r)
+    for (int c = 0; c < C; ++c) {
+      float& o = d[static_cast<std::size_t>(r) * dst_stride + c];
+      const float v = s[static_cast<std::size_t>(r) * src_stride + c];
+      o = accumulate ? o + v : v;
+    }
+  upload(dst, d.data(), dn);
+}
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "cpu") return make_cpu_backend(false);

@@ -90,7 +90,7 @@ class Backend {
   virtual void matmul_forward(Buf out, const Buf& inp, const Buf& weight, const Buf& bias, int N,
                               int IC, int OC) = 0;
   // dinp = dout W (or += when accumulate_dinp); dweight += dout^T inp; dbias += sum_n dout
-  // (dinp, dbias may be empty)
+  // (dinp, dweight, dbias may be empty: an empty dweight is a frozen weight, as under LoRA)
   virtual void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                                const Buf& weight, int N, int IC, int OC,
                                bool accumulate_dinp) = 0;
@@ -98,13 +98,13 @@ class Backend {
   // ---- norms. mean/rstd are Float32 [N].
   virtual void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
                                  const Buf& bias, int N, int C, float eps) = 0;
-  // dinp += ..., dweight += ..., dbias += ...
+  // dinp += ..., dweight += ..., dbias += ...  (dweight, dbias may be empty: frozen)
   virtual void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout,
                                   const Buf& inp, const Buf& weight, const Buf& mean,
                                   const Buf& rstd, int N, int C) = 0;
   virtual void rmsnorm_forward(Buf out, Buf rstd, const Buf& inp, const Buf& weight, int N, int C,
                                float eps) = 0;
-  // dinp += ..., dweight += ...
+  // dinp += ..., dweight += ...  (dweight may be empty: frozen)
   virtual void rmsnorm_backward(Buf dinp, Buf dweight, const Buf& dout, const Buf& inp,
                                 const Buf& weight, const Buf& rstd, int N, int C) = 0;
 
@@ -117,6 +117,22 @@ class Backend {
   // inp rows are [gate(F) | up(F)]; out[N,F] = silu(gate) * up
   virtual void swiglu_forward(Buf out, const Buf& inp, int N, int F) = 0;
   virtual void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) = 0;
+
+  // ---- LoRA helpers. Both have a host implementation here (download, compute, upload) that any
+  // backend inherits; the CPU backend overrides them with direct loops. A CUDA kernel for each is
+  // the next step for LoRA speed on GPUs (they touch only [N, r] and one [N, in] tensor per
+  // adapted layer, so the round trip is correct but slow there).
+  //
+  // out[n,c] = inp[n,c] * scale / (1 - p) when kept, else 0; element (n, c) is kept when
+  // dropout_uniform(seed, first_row + n, C, c) >= p. p = 0 is a plain scale. The mask is a pure
+  // function of (seed, row, column), so the backward pass applies the same op to the gradient
+  // without storing a mask. out may alias inp.
+  virtual void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed,
+                             uint64_t first_row, float scale);
+  // dst[n*dst_stride + c] = (or += when accumulate) src[n*src_stride + c], n < N, c < C: one
+  // column block of a fused projection's output (LLaMA's q/k/v, gate/up).
+  virtual void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
+                            bool accumulate);
 
   // ---- rotary position embedding (HF rotate_half convention: dims i and i + head_dim/2 pair up,
   // inv_freq_i = theta^(-2i/head_dim)). qkv rows are [q(H*hd) | k(KV*hd) | v(KV*hd)]; position
@@ -148,6 +164,16 @@ class Backend {
   // sum of a Float32 buffer, returned to the host
   virtual double sum(const Buf& b, std::size_t n) = 0;
 };
+
+// The uniform [0, 1) number deciding whether dropout keeps element (row, col) of a [rows, C]
+// tensor: a counter-based hash, so every backend draws the same mask for a seed.
+inline float dropout_uniform(uint64_t seed, uint64_t row, int C, int col) {
+  uint64_t x = seed + (row * static_cast<uint64_t>(C) + static_cast<uint64_t>(col)) * 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return static_cast<float>(x >> 40) * (1.0f / 16777216.0f);
+}
 
 // The CPU backend (fp32; matmuls through oneDNN). `bf16_matmul` rounds matmul inputs to bf16 and
 // accumulates in fp32 (AVX512-BF16 hardware); other kernels stay fp32.

@@ -19,6 +19,7 @@ void register_export(CLI::App& app);
 void register_import(CLI::App& app);
 void register_serving(CLI::App& app);  // serve and chat
 void register_eval(CLI::App& app);
+void register_sft(CLI::App& app);
 
 // Sets what runs after parsing; the action returns the process exit code.
 void set_action(std::function<int()> action);

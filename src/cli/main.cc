@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   tsumugi::cli::register_import(app);
   tsumugi::cli::register_serving(app);
   tsumugi::cli::register_eval(app);
+  tsumugi::cli::register_sft(app);
   tsumugi::cli::register_report(app);
   tsumugi::cli::register_index(app);
 

@@ -27,19 +27,31 @@ struct Model::Acts {
   std::vector<Layer> layers;
   // backward scratch
   Buf dres, dln, datt, dqkv, dqkv2, dfc, dfc_act;
+  // LoRA: each adapter's scaled A x [N, r] (kept for dB), and scratch shared by all adapters
+  std::vector<Buf> lora_u;
+  Buf lora_x, lora_y, lora_du, lora_dx;
   std::vector<Buf> all;  // for freeing
 };
 
-Model::Model(const ModelConfig& cfg, backend::Backend& be) : cfg_(cfg), be_(be) {
+Model::Model(const ModelConfig& cfg, backend::Backend& be, const LoraConfig& lora) : cfg_(cfg), be_(be), lora_(lora) {
   cfg_.validate();
   layout_ = parameter_layout(cfg_);
   n_params_ = cfg_.num_parameters();
   per_layer_ = cfg_.family == Family::GPT2 ? 12 : 9;
   first_layer_ = cfg_.family == Family::GPT2 ? 2 : 1;
   params_ = be_.alloc(n_params_, Kind::Param);
-  if (be_.element_size(Kind::Param) != be_.element_size(Kind::Master))
-    master_ = be_.alloc(n_params_, Kind::Master);
-  grads_ = be_.alloc(n_params_, Kind::Grad);
+  const bool split_master = be_.element_size(Kind::Param) != be_.element_size(Kind::Master);
+  if (split_master) master_ = be_.alloc(n_params_, Kind::Master);
+  if (lora_.r > 0) {
+    lora_mods_ = model::lora_modules(cfg_, lora_);
+    lora_layout_ = lora_layout(lora_mods_, lora_.r);
+    lora_n_ = lora_num_parameters(lora_mods_, lora_.r);
+    lora_params_ = be_.alloc(lora_n_, Kind::Param);
+    if (split_master) lora_master_ = be_.alloc(lora_n_, Kind::Master);
+    lora_grads_ = be_.alloc(lora_n_, Kind::Grad);
+  } else {
+    grads_ = be_.alloc(n_params_, Kind::Grad);
+  }
 }
 
 Model::~Model() {
@@ -49,11 +61,113 @@ Model::~Model() {
   }
   be_.free(params_);
   if (master_.ptr) be_.free(master_);
-  be_.free(grads_);
+  if (grads_.ptr) be_.free(grads_);
+  if (lora_params_.ptr) be_.free(lora_params_);
+  if (lora_master_.ptr) be_.free(lora_master_);
+  if (lora_grads_.ptr) be_.free(lora_grads_);
 }
 
 Buf Model::P(std::size_t i) const { return be_.view(params_, layout_[i].offset, layout_[i].size); }
-Buf Model::G(std::size_t i) const { return be_.view(grads_, layout_[i].offset, layout_[i].size); }
+Buf Model::G(std::size_t i) const {
+  if (!grads_.ptr) return Buf{};
+  return be_.view(grads_, layout_[i].offset, layout_[i].size);
+}
+Buf Model::Gview(std::size_t i, std::size_t count) const {
+  if (!grads_.ptr) return Buf{};
+  return be_.view(grads_, layout_[i].offset, count);
+}
+
+const LoraModule* Model::adapter(int layer, LinearSite site) const {
+  for (const auto& m : lora_mods_)
+    if (m.layer == layer && m.site == site) return &m;
+  return nullptr;
+}
+
+void Model::init_lora(uint64_t seed) {
+  if (!has_lora()) fail("init_lora: the model has no adapters (lora.r = 0)");
+  set_lora(model::lora_init(lora_mods_, lora_.r, seed));
+}
+
+std::vector<float> Model::get_lora() {
+  std::vector<float> out(lora_n_);
+  if (lora_n_) be_.download(out.data(), lora_master_.ptr ? lora_master_ : lora_params_, lora_n_);
+  return out;
+}
+
+void Model::set_lora(const std::vector<float>& host) {
+  if (host.size() != lora_n_) fail("adapter parameter count mismatch: {} given, the model's adapters have {}", host.size(), lora_n_);
+  be_.upload(lora_master_.ptr ? lora_master_ : lora_params_, host.data(), lora_n_);
+  if (lora_master_.ptr) be_.copy(lora_params_, lora_master_, lora_n_);
+}
+
+std::vector<float> Model::get_lora_gradients() {
+  std::vector<float> out(lora_n_);
+  if (lora_n_) be_.download(out.data(), lora_grads_, lora_n_);
+  return out;
+}
+
+namespace {
+uint64_t adapter_seed(uint64_t seed, std::size_t mod) { return seed ^ ((mod + 1) * 0xD1B54A32D192ED03ull); }
+}  // namespace
+
+void Model::adapter_forward(std::size_t mod, const Buf& x, Buf y, int N, bool /*train*/) {
+  Acts& a = *acts_;
+  const LoraModule& m = lora_mods_[mod];
+  const int r = lora_.r;
+  const Buf none;
+  const std::size_t n = static_cast<std::size_t>(N);
+  Buf A = be_.view(lora_params_, m.a_offset, static_cast<std::size_t>(r) * m.in);
+  Buf B = be_.view(lora_params_, m.b_offset, static_cast<std::size_t>(m.out) * r);
+  Buf xin = x;
+  if (dropout_on_) {
+    xin = be_.view(a.lora_x, 0, n * m.in);
+    be_.dropout_scale(xin, x, N, m.in, lora_.dropout, adapter_seed(dropout_seed_, mod), dropout_row_, 1.0f);
+  }
+  Buf u = a.lora_u[mod];
+  be_.matmul_forward(u, xin, A, none, N, m.in, r);
+  be_.dropout_scale(u, u, N, r, 0.0f, 0, 0, lora_.scaling());  // scaled here: r values a row, not out
+  Buf t = be_.view(a.lora_y, 0, n * m.out);
+  be_.matmul_forward(t, u, B, none, N, r, m.out);
+  if (m.out == m.fused_out) {
+    be_.accumulate(y, t, n * m.out);
+  } else {
+    Buf cols = be_.view(y, m.out_offset, (n - 1) * m.fused_out + m.out);
+    be_.copy_strided(cols, m.fused_out, t, m.out, N, m.out, true);
+  }
+}
+
+void Model::adapter_backward(std::size_t mod, const Buf& dy, const Buf& x, Buf dx, int N) {
+  Acts& a = *acts_;
+  const LoraModule& m = lora_mods_[mod];
+  const int r = lora_.r;
+  const Buf none;
+  const std::size_t n = static_cast<std::size_t>(N);
+  Buf A = be_.view(lora_params_, m.a_offset, static_cast<std::size_t>(r) * m.in);
+  Buf B = be_.view(lora_params_, m.b_offset, static_cast<std::size_t>(m.out) * r);
+  Buf dA = be_.view(lora_grads_, m.a_offset, static_cast<std::size_t>(r) * m.in);
+  Buf dB = be_.view(lora_grads_, m.b_offset, static_cast<std::size_t>(m.out) * r);
+  Buf dt = dy;
+  if (m.out != m.fused_out) {
+    dt = be_.view(a.lora_y, 0, n * m.out);
+    be_.copy_strided(dt, m.out, be_.view(dy, m.out_offset, (n - 1) * m.fused_out + m.out), m.fused_out, N, m.out,
+                     false);
+  }
+  // t = u B^T with u already scaled: dB += dt^T u, du = dt B, then the scaling for dA and dx.
+  Buf du = be_.view(a.lora_du, 0, n * r);
+  be_.matmul_backward(du, dB, none, dt, a.lora_u[mod], B, N, r, m.out, false);
+  be_.dropout_scale(du, du, N, r, 0.0f, 0, 0, lora_.scaling());
+  if (!dropout_on_) {
+    be_.matmul_backward(dx, dA, none, du, x, A, N, m.in, r, true);
+    return;
+  }
+  const uint64_t seed = adapter_seed(dropout_seed_, mod);
+  Buf xd = be_.view(a.lora_x, 0, n * m.in);  // the dropped input, recomputed from its mask
+  be_.dropout_scale(xd, x, N, m.in, lora_.dropout, seed, dropout_row_, 1.0f);
+  Buf dxd = be_.view(a.lora_dx, 0, n * m.in);
+  be_.matmul_backward(dxd, dA, none, du, xd, A, N, m.in, r, false);
+  be_.dropout_scale(dxd, dxd, N, m.in, lora_.dropout, seed, dropout_row_, 1.0f);
+  be_.accumulate(dx, dxd, n * m.in);
+}
 
 void Model::init_weights(uint64_t seed) {
   std::vector<float> w(n_params_, 0.0f);
@@ -91,12 +205,16 @@ void Model::set_parameters(const std::vector<float>& host) {
 }
 
 std::vector<float> Model::get_gradients() {
+  if (!grads_.ptr) fail("the base weights are frozen (LoRA): they have no gradients");
   std::vector<float> out(n_params_);
   be_.download(out.data(), grads_, n_params_);
   return out;
 }
 
-void Model::zero_grad() { be_.zero(grads_, n_params_); }
+void Model::zero_grad() {
+  if (grads_.ptr) be_.zero(grads_, n_params_);
+  if (lora_grads_.ptr) be_.zero(lora_grads_, lora_n_);
+}
 
 void Model::ensure_acts(int B, int T) {
   if (acts_ && acts_B_ == B && acts_T_ == T) return;
@@ -151,6 +269,20 @@ void Model::ensure_acts(int B, int T) {
   if (llama) a.dqkv2 = mk(N * QKV);
   a.dfc = mk(N * (llama ? 2 * F : F));
   a.dfc_act = mk(N * F);
+  if (has_lora()) {
+    std::size_t max_in = 0, max_out = 0;
+    for (const auto& m : lora_mods_) {
+      max_in = std::max<std::size_t>(max_in, m.in);
+      max_out = std::max<std::size_t>(max_out, m.out);
+      a.lora_u.push_back(mk(N * lora_.r));
+    }
+    a.lora_y = mk(N * max_out);
+    a.lora_du = mk(N * lora_.r);
+    if (lora_.dropout > 0) {
+      a.lora_x = mk(N * max_in);
+      a.lora_dx = mk(N * max_in);
+    }
+  }
   acts_B_ = B;
   acts_T_ = T;
 }
@@ -173,6 +305,10 @@ void Model::run_forward(int B, int T) {
   const bool llama = d.llama;
   const AttentionShape as{B, T, H, KV, hd};
   const Buf none;
+  using S = LinearSite;
+  auto lora = [&](int l, S site, const Buf& x, Buf y) {
+    if (const LoraModule* m = adapter(l, site)) adapter_forward(static_cast<std::size_t>(m - lora_mods_.data()), x, y, N, true);
+  };
 
   be_.embedding_forward(a.encoded, a.tokens, P(0), llama ? none : P(1), B, T, C);
   Buf residual = a.encoded;
@@ -183,27 +319,35 @@ void Model::run_forward(int B, int T) {
       // ln_1.w, ln_1.b, c_attn.w, c_attn.b, c_proj.w, c_proj.b, ln_2.w, ln_2.b, c_fc.w, c_fc.b, mlp.c_proj.w, .b
       be_.layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, residual, P(p), P(p + 1), N, C, cfg_.norm_eps);
       be_.matmul_forward(L.qkv, L.ln1, P(p + 2), P(p + 3), N, C, QKV);
+      lora(l, S::AttnQKV, L.ln1, L.qkv);
       be_.attention_forward(L.att, L.lse, L.qkv, as);
       be_.matmul_forward(L.attproj, L.att, P(p + 4), P(p + 5), N, C, C);
+      lora(l, S::AttnOut, L.att, L.attproj);
       be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
       be_.layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, P(p + 6), P(p + 7), N, C, cfg_.norm_eps);
       be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
+      lora(l, S::MlpUp, L.ln2, L.fc);
       be_.gelu_forward(L.fc_act, L.fc, static_cast<std::size_t>(N) * F);
       be_.matmul_forward(L.fcproj, L.fc_act, P(p + 10), P(p + 11), N, F, C);
+      lora(l, S::MlpDown, L.fc_act, L.fcproj);
     } else {
       // input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down
       be_.rmsnorm_forward(L.ln1, L.ln1_rstd, residual, P(p), N, C, cfg_.norm_eps);
       Buf wqkv = be_.view(params_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
       be_.matmul_forward(L.qkv_raw, L.ln1, wqkv, none, N, C, QKV);
+      for (S site : {S::Q, S::K, S::V}) lora(l, site, L.ln1, L.qkv_raw);
       be_.rope_forward(L.qkv, L.qkv_raw, as, cfg_.rope_theta);
       be_.attention_forward(L.att, L.lse, L.qkv, as);
       be_.matmul_forward(L.attproj, L.att, P(p + 4), none, N, H * hd, C);
+      lora(l, S::AttnOut, L.att, L.attproj);
       be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
       be_.rmsnorm_forward(L.ln2, L.ln2_rstd, L.res2, P(p + 5), N, C, cfg_.norm_eps);
       Buf wgu = be_.view(params_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
       be_.matmul_forward(L.fc, L.ln2, wgu, none, N, C, 2 * F);
+      for (S site : {S::Gate, S::Up}) lora(l, site, L.ln2, L.fc);
       be_.swiglu_forward(L.fc_act, L.fc, N, F);
       be_.matmul_forward(L.fcproj, L.fc_act, P(p + 8), none, N, F, C);
+      lora(l, S::MlpDown, L.fc_act, L.fcproj);
     }
     be_.add(L.res3, L.res2, L.fcproj, static_cast<std::size_t>(N) * C);
     residual = L.res3;
@@ -226,6 +370,11 @@ void Model::run_backward(int B, int T) {
   const AttentionShape as{B, T, H, KV, hd};
   const Buf none;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
+  using S = LinearSite;
+  auto lora = [&](int l, S site, const Buf& dy, const Buf& x, Buf dx) {
+    if (const LoraModule* m = adapter(l, site))
+      adapter_backward(static_cast<std::size_t>(m - lora_mods_.data()), dy, x, dx, N);
+  };
 
   // logits now hold dL/dlogits (the fused cross-entropy overwrote them).
   const std::size_t f = first_layer_ + cfg_.n_layer * per_layer_;
@@ -245,36 +394,46 @@ void Model::run_backward(int B, int T) {
     // dres is dL/d(res3); res3 = res2 + fcproj, so dfcproj = dres and dres flows on to res2.
     if (!llama) {
       be_.matmul_backward(a.dfc_act, G(p + 10), G(p + 11), a.dres, L.fc_act, P(p + 10), N, F, C, false);
+      lora(l, S::MlpDown, a.dres, L.fc_act, a.dfc_act);
       be_.gelu_backward(a.dfc, L.fc, a.dfc_act, static_cast<std::size_t>(N) * F);
       be_.matmul_backward(a.dln, G(p + 8), G(p + 9), a.dfc, L.ln2, P(p + 8), N, C, F, false);
+      lora(l, S::MlpUp, a.dfc, L.ln2, a.dln);
       be_.layernorm_backward(a.dres, G(p + 6), G(p + 7), a.dln, L.res2, P(p + 6), L.ln2_mean, L.ln2_rstd, N, C);
       be_.matmul_backward(a.datt, G(p + 4), G(p + 5), a.dres, L.att, P(p + 4), N, C, C, false);
+      lora(l, S::AttnOut, a.dres, L.att, a.datt);
       be_.attention_backward(a.dqkv, a.datt, L.qkv, L.att, L.lse, as);
       be_.matmul_backward(a.dln, G(p + 2), G(p + 3), a.dqkv, L.ln1, P(p + 2), N, C, QKV, false);
+      lora(l, S::AttnQKV, a.dqkv, L.ln1, a.dln);
       be_.layernorm_backward(a.dres, G(p), G(p + 1), a.dln, residual, P(p), L.ln1_mean, L.ln1_rstd, N, C);
     } else {
       be_.matmul_backward(a.dfc_act, G(p + 8), none, a.dres, L.fc_act, P(p + 8), N, F, C, false);
+      lora(l, S::MlpDown, a.dres, L.fc_act, a.dfc_act);
       be_.swiglu_backward(a.dfc, L.fc, a.dfc_act, N, F);
       Buf wgu = be_.view(params_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
-      Buf dwgu = be_.view(grads_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
+      Buf dwgu = Gview(p + 6, static_cast<std::size_t>(2) * F * C);
       be_.matmul_backward(a.dln, dwgu, none, a.dfc, L.ln2, wgu, N, C, 2 * F, false);
+      for (S site : {S::Gate, S::Up}) lora(l, site, a.dfc, L.ln2, a.dln);
       be_.rmsnorm_backward(a.dres, G(p + 5), a.dln, L.res2, P(p + 5), L.ln2_rstd, N, C);
       be_.matmul_backward(a.datt, G(p + 4), none, a.dres, L.att, P(p + 4), N, H * hd, C, false);
+      lora(l, S::AttnOut, a.dres, L.att, a.datt);
       be_.attention_backward(a.dqkv, a.datt, L.qkv, L.att, L.lse, as);
       be_.rope_backward(a.dqkv2, a.dqkv, as, cfg_.rope_theta);
       Buf wqkv = be_.view(params_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
-      Buf dwqkv = be_.view(grads_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
+      Buf dwqkv = Gview(p + 1, static_cast<std::size_t>(QKV) * C);
       be_.matmul_backward(a.dln, dwqkv, none, a.dqkv2, L.ln1, wqkv, N, C, QKV, false);
+      for (S site : {S::Q, S::K, S::V}) lora(l, site, a.dqkv2, L.ln1, a.dln);
       be_.rmsnorm_backward(a.dres, G(p), a.dln, residual, P(p), L.ln1_rstd, N, C);
     }
   }
-  be_.embedding_backward(G(0), llama ? none : G(1), a.dres, a.tokens, B, T, C);
+  if (grads_.ptr) be_.embedding_backward(G(0), llama ? none : G(1), a.dres, a.tokens, B, T, C);
 }
 
 double Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, float loss_scale) {
   ensure_acts(B, T);
   const std::size_t N = static_cast<std::size_t>(B) * T;
   be_.upload_ints(acts_->tokens, tokens, N);
+  // Adapter dropout only in training passes; evaluation and generation see the deterministic model.
+  dropout_on_ = has_lora() && lora_.dropout > 0.0f && targets && loss_scale != 0.0f;
   run_forward(B, T);
   if (!targets) {
     logits_are_grads_ = false;

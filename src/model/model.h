@@ -7,12 +7,15 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace tsumugi::model {
 
 class Model {
  public:
-  Model(const ModelConfig& cfg, backend::Backend& be);
+  // With lora.r > 0 the model carries LoRA adapters (initialised by init_lora) and the base weights
+  // are frozen: no gradient buffer exists for them and backward computes adapter gradients only.
+  Model(const ModelConfig& cfg, backend::Backend& be, const LoraConfig& lora = {});
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -40,17 +43,52 @@ class Model {
   std::vector<float> all_logits();
 
   void zero_grad();
-  // Optimizer buffers (allocated on first use).
   backend::Buf& params() { return params_; }
   backend::Buf& master() { return master_.ptr ? master_ : params_; }
-  backend::Buf& grads() { return grads_; }
+  backend::Buf& grads() { return grads_; }  // empty when the base is frozen (LoRA)
   std::vector<float> get_gradients();
+
+  // ---- LoRA
+  bool has_lora() const { return lora_.r > 0; }
+  const LoraConfig& lora() const { return lora_; }
+  const std::vector<LoraModule>& lora_modules() const { return lora_mods_; }
+  void init_lora(uint64_t seed);
+  std::vector<float> get_lora();
+  void set_lora(const std::vector<float>& host);
+  std::vector<float> get_lora_gradients();
+  // Dropout on the adapters' input during training passes (forward_backward with a loss scale):
+  // the mask of row n of a micro-batch is keyed by (seed, first_row + n), so the caller makes it
+  // depend on the global sequence index, not on how a batch is split across ranks.
+  void set_dropout_seed(uint64_t seed, uint64_t first_row) {
+    dropout_seed_ = seed;
+    dropout_row_ = first_row;
+  }
+
+  // ---- what the optimizer updates: the adapters under LoRA, else every base parameter
+  std::size_t num_trainable() const { return has_lora() ? lora_n_ : n_params_; }
+  const std::vector<ParamTensor>& trainable_layout() const { return has_lora() ? lora_layout_ : layout_; }
+  backend::Buf& trainable_params() { return has_lora() ? lora_params_ : params_; }
+  backend::Buf& trainable_master() {
+    if (has_lora()) return lora_master_.ptr ? lora_master_ : lora_params_;
+    return master();
+  }
+  backend::Buf& trainable_grads() { return has_lora() ? lora_grads_ : grads_; }
+  std::vector<float> get_trainable() { return has_lora() ? get_lora() : get_parameters(); }
+  void set_trainable(const std::vector<float>& host) { has_lora() ? set_lora(host) : set_parameters(host); }
 
  private:
   struct Acts;  // activations for one (B, T)
   void ensure_acts(int B, int T);
   backend::Buf P(std::size_t idx) const;   // parameter tensor by layout index
-  backend::Buf G(std::size_t idx) const;   // its gradient
+  backend::Buf G(std::size_t idx) const;   // its gradient (empty when frozen)
+  backend::Buf Gview(std::size_t idx, std::size_t count) const;  // a run of tensors' gradients from idx
+  // The adapters of one layer at one site (forward order); nullptr when not adapted.
+  const LoraModule* adapter(int layer, LinearSite site) const;
+  // y += scaling * B A dropout(x) for one adapter; y has rows m.fused_out wide.
+  void adapter_forward(std::size_t mod, const backend::Buf& x, backend::Buf y, int N, bool train);
+  // dx += (the adapter's share of dL/dx); dA, dB accumulate. dy has rows m.fused_out wide.
+  void adapter_backward(std::size_t mod, const backend::Buf& dy, const backend::Buf& x, backend::Buf dx, int N);
+  bool dropout_on_ = false;
   void run_forward(int B, int T);
   void run_backward(int B, int T);
 
@@ -61,6 +99,12 @@ class Model {
   std::size_t per_layer_ = 0;  // layout entries per layer
   std::size_t first_layer_ = 0;
   backend::Buf params_, master_, grads_;
+  LoraConfig lora_;
+  std::vector<LoraModule> lora_mods_;
+  std::vector<ParamTensor> lora_layout_;
+  std::size_t lora_n_ = 0;
+  backend::Buf lora_params_, lora_master_, lora_grads_;
+  uint64_t dropout_seed_ = 0, dropout_row_ = 0;
   Acts* acts_ = nullptr;
   int acts_B_ = 0, acts_T_ = 0;
   bool logits_are_grads_ = false;

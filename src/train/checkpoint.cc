@@ -69,6 +69,36 @@ void read_into(const formats::SafetensorsFile& f, const std::string& name, const
   }
 }
 
+void write_trainer_state(const std::string& path, const CheckpointState& state, const char* format) {
+  nlohmann::json st = {{"format", format},
+                       {"step", state.step},
+                       {"tokens_seen", state.tokens_seen},
+                       {"loss", state.loss},
+                       {"run_config", state.run_config}};
+  write_file_atomic(path, st.dump(2) + "\n");
+}
+
+CheckpointState read_trainer_state(const std::string& path) {
+  nlohmann::json st;
+  try {
+    st = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+  CheckpointState out;
+  out.step = st.value("step", int64_t{0});
+  out.tokens_seen = st.value("tokens_seen", uint64_t{0});
+  out.loss = st.value("loss", 0.0);
+  out.run_config = st.value("run_config", nlohmann::json::object());
+  return out;
+}
+
+// Replaces an existing checkpoint of the same step (a rerun) only once the new one is complete.
+void publish_dir(const fs::path& tmp, const fs::path& final_dir) {
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+}
+
 }  // namespace
 
 void save_hf_weights(const std::string& path, const model::ModelConfig& cfg, const std::vector<float>& flat) {
@@ -146,15 +176,56 @@ void save_checkpoint(const std::string& dir, const model::ModelConfig& cfg, cons
     tm.insert(tm.end(), std::make_move_iterator(tv.begin()), std::make_move_iterator(tv.end()));
     formats::write_safetensors((tmp / "optimizer.safetensors").string(), tm, {{"optimizer", "adamw"}});
   }
-  nlohmann::json st = {{"format", "tsumugi-checkpoint-1"},
-                       {"step", state.step},
-                       {"tokens_seen", state.tokens_seen},
-                       {"loss", state.loss},
-                       {"run_config", state.run_config}};
-  write_file_atomic((tmp / "trainer_state.json").string(), st.dump(2) + "\n");
-  // Replace an existing checkpoint of the same step (a rerun) only once the new one is complete.
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  write_trainer_state((tmp / "trainer_state.json").string(), state, "tsumugi-checkpoint-1");
+  publish_dir(tmp, final_dir);
+}
+
+void save_lora_checkpoint(const std::string& dir, const model::ModelConfig& cfg, const model::LoraConfig& lora,
+                          const std::vector<float>& adapter, const std::vector<float>& m, const std::vector<float>& v,
+                          const CheckpointState& state, const std::string& tokenizer_path,
+                          const std::string& base_model) {
+  fs::path final_dir(dir);
+  fs::path tmp = final_dir.parent_path() / (final_dir.filename().string() + ".tmp-" + std::to_string(getpid()));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp);
+  model::save_peft_adapter(tmp.string(), cfg, lora, adapter, base_model);
+  if (!tokenizer_path.empty()) fs::copy_file(tokenizer_path, tmp / "tokenizer.model", fs::copy_options::overwrite_existing);
+  if (!m.empty()) {
+    std::vector<TensorToWrite> t;
+    const std::pair<const char*, const std::vector<float>*> moments[] = {{"exp_avg.", &m}, {"exp_avg_sq.", &v}};
+    for (const auto& [prefix, values] : moments)
+      for (const auto& p : model::lora_layout(model::lora_modules(cfg, lora), lora.r)) {
+        TensorToWrite w;
+        w.name = prefix + p.name;
+        w.shape = p.shape;
+        w.data = values->data() + p.offset;
+        t.push_back(std::move(w));
+      }
+    formats::write_safetensors((tmp / "optimizer.safetensors").string(), t, {{"optimizer", "adamw"}});
+  }
+  write_trainer_state((tmp / "trainer_state.json").string(), state, "tsumugi-lora-checkpoint-1");
+  publish_dir(tmp, final_dir);
+}
+
+LoadedLoraCheckpoint load_lora_checkpoint(const std::string& dir, const model::ModelConfig& cfg,
+                                          const model::LoraConfig& lora) {
+  LoadedLoraCheckpoint out;
+  model::LoadedAdapter a = model::load_peft_adapter(dir, cfg);
+  if (a.lora.r != lora.r || a.lora.target_modules != (lora.target_modules.empty() ? model::default_lora_targets(cfg.family) : lora.target_modules))
+    fail("{}: the checkpoint's adapter (r={}) does not match the run's lora settings (r={})", dir, a.lora.r, lora.r);
+  out.adapter = std::move(a.weights);
+  out.state = read_trainer_state((fs::path(dir) / "trainer_state.json").string());
+  const std::string op = (fs::path(dir) / "optimizer.safetensors").string();
+  if (!fs::exists(op)) fail("{}: no optimizer state to resume from", dir);
+  formats::SafetensorsFile f(op);
+  out.m.resize(out.adapter.size());
+  out.v.resize(out.adapter.size());
+  for (const auto& p : model::lora_layout(model::lora_modules(cfg, lora), lora.r)) {
+    read_into(f, "exp_avg." + p.name, p.shape, out.m.data() + p.offset, false, p.shape);
+    read_into(f, "exp_avg_sq." + p.name, p.shape, out.v.data() + p.offset, false, p.shape);
+  }
+  return out;
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& dir, bool with_optimizer) {
@@ -173,19 +244,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool with_optimizer) {
   out.config = model::from_hf_config(cj, cfg_path);
   out.weights = load_hf_weights((d / "model.safetensors").string(), out.config);
   if (fs::exists(d / "tokenizer.model")) out.tokenizer_path = (d / "tokenizer.model").string();
-  if (fs::exists(d / "trainer_state.json")) {
-    std::string sp = (d / "trainer_state.json").string();
-    nlohmann::json st;
-    try {
-      st = nlohmann::json::parse(read_file(sp));
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{}: invalid JSON: {}", sp, e.what());
-    }
-    out.state.step = st.value("step", int64_t{0});
-    out.state.tokens_seen = st.value("tokens_seen", uint64_t{0});
-    out.state.loss = st.value("loss", 0.0);
-    out.state.run_config = st.value("run_config", nlohmann::json::object());
-  }
+  if (fs::exists(d / "trainer_state.json")) out.state = read_trainer_state((d / "trainer_state.json").string());
   if (with_optimizer) {
     std::string op = (d / "optimizer.safetensors").string();
     if (!fs::exists(op)) fail("{}: no optimizer state to resume from", dir);

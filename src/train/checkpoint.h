@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 namespace tsumugi::train {
@@ -47,6 +48,21 @@ struct LoadedCheckpoint {
   std::string tokenizer_path;  // DIR/tokenizer.model, or empty
 };
 LoadedCheckpoint load_checkpoint(const std::string& dir, bool with_optimizer);
+
+// A LoRA run's checkpoint: the PEFT adapter (adapter_config.json + adapter_model.safetensors,
+// loadable by peft and `--adapter`), the adapters' AdamW moments (optimizer.safetensors,
+// `exp_avg.<PEFT name>`), trainer_state.json and tokenizer.model; the frozen base stays where
+// `base_model` names it. Written under a temporary name and renamed, like save_checkpoint.
+void save_lora_checkpoint(const std::string& dir, const model::ModelConfig& cfg, const model::LoraConfig& lora,
+                          const std::vector<float>& adapter, const std::vector<float>& m, const std::vector<float>& v,
+                          const CheckpointState& state, const std::string& tokenizer_path,
+                          const std::string& base_model);
+struct LoadedLoraCheckpoint {
+  std::vector<float> adapter, m, v;
+  CheckpointState state;
+};
+LoadedLoraCheckpoint load_lora_checkpoint(const std::string& dir, const model::ModelConfig& cfg,
+                                          const model::LoraConfig& lora);
 
 // Completed checkpoint directories under RUN_DIR/checkpoints, oldest first.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);

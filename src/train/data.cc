@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "train/run_config.h"
 #include "util/error.h"
 
 namespace tsumugi::train {
@@ -120,6 +121,15 @@ void WindowSampler::valid_window(uint64_t index, int32_t* inputs, int32_t* targe
   (valid_ ? *valid_ : *train_).read(start, buf.size(), buf.data());
   std::copy(buf.begin(), buf.end() - 1, inputs);
   std::copy(buf.begin() + 1, buf.end(), targets);
+}
+
+uint64_t WindowSampler::valid_sequences(const TrainOptions& t) const {
+  if (!has_validation()) return 0;
+  return static_cast<uint64_t>(t.eval_batches) * t.batch_size;
+}
+
+std::string WindowSampler::describe() const {
+  return fmt::format("{} training tokens, {} held-out", train_tokens(), valid_tokens());
 }
 
 void WindowSampler::check_vocabulary(int vocab_size) const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/indexed_dataset.h"
+#include "train/batch_source.h"
 
 namespace tsumugi::train {
 
@@ -36,7 +37,7 @@ class TokenStream {
 
 // The windows of a run. Training windows come from [0, train_end); validation windows tile
 // [valid_begin, valid_end) in order.
-class WindowSampler {
+class WindowSampler : public BatchSource {
  public:
   // With `valid` empty, the last `valid_fraction` of `train` is held out for validation.
   WindowSampler(const std::vector<std::string>& train, const std::vector<std::string>& valid,
@@ -47,7 +48,18 @@ class WindowSampler {
   uint64_t train_tokens() const { return train_end_; }
   uint64_t valid_tokens() const;
   bool has_validation() const { return valid_tokens() >= static_cast<uint64_t>(seq_len_) + 1; }
-  void check_vocabulary(int vocab_size) const;
+  void check_vocabulary(int vocab_size) const override;
+
+  // BatchSource: a validation pass reads train.eval_batches x train.batch_size windows.
+  void train_sequence(uint64_t index, int32_t* inputs, int32_t* targets) const override {
+    train_window(index, inputs, targets);
+  }
+  uint64_t valid_sequences(const TrainOptions& t) const override;
+  void valid_sequence(uint64_t index, int32_t* inputs, int32_t* targets) const override {
+    valid_window(index, inputs, targets);
+  }
+  bool dense_targets() const override { return true; }
+  std::string describe() const override;
 
  private:
   std::unique_ptr<TokenStream> train_, valid_;

@@ -13,13 +13,26 @@ namespace {
 
 enum class Type { Int, Float, Bool, String, StringList };
 
+// Which commands accept a key.
+enum class Scope { Both, Pretrain, Sft };
+
 struct Key {
   const char* name;
   Type type;
   const char* help;
   std::function<void(RunConfig&, const nlohmann::json&)> set;
   std::function<nlohmann::json(const RunConfig&)> get;
+  Scope scope = Scope::Both;
 };
+
+Key only(Scope s, Key k) {
+  k.scope = s;
+  return k;
+}
+
+bool in_scope(const Key& k, RunKind kind) {
+  return k.scope == Scope::Both || (k.scope == Scope::Pretrain) == (kind == RunKind::Pretrain);
+}
 
 const char* type_name(Type t) {
   switch (t) {
@@ -60,23 +73,40 @@ const std::vector<Key>& keys() {
       STRING_KEY("out_dir", out_dir, "run directory: metrics.jsonl, checkpoints, report.html"),
       STRING_KEY("backend", backend, "auto | cpu | cpu-bf16 | cuda"),
       STRING_KEY("tokenizer", tokenizer, "SentencePiece .model the data was tokenized with (copied into checkpoints)"),
-      LIST_KEY("data.train", train_data, "Megatron dataset prefixes (PREFIX.bin + PREFIX.idx) to train on"),
-      LIST_KEY("data.valid", valid_data, "validation dataset prefixes (default: hold out data.valid_fraction of train)"),
-      FLOAT_KEY("data.valid_fraction", valid_fraction, "fraction of the train token stream held out when data.valid is empty"),
-      STRING_KEY("model.preset", model_preset, "named shape (see `tsumugi pretrain --list-presets`); other model.* keys override it"),
-      Key{"model.family", Type::String, "gpt2 | llama",
-          [](RunConfig& c, const nlohmann::json& v) { c.model.family = parse_family(v.get<std::string>()); },
-          [](const RunConfig& c) { return nlohmann::json(c.model.family_name()); }},
-      INT_KEY("model.n_layer", model.n_layer, "transformer blocks"),
-      INT_KEY("model.n_head", model.n_head, "attention heads"),
-      INT_KEY("model.n_kv_head", model.n_kv_head, "key/value heads (LLaMA grouped-query attention; 0 = n_head)"),
-      INT_KEY("model.d_model", model.d_model, "hidden size"),
-      INT_KEY("model.d_ff", model.d_ff, "MLP size (GPT-2: 4*d_model; LLaMA: SwiGLU intermediate; 0 = family default)"),
-      INT_KEY("model.vocab_size", model.vocab_size, "embedding rows (0 = the tokenizer's vocabulary padded to 128)"),
-      INT_KEY("model.max_seq", model.max_seq, "context length (learned positions for GPT-2)"),
-      FLOAT_KEY("model.norm_eps", model.norm_eps, "LayerNorm / RMSNorm epsilon"),
-      FLOAT_KEY("model.rope_theta", model.rope_theta, "RoPE base (LLaMA)"),
-      BOOL_KEY("model.tie_embeddings", model.tie_embeddings, "share input and output embeddings (always for GPT-2)"),
+      only(Scope::Pretrain, LIST_KEY("data.train", train_data, "Megatron dataset prefixes (PREFIX.bin + PREFIX.idx) to train on")),
+      only(Scope::Pretrain, LIST_KEY("data.valid", valid_data, "validation dataset prefixes (default: hold out data.valid_fraction of train)")),
+      only(Scope::Pretrain, FLOAT_KEY("data.valid_fraction", valid_fraction, "fraction of the train token stream held out when data.valid is empty")),
+      only(Scope::Sft, STRING_KEY("model", base_model, "checkpoint directory to tune (model.safetensors + config.json [+ tokenizer.model])")),
+      only(Scope::Sft, LIST_KEY("data.train", train_data, "instruction JSONL files: instruction/input/output, text with the response marker, or messages")),
+      only(Scope::Sft, LIST_KEY("data.valid", valid_data, "held-out instruction JSONL files (response-only validation loss)")),
+      only(Scope::Sft, FLOAT_KEY("data.valid_fraction", valid_fraction, "fraction of the training examples held out when data.valid is empty")),
+      only(Scope::Sft, BOOL_KEY("data.packing", sft.packing, "pack several examples into each sequence (causal attention spans the pack); false pads one example per sequence")),
+      only(Scope::Sft, STRING_KEY("data.overflow", sft.overflow, "an example longer than train.seq_len + 1 tokens: truncate | drop (both counted)")),
+      only(Scope::Sft, INT_KEY("lora.r", lora.r, "LoRA rank; 0 = full fine-tuning of every weight")),
+      only(Scope::Sft, FLOAT_KEY("lora.alpha", lora.alpha, "LoRA alpha (the update is scaled by alpha / r)")),
+      only(Scope::Sft, FLOAT_KEY("lora.dropout", lora.dropout, "dropout on the adapters' input while training")),
+      only(Scope::Sft, LIST_KEY("lora.target_modules", lora.target_modules, "adapted modules by HF name or suffix (empty = c_attn,c_proj,c_fc | q/k/v/o/gate/up/down_proj)")),
+      only(Scope::Sft, STRING_KEY("template.system", sft.prompt.system, "{system} of the prompt (and default system message of chats)")),
+      only(Scope::Sft, STRING_KEY("template.system_with_input", sft.prompt.system_with_input, "{system} when the record has an input")),
+      only(Scope::Sft, STRING_KEY("template.prompt", sft.prompt.prompt, "prompt of instruction/output records; ends with the response marker")),
+      only(Scope::Sft, STRING_KEY("template.prompt_with_input", sft.prompt.prompt_with_input, "prompt when the record has an input ({input})")),
+      only(Scope::Sft, STRING_KEY("template.turn", sft.prompt.turn, "each further user turn of a messages record")),
+      only(Scope::Sft, STRING_KEY("template.response_marker", sft.prompt.response_marker, "where a response starts: every prompt form ends with it, text records are split at it")),
+      only(Scope::Pretrain, STRING_KEY("model.preset", model_preset, "named shape (see `tsumugi pretrain --list-presets`); other model.* keys override it")),
+      only(Scope::Pretrain,
+           Key{"model.family", Type::String, "gpt2 | llama",
+               [](RunConfig& c, const nlohmann::json& v) { c.model.family = parse_family(v.get<std::string>()); },
+               [](const RunConfig& c) { return nlohmann::json(c.model.family_name()); }}),
+      only(Scope::Pretrain, INT_KEY("model.n_layer", model.n_layer, "transformer blocks")),
+      only(Scope::Pretrain, INT_KEY("model.n_head", model.n_head, "attention heads")),
+      only(Scope::Pretrain, INT_KEY("model.n_kv_head", model.n_kv_head, "key/value heads (LLaMA grouped-query attention; 0 = n_head)")),
+      only(Scope::Pretrain, INT_KEY("model.d_model", model.d_model, "hidden size")),
+      only(Scope::Pretrain, INT_KEY("model.d_ff", model.d_ff, "MLP size (GPT-2: 4*d_model; LLaMA: SwiGLU intermediate; 0 = family default)")),
+      only(Scope::Pretrain, INT_KEY("model.vocab_size", model.vocab_size, "embedding rows (0 = the tokenizer's vocabulary padded to 128)")),
+      only(Scope::Pretrain, INT_KEY("model.max_seq", model.max_seq, "context length (learned positions for GPT-2)")),
+      only(Scope::Pretrain, FLOAT_KEY("model.norm_eps", model.norm_eps, "LayerNorm / RMSNorm epsilon")),
+      only(Scope::Pretrain, FLOAT_KEY("model.rope_theta", model.rope_theta, "RoPE base (LLaMA)")),
+      only(Scope::Pretrain, BOOL_KEY("model.tie_embeddings", model.tie_embeddings, "share input and output embeddings (always for GPT-2)")),
       INT_KEY("train.steps", train.steps, "optimizer steps"),
       INT_KEY("train.stop_after", train.stop_after,
               "stop this invocation at this step with a checkpoint (time-limited jobs); --resume continues"),
@@ -110,21 +140,25 @@ const std::vector<Key>& keys() {
   return k;
 }
 
-const Key* find_key(const std::string& name) {
+const Key* find_key(const std::string& name, RunKind kind) {
   for (const auto& k : keys())
-    if (name == k.name) return &k;
+    if (name == k.name && in_scope(k, kind)) return &k;
   return nullptr;
 }
 
-std::string suggest(const std::string& name) {
+std::string suggest(const std::string& name, RunKind kind) {
+  const char* cmd = kind == RunKind::Pretrain ? "pretrain" : "sft";
+  if (kind == RunKind::Sft && name.rfind("model.", 0) == 0)
+    return " (the model's shape comes from the checkpoint given as `model`)";
   // Keys sharing the last component are the likely intent (e.g. "steps" -> "train.steps").
   std::string last = name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
   for (const auto& k : keys()) {
+    if (!in_scope(k, kind)) continue;
     std::string kn = k.name;
     std::string kl = kn.substr(kn.rfind('.') == std::string::npos ? 0 : kn.rfind('.') + 1);
     if (kl == last) return fmt::format(" (did you mean '{}'?)", kn);
   }
-  return " (see `tsumugi pretrain --list-keys`)";
+  return fmt::format(" (see `tsumugi {} --list-keys`)", cmd);
 }
 
 void flatten(const nlohmann::json& j, const std::string& prefix, std::vector<std::pair<std::string, nlohmann::json>>& out) {
@@ -202,6 +236,37 @@ nlohmann::json parse_override_value(const Key& key, const std::string& text, con
   fail("{}: {} must be {} (got '{}')", where, key.name, type_name(key.type), text);
 }
 
+void check_sft(const RunConfig& c) {
+  auto need = [&](bool ok, const std::string& msg) {
+    if (!ok) fail("{}: {}", c.config_path, msg);
+  };
+  need(!c.base_model.empty(), "model is required: the checkpoint directory to tune (--set model=DIR)");
+  need(c.lora.r >= 0, fmt::format("lora.r must be >= 0 (got {}; 0 = full fine-tuning)", c.lora.r));
+  need(c.lora.alpha > 0, "lora.alpha must be > 0");
+  need(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout must be in [0, 1)");
+  need(c.sft.overflow == "truncate" || c.sft.overflow == "drop",
+       fmt::format("data.overflow must be truncate or drop (got '{}')", c.sft.overflow));
+  const auto& t = c.sft.prompt;
+  need(!t.response_marker.empty(), "template.response_marker must not be empty");
+  auto ends_with_marker = [&](const std::string& key, const std::string& v) {
+    const std::string& m = t.response_marker;
+    need(v.size() >= m.size() && v.compare(v.size() - m.size(), m.size(), m) == 0,
+         fmt::format("{} does not end with the response marker (template.response_marker = {}): the loss could not "
+                     "tell the prompt from the response",
+                     key, nlohmann::json(m).dump()));
+  };
+  ends_with_marker("template.prompt", t.prompt);
+  ends_with_marker("template.prompt_with_input", t.prompt_with_input);
+  ends_with_marker("template.turn", t.turn);
+  need(t.prompt.find("{instruction}") != std::string::npos, "template.prompt has no {instruction}");
+  need(t.prompt_with_input.find("{instruction}") != std::string::npos &&
+           t.prompt_with_input.find("{input}") != std::string::npos,
+       "template.prompt_with_input needs {instruction} and {input}");
+  need(t.turn.find("{instruction}") != std::string::npos, "template.turn has no {instruction}");
+  need(c.valid_fraction >= 0 && c.valid_fraction < 0.5, "data.valid_fraction must be in [0, 0.5)");
+  need(!c.train_data.empty(), "data.train is required (instruction JSONL files)");
+}
+
 void check(const RunConfig& c) {
   auto need = [&](bool ok, const std::string& msg) {
     if (!ok) fail("{}: {}", c.config_path, msg);
@@ -231,6 +296,10 @@ void check(const RunConfig& c) {
        "intervals must be >= 0");
   need(t.zero_stage == 0 || t.zero_stage == 1, "train.zero_stage must be 0 or 1");
   need(t.dropout == 0.0, "train.dropout > 0 is not supported yet (the engine trains without dropout, as LLM-jp did)");
+  if (c.kind == RunKind::Sft) {
+    check_sft(c);
+    return;  // the shape is the checkpoint's, checked when it is loaded
+  }
   need(c.valid_fraction >= 0 && c.valid_fraction < 0.5, "data.valid_fraction must be in [0, 0.5)");
   need(!c.train_data.empty(), "data.train is required (Megatron prefixes written by `tsumugi tokenize`)");
   if (c.model.vocab_size != 0) {
@@ -246,26 +315,46 @@ void check(const RunConfig& c) {
 
 }  // namespace
 
+RunConfig default_run_config(RunKind kind) {
+  RunConfig c;
+  c.kind = kind;
+  if (kind == RunKind::Sft) {
+    c.out_dir = "runs/sft";
+    c.valid_fraction = 0.0;
+    c.lora.r = 8;
+    c.train.steps = 100;
+    c.train.lr = 1e-4;
+    c.train.min_lr = 0.0;
+    c.train.warmup_steps = 0;
+    c.train.weight_decay = 0.0;
+    c.train.schedule = "constant";
+    c.train.seq_len = 256;
+    c.train.eval_interval = 20;
+    c.train.checkpoint_interval = 100;
+  }
+  return c;
+}
+
 RunConfig run_config_from_json(const nlohmann::json& j, const std::string& origin,
-                               const std::vector<std::string>& overrides) {
+                               const std::vector<std::string>& overrides, RunKind kind) {
   if (!j.is_object()) fail("{}: a run config must be a table/object", origin);
   std::vector<std::pair<std::string, nlohmann::json>> flat;
   flatten(j, "", flat);
   std::vector<std::pair<const Key*, nlohmann::json>> values;
   for (auto& [name, v] : flat) {
-    const Key* k = find_key(name);
-    if (!k) fail("{}: unknown key '{}'{}", origin, name, suggest(name));
+    const Key* k = find_key(name, kind);
+    if (!k) fail("{}: unknown key '{}'{}", origin, name, suggest(name, kind));
     values.emplace_back(k, coerce(*k, v, origin));
   }
   for (const auto& o : overrides) {
     auto eq = o.find('=');
     if (eq == std::string::npos) fail("--set {}: expected KEY=VALUE", o);
     std::string name = o.substr(0, eq);
-    const Key* k = find_key(name);
-    if (!k) fail("--set {}: unknown key '{}'{}", o, name, suggest(name));
+    const Key* k = find_key(name, kind);
+    if (!k) fail("--set {}: unknown key '{}'{}", o, name, suggest(name, kind));
     values.emplace_back(k, parse_override_value(*k, o.substr(eq + 1), "--set " + o));
   }
-  RunConfig c;
+  RunConfig c = default_run_config(kind);
   c.config_path = origin;
   // The preset first (last one given wins), then every other key in order.
   for (auto& [k, v] : values)
@@ -301,14 +390,15 @@ RunConfig run_config_from_json(const nlohmann::json& j, const std::string& origi
   return c;
 }
 
-RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides) {
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides, RunKind kind) {
   nlohmann::json j = parse_config_file(file);
-  return run_config_from_json(j, file, overrides);
+  return run_config_from_json(j, file, overrides, kind);
 }
 
 nlohmann::json RunConfig::to_json() const {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& k : keys()) {
+    if (!in_scope(k, kind)) continue;
     nlohmann::json* node = &j;
     std::string name = k.name;
     std::size_t start = 0, dot;
@@ -321,11 +411,12 @@ nlohmann::json RunConfig::to_json() const {
   return j;
 }
 
-std::string describe_run_keys() {
+std::string describe_run_keys(RunKind kind) {
   std::string out;
-  RunConfig defaults;
+  RunConfig defaults = default_run_config(kind);
   for (const auto& k : keys())
-    out += fmt::format("  {:<26} {:<8} {:<12} {}\n", k.name, type_name(k.type), k.get(defaults).dump(), k.help);
+    if (in_scope(k, kind))
+      out += fmt::format("  {:<26} {:<8} {:<12} {}\n", k.name, type_name(k.type), k.get(defaults).dump(), k.help);
   return out;
 }
 

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
+#include "sft/template.h"
 
 namespace tsumugi::train {
 
@@ -40,7 +42,18 @@ struct TrainOptions {
   std::string sample_prompt;
 };
 
+// What a configuration describes: pretraining from scratch, or instruction tuning of a checkpoint
+// (`tsumugi sft`: its keys add `model`, `lora.*`, `template.*`; the shape comes from the checkpoint).
+enum class RunKind { Pretrain, Sft };
+
+struct SftDataOptions {
+  bool packing = true;                // several examples per sequence, else one padded example each
+  std::string overflow = "truncate";  // an example longer than seq_len + 1 tokens: truncate | drop
+  sft::Template prompt;
+};
+
 struct RunConfig {
+  RunKind kind = RunKind::Pretrain;
   std::string config_path;  // where it came from (for messages)
   std::string out_dir = "runs/run";
   std::string backend = "auto";
@@ -51,17 +64,25 @@ struct RunConfig {
   std::string model_preset;
   model::ModelConfig model;  // after preset + overrides; vocab_size 0 = from the tokenizer
   TrainOptions train;
+  // instruction tuning
+  std::string base_model;   // `model`: the checkpoint directory to tune
+  model::LoraConfig lora;   // lora.r = 0: full fine-tuning
+  SftDataOptions sft;
 
   nlohmann::json to_json() const;  // everything, resolved (saved next to checkpoints)
 };
 
 // Loads FILE (TOML, or JSON when it ends in .json) and applies overrides in order.
 // Throws Error with the file, the key and what is wrong.
-RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides);
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides,
+                          RunKind kind = RunKind::Pretrain);
 // The same from an already-parsed JSON object (a saved run's run_config.json).
 RunConfig run_config_from_json(const nlohmann::json& j, const std::string& origin,
-                               const std::vector<std::string>& overrides = {});
+                               const std::vector<std::string>& overrides = {}, RunKind kind = RunKind::Pretrain);
 // "key  type  default  description" lines for --help.
-std::string describe_run_keys();
+std::string describe_run_keys(RunKind kind = RunKind::Pretrain);
+// The defaults of a kind (instruction tuning starts from llm-jp-sft's: LoRA r=8, alpha=32, dropout
+// 0.05, a small constant-after-warmup learning rate, no weight decay).
+RunConfig default_run_config(RunKind kind);
 
 }  // namespace tsumugi::train

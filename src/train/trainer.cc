@@ -113,8 +113,8 @@ class Trainer {
     if (rank_ == 0) write_run_report({cfg_.out_dir}, (fs::path(cfg_.out_dir) / "report.html").string(), live);
   }
 
-  // Optimizer step over this rank's slice (everything without ZeRO-1), after the gradients are
-  // reduced; returns the global gradient norm before clipping.
+  // The gradients are reduced across ranks; returns the global gradient norm before clipping.
+  // Under LoRA every trainable-parameter path below sees only the adapters.
   double reduce_gradients(double* loss_sum);
   void optimizer_step(int64_t step, double clip, double lr);
   std::vector<float> gather_state(const Buf& b);  // full m or v on every rank
@@ -130,11 +130,13 @@ class Trainer {
   std::vector<float> host_;
   std::unique_ptr<backend::Backend> be_;
   std::unique_ptr<model::Model> model_;
-  std::unique_ptr<WindowSampler> sampler_;
+  std::unique_ptr<BatchSource> data_;
+  LoadedCheckpoint base_;  // SFT: the checkpoint being tuned (weights dropped once uploaded)
   std::unique_ptr<tokenizer::Tokenizer> tok_;
   std::unique_ptr<formats::TensorBoardWriter> tb_;
   std::unique_ptr<std::ofstream> metrics_;
   Buf m_, v_;
+  bool sft_ = false, lora_ = false;
   int64_t start_step_ = 0;
   uint64_t tokens_seen_ = 0;
   int micro_ = 1, accum_ = 1;
@@ -143,7 +145,7 @@ class Trainer {
 };
 
 void Trainer::setup_model() {
-  model::ModelConfig mc = cfg_.model;
+  model::ModelConfig mc = sft_ ? base_.config : cfg_.model;
   int tok_vocab = tok_ ? tok_->vocab_size() : 0;
   std::string resume_dir;
   if (opt_.resume) {
@@ -163,8 +165,10 @@ void Trainer::setup_model() {
          mc.vocab_size, tok_vocab);
   mc.validate();
   cfg_.model = mc;
-  model_ = std::make_unique<model::Model>(mc, *be_);
-  const std::size_t n = model_->num_parameters();
+  if (cfg_.train.seq_len > mc.max_seq)
+    fail("{}: train.seq_len ({}) exceeds the model's context ({})", cfg_.config_path, cfg_.train.seq_len, mc.max_seq);
+  model_ = std::make_unique<model::Model>(mc, *be_, sft_ ? cfg_.lora : model::LoraConfig{});
+  const std::size_t n = model_->num_trainable();
   zero_ = world_ > 1 && cfg_.train.zero_stage == 1;
   shard_counts_.clear();
   for (int r = 0; r < world_; ++r) {
@@ -178,7 +182,20 @@ void Trainer::setup_model() {
   // ZeRO-1: the AdamW moments exist only for this rank's slice.
   m_ = be_->alloc(std::max<std::size_t>(1, shard_hi_ - shard_lo_), Kind::OptState);
   v_ = be_->alloc(std::max<std::size_t>(1, shard_hi_ - shard_lo_), Kind::OptState);
-  if (!resume_dir.empty()) {
+  if (sft_) {
+    model_->set_parameters(base_.weights);
+    base_.weights = {};
+  }
+  if (!resume_dir.empty() && lora_) {
+    LoadedLoraCheckpoint ck = load_lora_checkpoint(resume_dir, mc, cfg_.lora);
+    model_->set_lora(ck.adapter);
+    be_->upload(m_, ck.m.data() + shard_lo_, shard_hi_ - shard_lo_);
+    be_->upload(v_, ck.v.data() + shard_lo_, shard_hi_ - shard_lo_);
+    start_step_ = ck.state.step;
+    tokens_seen_ = ck.state.tokens_seen;
+    last_checkpoint_ = resume_dir;
+    log::info("resuming from {} (step {})", resume_dir, start_step_);
+  } else if (!resume_dir.empty()) {
     LoadedCheckpoint ck = load_checkpoint(resume_dir, true);
     auto a = model::to_hf_config(ck.config, 0, 0), b = model::to_hf_config(mc, 0, 0);
     if (a != b)
@@ -192,7 +209,9 @@ void Trainer::setup_model() {
     tokens_seen_ = ck.state.tokens_seen;
     last_checkpoint_ = resume_dir;
     log::info("resuming from {} (step {})", resume_dir, start_step_);
-  } else {
+  } else if (lora_) {
+    model_->init_lora(cfg_.train.seed);
+  } else if (!sft_) {
     model_->init_weights(cfg_.train.seed);
   }
 }
@@ -205,7 +224,7 @@ void Trainer::log_metrics(const nlohmann::json& j) {
 
 void Trainer::write_checkpoint(int64_t step, double loss) {
   // Every rank takes part in downloading (ZeRO shards later); rank 0 writes.
-  std::vector<float> w = model_->get_parameters();
+  std::vector<float> w = model_->get_trainable();
   std::vector<float> m = gather_state(m_), v = gather_state(v_);
   if (rank_ != 0) return;
   std::string dir = (fs::path(cfg_.out_dir) / "checkpoints" / checkpoint_dir_name(step)).string();
@@ -214,7 +233,13 @@ void Trainer::write_checkpoint(int64_t step, double loss) {
   st.tokens_seen = tokens_seen_;
   st.loss = loss;
   st.run_config = cfg_.to_json();
-  save_checkpoint(dir, cfg_.model, w, m, v, st, cfg_.tokenizer, bos_, eos_);
+  if (lora_) {
+    std::error_code ec;
+    const fs::path base = fs::absolute(cfg_.base_model, ec);
+    save_lora_checkpoint(dir, cfg_.model, cfg_.lora, w, m, v, st, cfg_.tokenizer, ec ? cfg_.base_model : base.string());
+  } else {
+    save_checkpoint(dir, cfg_.model, w, m, v, st, cfg_.tokenizer, bos_, eos_);
+  }
   last_checkpoint_ = dir;
   auto all = list_checkpoints(cfg_.out_dir);
   while (all.size() > static_cast<std::size_t>(cfg_.train.keep_checkpoints)) {
@@ -229,16 +254,24 @@ double Trainer::evaluate() {
   std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
   double total = 0;
   uint64_t count = 0;
-  // The validation set is eval_batches x batch_size windows whatever the rank count; rank r takes
-  // every world-th window.
-  const uint64_t per_rank = static_cast<uint64_t>(cfg_.train.eval_batches) * (cfg_.train.batch_size / world_);
+  // The validation set has the same sequences whatever the rank count; rank r takes every world-th
+  // one. Slots past the end (when the count is not a multiple) are padding without targets.
+  const uint64_t n = data_->valid_sequences(cfg_.train);
+  const uint64_t per_rank = (n + world_ - 1) / world_;
   for (uint64_t k = 0; k < per_rank; k += micro_) {
     for (int i = 0; i < micro_; ++i) {
       uint64_t idx = (k + i) * world_ + rank_;
-      sampler_->valid_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
+      int32_t* ip = in.data() + static_cast<std::size_t>(i) * T;
+      int32_t* tp = tg.data() + static_cast<std::size_t>(i) * T;
+      if (idx < n) {
+        data_->valid_sequence(idx, ip, tp);
+      } else {
+        std::fill(ip, ip + T, std::max(eos_, 0));
+        std::fill(tp, tp + T, -1);
+      }
     }
     total += model_->forward(in.data(), tg.data(), micro_, T);
-    count += static_cast<uint64_t>(micro_) * T;
+    for (int32_t x : tg) count += x >= 0;
   }
   double buf[2] = {total, static_cast<double>(count)};
   comm_->allreduce_sum(buf, 2);
@@ -248,7 +281,9 @@ double Trainer::evaluate() {
 void Trainer::sample(int64_t step) {
   if (!tok_ || rank_ != 0) return;
   std::vector<int32_t> prompt;
-  if (!cfg_.train.sample_prompt.empty()) tok_->encode(cfg_.train.sample_prompt, prompt);
+  std::string prompt_text = cfg_.train.sample_prompt;
+  if (!prompt_text.empty() && opt_.render_sample_prompt) prompt_text = opt_.render_sample_prompt(prompt_text);
+  if (!prompt_text.empty()) tok_->encode(prompt_text, prompt);
   if (prompt.empty()) prompt.push_back(eos_ >= 0 ? eos_ : 0);  // start of a document
   model::SampleOptions so;
   so.max_tokens = std::min(cfg_.train.sample_tokens, cfg_.model.max_seq - static_cast<int>(prompt.size()));
@@ -258,27 +293,28 @@ void Trainer::sample(int64_t step) {
   so.vocab_limit = tok_->vocab_size();
   auto ids = model::generate(*model_, prompt, so);
   std::string text = tok_->decode(ids);
-  log::info("sample at step {}: {}{}", step, cfg_.train.sample_prompt, text);
-  nlohmann::json j = {{"step", step}, {"prompt", cfg_.train.sample_prompt}, {"completion", text}};
+  log::info("sample at step {}: {}{}", step, prompt_text, text);
+  nlohmann::json j = {{"step", step}, {"prompt", prompt_text}, {"completion", text}};
   std::ofstream f(fs::path(cfg_.out_dir) / "samples.jsonl", std::ios::app);
   f << j.dump() << '\n';
 }
 
 double Trainer::reduce_gradients(double* loss_sum) {
-  const std::size_t n = model_->num_parameters();
-  if (world_ == 1) return std::sqrt(be_->sum_squares(model_->grads(), n));
+  const std::size_t n = model_->num_trainable();
+  backend::Buf& grads = model_->trainable_grads();
+  if (world_ == 1) return std::sqrt(be_->sum_squares(grads, n));
   comm_->allreduce_sum(loss_sum, 1);
   host_.resize(n);
-  be_->download(host_.data(), model_->grads(), n);
+  be_->download(host_.data(), grads, n);
   if (!zero_) {
     comm_->allreduce_sum(host_.data(), n);
-    be_->upload(model_->grads(), host_.data(), n);
-    return std::sqrt(be_->sum_squares(model_->grads(), n));
+    be_->upload(grads, host_.data(), n);
+    return std::sqrt(be_->sum_squares(grads, n));
   }
   comm_->reduce_scatter_sum(host_.data(), shard_counts_);
   const std::size_t len = shard_hi_ - shard_lo_;
-  be_->upload(be_->view(model_->grads(), shard_lo_, len), host_.data() + shard_lo_, len);
-  double ss = len ? be_->sum_squares(be_->view(model_->grads(), shard_lo_, len), len) : 0.0;
+  be_->upload(be_->view(grads, shard_lo_, len), host_.data() + shard_lo_, len);
+  double ss = len ? be_->sum_squares(be_->view(grads, shard_lo_, len), len) : 0.0;
   comm_->allreduce_sum(&ss, 1);
   return std::sqrt(ss);
 }
@@ -287,26 +323,26 @@ void Trainer::optimizer_step(int64_t step, double clip, double lr) {
   const auto& t = cfg_.train;
   backend::AdamWParams ap{static_cast<float>(lr), static_cast<float>(t.beta1), static_cast<float>(t.beta2),
                           static_cast<float>(t.eps), 0.0f, static_cast<int>(step), static_cast<float>(clip)};
-  for (const auto& p : model_->layout()) {
+  for (const auto& p : model_->trainable_layout()) {
     const std::size_t a = std::max<std::size_t>(p.offset, shard_lo_);
     const std::size_t b = std::min<std::size_t>(p.offset + p.size, shard_hi_);
     if (a >= b) continue;
     ap.weight_decay = p.decay ? static_cast<float>(t.weight_decay) : 0.0f;
-    be_->adamw_update(be_->view(model_->master(), a, b - a), be_->view(model_->params(), a, b - a),
-                      be_->view(model_->grads(), a, b - a), be_->view(m_, a - shard_lo_, b - a),
+    be_->adamw_update(be_->view(model_->trainable_master(), a, b - a), be_->view(model_->trainable_params(), a, b - a),
+                      be_->view(model_->trainable_grads(), a, b - a), be_->view(m_, a - shard_lo_, b - a),
                       be_->view(v_, a - shard_lo_, b - a), b - a, ap);
   }
   if (zero_) {  // every rank gets every slice's updated weights
-    const std::size_t n = model_->num_parameters();
+    const std::size_t n = model_->num_trainable();
     host_.resize(n);
-    be_->download(host_.data(), model_->master(), n);
+    be_->download(host_.data(), model_->trainable_master(), n);
     comm_->allgather(host_.data(), shard_counts_);
-    model_->set_parameters(host_);
+    model_->set_trainable(host_);
   }
 }
 
 std::vector<float> Trainer::gather_state(const Buf& b) {
-  const std::size_t n = model_->num_parameters();
+  const std::size_t n = model_->num_trainable();
   std::vector<float> full(n, 0.0f);
   be_->download(full.data() + shard_lo_, b, shard_hi_ - shard_lo_);
   if (zero_) comm_->allgather(full.data(), shard_counts_);
@@ -327,6 +363,16 @@ int Trainer::run() {
 
   comm_->check_same("run configuration", cfg_.to_json().dump());
   if (rank_ == 0) fs::create_directories(cfg_.out_dir);
+  sft_ = cfg_.kind == RunKind::Sft;
+  lora_ = sft_ && cfg_.lora.r > 0;
+  if (sft_) {
+    base_ = load_checkpoint(cfg_.base_model, false);
+    if (cfg_.tokenizer.empty()) {
+      if (base_.tokenizer_path.empty())
+        fail("{}: the checkpoint {} has no tokenizer.model; set tokenizer = FILE", cfg_.config_path, cfg_.base_model);
+      cfg_.tokenizer = base_.tokenizer_path;
+    }
+  }
   if (!cfg_.tokenizer.empty()) {
     tok_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(cfg_.tokenizer));
     eos_ = tok_->piece_to_id("<EOD>");
@@ -335,15 +381,18 @@ int Trainer::run() {
   }
   be_ = backend::make_backend(cfg_.backend);
   setup_model();
-  sampler_ = std::make_unique<WindowSampler>(cfg_.train_data, cfg_.valid_data, cfg_.valid_fraction, T, t.seed);
-  sampler_->check_vocabulary(cfg_.model.vocab_size);
-  const bool have_valid = t.eval_interval > 0 && sampler_->has_validation();
+  if (opt_.make_data) data_ = opt_.make_data(cfg_, tok_.get(), eos_);
+  else data_ = std::make_unique<WindowSampler>(cfg_.train_data, cfg_.valid_data, cfg_.valid_fraction, T, t.seed);
+  data_->check_vocabulary(cfg_.model.vocab_size);
+  const bool have_valid = t.eval_interval > 0 && data_->valid_sequences(t) > 0;
 
   const std::size_t n = model_->num_parameters();
+  // 2 FLOPs per weight and token forward, 4 backward (2 with frozen weights: no weight gradients).
+  const double weight_flops = lora_ ? 4.0 : 6.0;
   const double flops_per_token =
-      6.0 * static_cast<double>(n - (cfg_.model.family == model::Family::GPT2
-                                         ? static_cast<std::size_t>(cfg_.model.max_seq) * cfg_.model.d_model
-                                         : 0)) +
+      weight_flops * static_cast<double>(n - (cfg_.model.family == model::Family::GPT2
+                                                   ? static_cast<std::size_t>(cfg_.model.max_seq) * cfg_.model.d_model
+                                                   : 0)) +
       6.0 * cfg_.model.n_layer * cfg_.model.d_model * static_cast<double>(T);
   double peak = be_->nominal_peak_flops();
   const char* peak_kind = "nominal bf16 peak";
@@ -354,10 +403,15 @@ int Trainer::run() {
   if (rank_ == 0) {
     log::info("model: {}", cfg_.model.summary());
     log::info("backend: {}; {}: {:.1f} GFLOP/s", be_->name(), peak_kind, peak / 1e9);
-    log::info("data: {} training tokens, {} held-out; {} sequences x {} tokens per step ({} ranks x {} micro x {} accumulation)",
-              sampler_->train_tokens(), sampler_->valid_tokens(), t.batch_size, T, world_, micro_, accum_);
+    log::info("data: {}; {} sequences x {} tokens per step ({} ranks x {} micro x {} accumulation)",
+              data_->describe(), t.batch_size, T, world_, micro_, accum_);
+    if (lora_)
+      log::info("LoRA: r={} alpha={} dropout={} on {} modules; {} trainable parameters ({:.2f}% of {}), base frozen",
+                cfg_.lora.r, cfg_.lora.alpha, cfg_.lora.dropout, model_->lora_modules().size(),
+                model_->num_trainable(), 100.0 * model_->num_trainable() / n, n);
     nlohmann::json rc = cfg_.to_json();
     rc["parameters"] = n;
+    rc["trainable_parameters"] = model_->num_trainable();
     write_file_atomic((fs::path(cfg_.out_dir) / "config.json").string(), rc.dump(2) + "\n");
   }
 
@@ -385,30 +439,56 @@ int Trainer::run() {
   }
 
   install_interrupt_handler();
-  std::vector<int32_t> in(static_cast<std::size_t>(micro_) * T), tg(in.size());
-  const float loss_scale = 1.0f / (static_cast<float>(t.batch_size) * T);
+  // This rank's sequences of one step, all micro-batches: counted before the first backward pass
+  // so every token's gradient has the step's final normalisation.
+  const std::size_t micro_len = static_cast<std::size_t>(micro_) * T;
+  std::vector<int32_t> in(micro_len * accum_), tg(in.size());
   auto t_start = std::chrono::steady_clock::now();
   double last_loss = 0;
   int64_t step = start_step_;
   double window_time = 0;
   uint64_t window_tokens = 0;
 
+  // Tuning starts from a trained model: its held-out loss before the first step is the baseline
+  // the run is judged against (metrics.jsonl step 0).
+  if (sft_ && have_valid && start_step_ == 0) {
+    const double vl = evaluate();
+    log_metrics({{"step", 0}, {"val_loss", vl}});
+    if (tb_) tb_->add_scalars({{"valid/loss", static_cast<float>(vl)}}, 0);
+    if (rank_ == 0) log::info("step 0 (the base model): validation loss {:.4f}", vl);
+  }
   while (step < t.steps) {
     ++step;
     auto t0 = std::chrono::steady_clock::now();
     model_->zero_grad();
     double loss_sum = 0;
-    for (int a = 0; a < accum_; ++a) {
+    for (int a = 0; a < accum_; ++a)
       for (int i = 0; i < micro_; ++i) {
-        // Global window index: step, then rank, then position within the rank's batch.
+        // Global sequence index: step, then rank, then position within the rank's batch.
         uint64_t idx = static_cast<uint64_t>(step - 1) * t.batch_size +
                        static_cast<uint64_t>(rank_) * per_rank + static_cast<uint64_t>(a) * micro_ + i;
-        sampler_->train_window(idx, in.data() + static_cast<std::size_t>(i) * T, tg.data() + static_cast<std::size_t>(i) * T);
+        const std::size_t at = static_cast<std::size_t>(a) * micro_len + static_cast<std::size_t>(i) * T;
+        data_->train_sequence(idx, in.data() + at, tg.data() + at);
       }
-      loss_sum += model_->forward_backward(in.data(), tg.data(), micro_, T, loss_scale);
+    // The loss is the mean over the step's target tokens (all of them in pretraining; the response
+    // tokens across every rank in SFT).
+    double targets = static_cast<double>(t.batch_size) * T;
+    if (!data_->dense_targets()) {
+      targets = 0;
+      for (int32_t x : tg) targets += x >= 0;
+      if (world_ > 1) comm_->allreduce_sum(&targets, 1);
+      targets = std::max(targets, 1.0);
+    }
+    const float loss_scale = data_->dense_targets() ? 1.0f / (static_cast<float>(t.batch_size) * T)
+                                                    : static_cast<float>(1.0 / targets);
+    for (int a = 0; a < accum_; ++a) {
+      const uint64_t first = static_cast<uint64_t>(rank_) * per_rank + static_cast<uint64_t>(a) * micro_;
+      if (lora_) model_->set_dropout_seed(splitmix64(t.seed ^ splitmix64(static_cast<uint64_t>(step))), first * T);
+      const std::size_t at = static_cast<std::size_t>(a) * micro_len;
+      loss_sum += model_->forward_backward(in.data() + at, tg.data() + at, micro_, T, loss_scale);
     }
     const double norm = reduce_gradients(&loss_sum);
-    const double loss = loss_sum / (static_cast<double>(t.batch_size) * T);
+    const double loss = loss_sum / targets;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       fail("the loss became {} at step {} (gradient norm {}); weights were not updated. The last good checkpoint is "
            "{}. Lower train.lr, raise train.warmup_steps or check the data, then --resume.",
@@ -484,9 +564,11 @@ int Trainer::run() {
 
 }  // namespace
 
-int run_pretrain(const RunConfig& cfg, const PretrainOptions& opt) {
+int run_training(const RunConfig& cfg, const PretrainOptions& opt) {
   Trainer t(cfg, opt);
   return t.run();
 }
+
+int run_pretrain(const RunConfig& cfg, const PretrainOptions& opt) { return run_training(cfg, opt); }
 
 }  // namespace tsumugi::train

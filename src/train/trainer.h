@@ -1,9 +1,16 @@
 // `tsumugi pretrain`: the training loop over the model engine.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "train/batch_source.h"
 #include "train/run_config.h"
+
+namespace tsumugi::tokenizer {
+class Tokenizer;
+}
 
 namespace tsumugi::train {
 
@@ -13,7 +20,16 @@ struct PretrainOptions {
   bool resume = false;
   // The ranks of a data-parallel job; nullptr = one process.
   Collective* comm = nullptr;
+  // Where sequences come from (called once the tokenizer is loaded; `eod` is its end-of-document
+  // id). Default: windows sampled from the Megatron shards of data.train / data.valid.
+  std::function<std::unique_ptr<BatchSource>(const RunConfig&, const tokenizer::Tokenizer*, int eod)> make_data;
+  // Turns train.sample_prompt into the text the sample generations continue (SFT: the template).
+  std::function<std::string(const std::string&)> render_sample_prompt;
 };
+
+// Runs (or resumes) a training run of either kind: pretraining from scratch, or (cfg.kind == Sft)
+// tuning the checkpoint cfg.base_model, fully or through LoRA adapters (cfg.lora.r > 0).
+int run_training(const RunConfig& cfg, const PretrainOptions& opt);
 
 // Runs (or resumes) the configured run. Returns the process exit code: 0 done, 130 interrupted
 // (a checkpoint was written). Throws Error on bad configuration, data or a non-finite loss.

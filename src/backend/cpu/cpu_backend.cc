@@ -153,8 +153,9 @@ class CpuBackend final : public Backend {
       gemm(F(dout), {N, OC}, {OC, 1}, F(weight), {OC, IC}, {IC, 1}, F(dinp), {N, IC}, nullptr,
            accumulate_dinp, weights_bf16(weight, static_cast<std::size_t>(IC) * OC));
     }
-    // dW[OC,IC] += dout^T[OC,N] inp[N,IC]
-    gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, true);
+    // dW[OC,IC] += dout^T[OC,N] inp[N,IC]  (no dweight: a frozen weight, e.g. under LoRA)
+    if (dweight)
+      gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, true);
     if (dbias) {
       const float* d = F(dout);
       float* db = F(dbias);
@@ -227,8 +228,11 @@ class CpuBackend final : public Backend {
       }
     }
     reduce_parts(part, nt, 2 * C, [&](int c, float v) {
-      if (c < C) F(dweight)[c] += v;
-      else F(dbias)[c - C] += v;
+      if (c < C) {
+        if (dweight) F(dweight)[c] += v;
+      } else if (dbias) {
+        F(dbias)[c - C] += v;
+      }
     });
   }
 
@@ -271,7 +275,7 @@ class CpuBackend final : public Backend {
         for (int c = 0; c < C; ++c) dx[c] += (dy[c] * w[c] - x[c] * k) * s;
       }
     }
-    reduce_parts(part, nt, C, [&](int c, float v) { F(dweight)[c] += v; });
+    if (dweight) reduce_parts(part, nt, C, [&](int c, float v) { F(dweight)[c] += v; });
   }
 
   // ---------------------------------------------------------------- elementwise
@@ -520,6 +524,35 @@ class CpuBackend final : public Backend {
     for (double p : part) s += p;
     return s;
   }
+  void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed, uint64_t first_row,
+                     float scale) override {
+    const float* x = F(inp);
+    float* y = F(out);
+    const float keep_scale = p > 0.0f ? scale / (1.0f - p) : scale;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const std::size_t row = static_cast<std::size_t>(n) * C;
+      for (int c = 0; c < C; ++c) {
+        const bool keep = p <= 0.0f || dropout_uniform(seed, first_row + n, C, c) >= p;
+        y[row + c] = keep ? x[row + c] * keep_scale : 0.0f;
+      }
+    }
+  }
+  void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
+                    bool accumulate) override {
+    const float* x = F(src);
+    float* y = F(dst);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      float* d = y + static_cast<std::size_t>(n) * dst_stride;
+      const float* s = x + static_cast<std::size_t>(n) * src_stride;
+      if (accumulate)
+        for (int c = 0; c < C; ++c) d[c] += s[c];
+      else
+        for (int c = 0; c < C; ++c) d[c] = s[c];
+    }
+  }
+
   double sum(const Buf& b, std::size_t n) override {
     const float* x = F(b);
     double s = 0;
