@@ -35,7 +35,7 @@ pydeps: deps
 	  python3 -m pip install -q -r tests/requirements.txt
 	@# Oracles that need Debian's CPU torch live with /usr/bin/python3. peft and accelerate are installed
 	@# without dependencies: their torch requirement would otherwise pull GBs of CUDA wheels from PyPI.
-	@/usr/bin/python3 -c "import transformers, peft, openai, selenium, gguf" 2>/dev/null || { \
+	@/usr/bin/python3 -c "import transformers, peft, openai, selenium, gguf, sacrebleu" 2>/dev/null || { \
 	  /usr/bin/python3 -m pip install -q --break-system-packages -r tests/requirements-torch.txt && \
 	  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps -r tests/requirements-nodeps.txt; }
 
