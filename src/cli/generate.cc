@@ -160,9 +160,9 @@ void register_generate(CLI::App& app) {
       "Examples:\n"
       "  tsumugi generate --model runs/tiny/checkpoints/step_00000300 --prompt 'ファイルを' --max-tokens 40\n"
       "  tsumugi generate --model CKPT --prompt-ids \"7 1234\" --max-tokens 8 --output-format ids\n"
-      "  tsumugi generate --model CKPT --prompt 'The' --temperature 0.8 --top-p 0.9 --seed 3 --stop '\\n\\n'\n"
+      "  tsumugi generate --model CKPT --prompt 'The' --temperature 0.8 --top-p 0.9 --seed 3 --stop $'\\n\\n'\n"
       "  tsumugi generate --model hf/llm-jp-3-1.8b --dtype q8_0 --prompt '自然言語処理とは' --threads 2\n"
-      "  tsumugi generate --model CKPT --adapter sft-out/adapter --prompt '### 指示:\\n...'\n"
+      "  tsumugi generate --model CKPT --adapter sft-out/adapter --prompt-ids \"7 1234\"\n"
       "  tsumugi generate --model CKPT --dtype q8_0 --bench --bench-prompt 128 --max-tokens 128 --threads 2");
   cmd->callback([a] { set_action([a] { return run_generate(*a); }); });
 }

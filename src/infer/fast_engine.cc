@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "infer/chunk_pool.h"
 #include "infer/engine.h"
 #include "infer/weights.h"
 #include "util/error.h"
@@ -265,39 +266,35 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     }
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
-    const bool par = static_cast<int64_t>(n) * (pos0 + n) * H * hd > (1 << 15);
-#pragma omp parallel num_threads(nt) if (par)
-    {
-      std::vector<float> sc(pos0 + n);
-#pragma omp for collapse(2) schedule(dynamic, 1)
-      for (int t = 0; t < n; ++t) {
-        for (int64_t h = 0; h < H; ++h) {
-          const float* q = &qkv_[t * QKVd + h * hd];
-          const int64_t kvh = h / group;
-          const int len = pos0 + t + 1;
-          float mx = -INFINITY;
-          for (int j = 0; j < len; ++j) {
-            const float* k = kc + j * KVd + kvh * hd;
-            float s = 0;
+    ChunkPool::shared(n * (pos0 + n) * H * hd > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
+      thread_local std::vector<float> sc;
+      const int t = static_cast<int>(job / H);
+      const int64_t h = job % H;
+      const int len = pos0 + t + 1;
+      if (static_cast<int>(sc.size()) < len) sc.resize(len);
+      const float* q = &qkv_[t * QKVd + h * hd];
+      const int64_t kvh = h / group;
+      float mx = -INFINITY;
+      for (int j = 0; j < len; ++j) {
+        const float* k = kc + j * KVd + kvh * hd;
+        float s = 0;
 #pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
-            sc[j] = s * scale;
-            mx = std::max(mx, sc[j]);
-          }
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j < len; ++j) sum += (sc[j] = exp_approx(sc[j] - mx));
-          const float inv = 1.0f / sum;
-          float* o = &att_[t * Qd + h * hd];
-          std::fill(o, o + hd, 0.0f);
-          for (int j = 0; j < len; ++j) {
-            const float* v = vc + j * KVd + kvh * hd;
-            const float p = sc[j] * inv;
-            for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
-          }
-        }
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+        sc[j] = s * scale;
+        mx = std::max(mx, sc[j]);
       }
-    }
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j < len; ++j) sum += (sc[j] = exp_approx(sc[j] - mx));
+      const float inv = 1.0f / sum;
+      float* o = &att_[t * Qd + h * hd];
+      std::fill(o, o + hd, 0.0f);
+      for (int j = 0; j < len; ++j) {
+        const float* v = vc + j * KVd + kvh * hd;
+        const float p = sc[j] * inv;
+        for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
+      }
+    });
     linear(L.o, gpt2 ? L.o_b.data() : nullptr, att_.data(), h_.data(), n);
     for (int64_t i = 0; i < n * C; ++i) x_[i] += h_[i];
     for (int t = 0; t < n; ++t) {

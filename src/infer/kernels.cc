@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/safetensors.h"
+#include "infer/chunk_pool.h"
 #include "util/error.h"
 
 namespace tsumugi::infer {
@@ -227,16 +228,14 @@ void matvec(const WMat& W, const float* x, float* y, int threads) {
     q = reinterpret_cast<const int8_t*>(xbf.data());
   }
   const float* d = xd.data();
-  // Chunks of 32 rows handed out as threads come free: a thread the OS parks for a while (a busy
-  // machine) then delays the result by one chunk, not by its whole static share.
+  // Chunks of 32 rows claimed by the threads of a ChunkPool (see there why not OpenMP).
   const int64_t chunk = 32, n_chunks = (W.rows + chunk - 1) / chunk;
   const int nt = threads > 0 ? threads : omp_get_max_threads();
   if (nt <= 1 || W.rows * W.cols < 32768) {
     fn(W, 0, W.rows, x, q, d, y);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t c = 0; c < n_chunks; ++c) fn(W, c * chunk, std::min(W.rows, (c + 1) * chunk), x, q, d, y);
+  ChunkPool::shared(nt).run(n_chunks, [&](int64_t c) { fn(W, c * chunk, std::min(W.rows, (c + 1) * chunk), x, q, d, y); });
 }
 
 }  // namespace tsumugi::infer

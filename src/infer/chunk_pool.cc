@@ -1,0 +1,93 @@
+#include "infer/chunk_pool.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace tsumugi::infer {
+
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+}  // namespace
+
+ChunkPool::ChunkPool(int helpers) {
+  for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { helper_loop(); });
+}
+
+ChunkPool::~ChunkPool() {
+  stop_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+// Claims chunks of the current job until none is left.
+void ChunkPool::work() {
+  for (;;) {
+    const int64_t c = next_.fetch_add(1, std::memory_order_seq_cst);
+    if (c >= n_) return;
+    (*fn_)(c);
+    done_.fetch_add(1, std::memory_order_seq_cst);
+  }
+}
+
+void ChunkPool::helper_loop() {
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin a little (tokens come back to back), then sleep until the next job.
+    const auto t0 = std::chrono::steady_clock::now();
+    int spins = 0;
+    while (generation_.load(std::memory_order_seq_cst) == seen) {
+      cpu_relax();
+      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200)) {
+        generation_.wait(seen, std::memory_order_seq_cst);
+      }
+    }
+    if (stop_.load()) return;
+    // Register before touching the job, then check it is still the one announced: run() does not
+    // return (and reuse the fields) while a registered helper may be inside work().
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    const uint64_t g = generation_.load(std::memory_order_seq_cst);
+    if (g % 2 == 1) work();  // odd generation: a job is open
+    active_.fetch_sub(1, std::memory_order_seq_cst);
+    seen = g;
+  }
+}
+
+void ChunkPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock() || threads_.empty() || n <= 1) {
+    for (int64_t c = 0; c < n; ++c) fn(c);
+    return;
+  }
+  fn_ = &fn;
+  n_ = n;
+  next_.store(0);
+  done_.store(0);
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // now odd: open
+  generation_.notify_all();
+  work();
+  while (done_.load(std::memory_order_seq_cst) < n) cpu_relax();
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // even: closed; late helpers see no job
+  while (active_.load(std::memory_order_seq_cst) != 0) cpu_relax();
+}
+
+ChunkPool& ChunkPool::shared(int threads) {
+  // One pool per size, kept for the process: a pool may be in use by another engine's decoder.
+  static std::mutex mu;
+  static std::map<int, std::unique_ptr<ChunkPool>> pools;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& pool = pools[std::max(0, threads - 1)];
+  if (!pool) pool = std::make_unique<ChunkPool>(std::max(0, threads - 1));
+  return *pool;
+}
+
+}  // namespace tsumugi::infer
