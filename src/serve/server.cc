@@ -60,6 +60,8 @@ int AdmissionGate::waiting() const {
 
 namespace {
 
+// Set when routing starts, cleared once logged: requests httplib refuses before routing (413, a bad
+// request line) have no start time and are logged without a duration.
 thread_local clock_type::time_point t_request_start;
 
 uint64_t splitmix64(uint64_t x) {
@@ -138,8 +140,12 @@ Server::Server(infer::Engine& engine, ServerOptions opt)
     send_error(res, ApiError(500, what, "", "", "server_error"));
   });
   http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t_request_start).count();
-    log::info("{} \"{} {}\" {} {:.1f}ms", req.remote_addr, req.method, req.path, res.status, ms);
+    std::string took = "-";
+    if (t_request_start != clock_type::time_point{})
+      took = fmt::format("{:.1f}ms",
+                         std::chrono::duration<double, std::milli>(clock_type::now() - t_request_start).count());
+    t_request_start = {};
+    log::info("{} \"{} {}\" {} {}", req.remote_addr, req.method, req.path, res.status, took);
     static const char* known[] = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/health",
                                   "/metrics",   "/tokenize",       "/detokenize"};
     std::string endpoint = "other";
