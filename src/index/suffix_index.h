@@ -155,7 +155,7 @@ class Index {
   struct DocsOptions {
     uint64_t offset = 0, limit = 10;
     uint64_t seed = 0;
-    uint64_t max_scan = 100'000;  // occurrences to list exactly; beyond: sample
+    uint64_t max_scan = 10'000;  // occurrences to list exactly (in corpus order); beyond: sample
     size_t context_tokens = 20;   // snippet tokens on each side
   };
   DocsResult docs(std::span<const int32_t> query, const DocsOptions& o) const;
