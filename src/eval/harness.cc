@@ -114,6 +114,28 @@ bool is_generation_metric(const std::string& m) {
 
 }  // namespace
 
+double continuation_logprob(infer::Engine& engine, const std::vector<int32_t>& context,
+                            const std::vector<int32_t>& continuation) {
+  if (context.empty() || continuation.empty()) fail("continuation_logprob: empty context or continuation");
+  if (context.size() + continuation.size() > static_cast<std::size_t>(engine.context_length()))
+    fail("{} + {} tokens do not fit the model's context ({})", context.size(), continuation.size(), engine.context_length());
+  // The context goes in as one piece (one forward pass), then the continuation token by token:
+  // the same log-probabilities as token_logprobs over the whole sequence, far fewer passes.
+  auto dec = engine.new_decoder();
+  std::vector<float> logits(static_cast<std::size_t>(engine.config().vocab_size));
+  dec->append(context.data(), static_cast<int>(context.size()), logits.data());
+  const int limit = engine.vocab_limit();
+  double total = 0;
+  for (std::size_t i = 0; i < continuation.size(); ++i) {
+    double mx = -INFINITY, sum = 0;
+    for (int v = 0; v < limit; ++v) mx = std::max<double>(mx, logits[v]);
+    for (int v = 0; v < limit; ++v) sum += std::exp(logits[v] - mx);
+    total += logits[continuation[i]] - mx - std::log(sum);
+    if (i + 1 < continuation.size()) dec->append(&continuation[i], 1, logits.data());
+  }
+  return total;
+}
+
 void encode_pair(const infer::Engine& engine, const std::string& context, const std::string& continuation,
                  std::vector<int32_t>& context_ids, std::vector<int32_t>& continuation_ids) {
   // Trailing whitespace of the context belongs to the continuation (lm-evaluation-harness).
@@ -266,12 +288,10 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           std::vector<int32_t> ctx, cont;
           encode_pair(engine, prompt, choice, ctx, cont);
           if (cont.empty()) fail("{}: samples[{}]: choice '{}' encodes to no tokens", d.path, i, choice);
-          std::vector<int32_t> all = ctx;
-          all.insert(all.end(), cont.begin(), cont.end());
-          if (fit(all, static_cast<std::size_t>(context))) ++truncated;
-          const std::vector<double> lp = engine.token_logprobs(all);
-          const double sum = std::accumulate(lp.end() - static_cast<std::ptrdiff_t>(std::min(cont.size(), lp.size())),
-                                             lp.end(), 0.0);
+          if (cont.size() >= static_cast<std::size_t>(context))
+            fail("{}: samples[{}]: choice '{}' alone is longer than the model's context", d.path, i, choice);
+          if (fit(ctx, static_cast<std::size_t>(context) - cont.size())) ++truncated;
+          const double sum = continuation_logprob(engine, ctx, cont);
           ll.push_back(sum);
           ll_norm.push_back(sum / static_cast<double>(std::max<std::size_t>(1, text::count_codepoints(choice))));
         }

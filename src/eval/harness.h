@@ -61,4 +61,8 @@ nlohmann::json run_eval(infer::Engine& engine, const EvalOptions& opt);
 void encode_pair(const infer::Engine& engine, const std::string& context, const std::string& continuation,
                  std::vector<int32_t>& context_ids, std::vector<int32_t>& continuation_ids);
 
+// Sum of log p(continuation | context) (natural log), the continuation's ids after the context's.
+double continuation_logprob(infer::Engine& engine, const std::vector<int32_t>& context,
+                            const std::vector<int32_t>& continuation);
+
 }  // namespace tsumugi::eval

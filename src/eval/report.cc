@@ -53,7 +53,7 @@ figure.chart { margin: 0; background: #fff; border: 1px solid #ddd; border-radiu
 figure.chart figcaption { font-weight: 600; margin-bottom: 4px; }
 figure.chart svg { width: 100%; height: auto; display: block; }
 svg .grid { stroke: #eee; } svg .frame { fill: none; stroke: #bbb; }
-svg text { font-size: 11px; fill: #555; }
+svg text { font-size: 11px; fill: #555; } svg text.lbl { font-size: 10px; }
 )CSS";
 
 std::string fmt_score(const json& v) {
@@ -78,7 +78,7 @@ std::map<std::string, std::string> key_categories(const json& doc) {
 // Grouped bars: one group per label, one bar per run; values on a 0..max(1, top) scale.
 std::string bar_chart(const std::string& title, const std::vector<std::string>& labels, const std::vector<EvalRun>& runs,
                       const std::function<std::optional<double>(const EvalRun&, const std::string&)>& value) {
-  const double W = 440, H = 240, left = 40, right = 8, top = 10, bottom = 60;
+  const double W = 440, H = 230, left = 40, right = 8, top = 10, bottom = 40;
   double vmax = 1.0;
   for (const auto& l : labels)
     for (const auto& r : runs)
@@ -103,9 +103,22 @@ std::string bar_chart(const std::string& title, const std::vector<std::string>& 
                        gx + bar_w * r, top + plot_h - h, std::max(1.0, bar_w - 2), h, color_of(r), esc(runs[r].name),
                        esc(labels[g]), *v);
     }
+    // "{dataset}_{metric}" on two lines, horizontal, so that long names stay inside the chart.
     const double cx = left + group_w * g + group_w / 2;
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\" transform=\"rotate(-30 {:.1f} {:.1f})\">{}</text>", cx,
-                     top + plot_h + 14, cx, top + plot_h + 14, esc(labels[g]));
+    std::string first = labels[g], second;
+    for (const char* m : {"_exact_match", "_char_f1", "_set_f1", "_pearson", "_spearman", "_bleu_en", "_acc_norm", "_acc"}) {
+      const std::string suffix = m;
+      if (first.size() > suffix.size() && first.compare(first.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        second = suffix.substr(1);
+        first.resize(first.size() - suffix.size());
+        break;
+      }
+    }
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" class=\"lbl\">{}</text>", cx, top + plot_h + 14,
+                     esc(first));
+    if (!second.empty())
+      s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" class=\"lbl\">{}</text>", cx,
+                       top + plot_h + 27, esc(second));
   }
   s += fmt::format("<rect class=\"frame\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/></svg></figure>\n", left, top, plot_w, plot_h);
   return s;
