@@ -73,7 +73,7 @@ report_interval = 0
 sample_tokens = 0
 log_interval = 1000
 EOF2
-OMP_NUM_THREADS=$threads "$bin" sft --config "$work/sft.toml" -q
+OMP_NUM_THREADS=$threads "$bin" -q sft --config "$work/sft.toml"
 /usr/bin/python3 - "$work" "$B" "$T" <<'PY'
 import json, statistics, sys
 work, B, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
