@@ -167,6 +167,11 @@ void merge_lora(const ModelConfig& cfg, const LoraConfig& lora, const std::vecto
   }
 }
 
+namespace {
+// A float as the double its shortest decimal spells (0.05f -> 0.05, not 0.05000000074505806).
+double shortest(float x) { return std::stod(fmt::format("{}", x)); }
+}  // namespace
+
 void save_peft_adapter(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lora,
                        const std::vector<float>& adapter, const std::string& base_model) {
   const auto mods = lora_modules(cfg, lora);
@@ -187,8 +192,8 @@ void save_peft_adapter(const std::string& dir, const ModelConfig& cfg, const Lor
   nlohmann::json j = {{"peft_type", "LORA"},
                       {"task_type", "CAUSAL_LM"},
                       {"r", lora.r},
-                      {"lora_alpha", lora.alpha},
-                      {"lora_dropout", lora.dropout},
+                      {"lora_alpha", shortest(lora.alpha)},
+                      {"lora_dropout", shortest(lora.dropout)},
                       {"target_modules", targets},
                       {"fan_in_fan_out", cfg.family == Family::GPT2},
                       {"bias", "none"},
