@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "index/http_api.h"
 #include "infer/engine.h"
 #include "serve/chat_template.h"
 #include "serve/server.h"
@@ -47,14 +48,38 @@ void add_model_options(CLI::App* cmd, ModelArgs& a) {
 struct ServeArgs {
   ModelArgs m;
   serve::ServerOptions so;
+  std::string index;
 };
+
+// The corpus-search API (src/index/http_api.h) under /v1/search/ and its page at /search.
+void add_search(serve::Server& server, const index::Index& idx) {
+  auto handler = [&idx](const httplib::Request& req, httplib::Response& res) {
+    index::Params p;
+    for (const auto& [k, v] : req.params) p[k] = v;
+    if (req.method == "POST" && !req.body.empty()) {
+      const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        throw serve::ApiError(400, "the request body is not a JSON object", "", "invalid_json");
+      for (auto& [k, v] : index::params_from_json(body)) p[k] = v;
+    }
+    const index::ApiResponse r = index::handle_search_request(idx, req.path, p);
+    res.status = r.status;
+    res.set_content(r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+  };
+  server.add_api_get(R"(/v1/search/[a-z]+)", handler);
+  server.add_api_post(R"(/v1/search/[a-z]+)", handler);
+  server.add_page("/search", "web/search.html");
+}
 
 int run_serve(ServeArgs& a) {
   a.so.chat_template = serve::ChatTemplate::load(a.m.chat_template);
   if (a.so.api_key.empty())
     if (const char* env = std::getenv("TSUMUGI_API_KEY")) a.so.api_key = env;
+  std::unique_ptr<index::Index> idx;
+  if (!a.index.empty()) idx = std::make_unique<index::Index>(index::Index::open(a.index));
   auto engine = infer::Engine::load(a.m.model, a.m.load_options());
   serve::Server server(*engine, a.so);
+  if (idx) add_search(server, *idx);
   const int port = server.bind();
   // Writing to a client that went away must fail the write, not kill the process.
   signal(SIGPIPE, SIG_IGN);
@@ -133,10 +158,14 @@ void register_serving(CLI::App& app) {
   serve_cmd->add_option("--max-body-bytes", s->so.max_body_bytes, "Largest request body (413 beyond)")
       ->capture_default_str();
   serve_cmd->add_option("--model-name", s->so.model_name, "Model id in /v1/models (default: the directory name)");
+  serve_cmd->add_option("--index", s->index,
+                        "A `tsumugi index` directory: corpus search at /search and /v1/search/{info,count,docs,next,"
+                        "prob,trace}");
   serve_cmd->footer(
       "Examples:\n"
       "  tsumugi serve --model runs/tiny/checkpoints/step_00000300\n"
       "  tsumugi serve --model llm-jp-13b-v1.0 --host 0.0.0.0 --port 8000 --parallel 4 --api-key secret\n"
+      "  tsumugi serve --model CKPT --index corpus.idx      # and open http://127.0.0.1:8080/search\n"
       "  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
       "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"日本の首都は？\"}],\"max_tokens\":64}'\n"
       "  python3 -c 'import openai; c = openai.OpenAI(base_url=\"http://127.0.0.1:8080/v1\", api_key=\"x\");\n"

@@ -190,22 +190,24 @@ void Server::add_page(const std::string& path, const std::string& resource) {
   });
 }
 
-void Server::install_routes() {
-  // An API handler: checks the key first, turns ApiError into the JSON error.
-  auto api = [this](auto fn) {
-    return [this, fn](const httplib::Request& req, httplib::Response& res) {
-      if (!authorized(req)) {
-        send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer KEY'", "",
-                                 "invalid_api_key"));
-        return;
-      }
-      try {
-        fn(req, res);
-      } catch (const ApiError& e) {
-        send_error(res, e);
-      }
-    };
+// An API handler: checks the key first, turns ApiError into the JSON error.
+Server::Handler Server::guarded(Handler fn) {
+  return [this, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req)) {
+      send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer KEY'", "",
+                               "invalid_api_key"));
+      return;
+    }
+    try {
+      fn(req, res);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
   };
+}
+
+void Server::install_routes() {
+  auto api = [this](Handler fn) { return guarded(std::move(fn)); };
   http_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (stopping_) res.status = 503;
     res.set_content(dump_json(json{{"status", stopping_ ? "stopping" : "ok"}, {"model", model_name_}}),

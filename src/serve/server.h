@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -75,11 +76,17 @@ class Server {
 
   // Serves embedded resource `resource` (e.g. "web/chat.html") at `path`.
   void add_page(const std::string& path, const std::string& resource);
+  // Adds API endpoints (httplib path patterns) with the API key checked and ApiError answered as
+  // the JSON error, like the built-in ones.
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  void add_api_get(const std::string& pattern, Handler h) { http_.Get(pattern, guarded(std::move(h))); }
+  void add_api_post(const std::string& pattern, Handler h) { http_.Post(pattern, guarded(std::move(h))); }
   httplib::Server& routes() { return http_; }
   static void send_error(httplib::Response& res, const ApiError& e);
 
  private:
   void install_routes();
+  Handler guarded(Handler h);
   bool authorized(const httplib::Request& req) const;
   void handle_generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
   void handle_tokenize(const httplib::Request& req, httplib::Response& res);
