@@ -80,7 +80,7 @@ TEST_F(IndexQuery, CountsEqualBruteForceScan) {
 }
 
 TEST_F(IndexQuery, NextTokenDistributionsSumToThePrefixCount) {
-  for (const auto& q : queries(2, 120)) {
+  for (const auto& q : queries(2, 50)) {
     auto nt = g->one->next(q);
     uint64_t sum = nt.at_doc_end;
     for (auto [t, c] : nt.tokens) {
@@ -208,7 +208,7 @@ TEST_F(IndexQuery, ManyOccurrencesAreSampledWithTheSeed) {
 
 TEST_F(IndexQuery, TraceFindsMaximalSpansVerifiedBySearch) {
   std::mt19937_64 rng(6);
-  for (int round = 0; round < 20; ++round) {
+  for (int round = 0; round < 8; ++round) {
     // A "model output": pieces copied from documents between random tokens.
     std::vector<int32_t> text;
     for (int p = 0; p < 4; ++p) {
