@@ -199,7 +199,7 @@ TEST_F(IndexText, TokenCountsEqualAScanOfIndependentlyTokenizedDocuments) {
   std::mt19937_64 rng(12);
   std::vector<std::string> qs = {"プロセス", "終了", "ファイル", "の", "シグナル", "include", "the", "process",
                                  "呼び出し元のプロセスを終了させる"};
-  for (int i = 0; i < 200; ++i) qs.push_back(random_substring(rng, 1 + i % 10));
+  for (int i = 0; i < 120; ++i) qs.push_back(random_substring(rng, 1 + i % 10));
   auto bytes = python_counts(qs);
   size_t equal = 0, unknown = 0;
   for (size_t i = 0; i < qs.size(); ++i) {
