@@ -246,10 +246,11 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
       const std::string gold = normalize_gold(ex.output);
       json row = {{"dataset", d.name}, {"index", i}, {"input", ex.input}, {"prompt", prompt}, {"gold", gold}};
       json row_scores = json::object();
+      bool sample_truncated = false;
       if (generate) {
         std::vector<int32_t> ids = encode_doc(engine, prompt);
         const bool cut = fit(ids, static_cast<std::size_t>(context - budget));
-        truncated += cut;
+        sample_truncated |= cut;
         infer::Sampling s;
         s.temperature = 0;
         s.max_tokens = budget;
@@ -258,7 +259,7 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
         const std::string pred = extract_answer(opt.format, c.text);
         row["raw"] = c.text;
         row["pred"] = pred;
-        if (cut) row["prompt_truncated"] = true;
+
         for (const auto& m : d.metrics) {
           double v;
           if (m == "exact_match") v = exact_match(pred, gold);
@@ -290,7 +291,7 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           if (cont.empty()) fail("{}: samples[{}]: choice '{}' encodes to no tokens", d.path, i, choice);
           if (cont.size() >= static_cast<std::size_t>(context))
             fail("{}: samples[{}]: choice '{}' alone is longer than the model's context", d.path, i, choice);
-          if (fit(ctx, static_cast<std::size_t>(context) - cont.size())) ++truncated;
+          if (fit(ctx, static_cast<std::size_t>(context) - cont.size())) sample_truncated = true;
           const double sum = continuation_logprob(engine, ctx, cont);
           ll.push_back(sum);
           ll_norm.push_back(sum / static_cast<double>(std::max<std::size_t>(1, text::count_codepoints(choice))));
@@ -311,6 +312,10 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
         }
       }
       row["scores"] = row_scores;
+      if (sample_truncated) {
+        row["prompt_truncated"] = true;
+        ++truncated;
+      }
       rows_out.write(row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
       progress.step(d.name);
     }
