@@ -93,5 +93,25 @@ PROMPT=$'以下は、タスクを説明する指示です。要求を適切に�
 echo "before tuning:"; $BIN generate --model "$CKPT" --prompt "$PROMPT" --max-tokens 24
 echo "after tuning:";  $BIN generate --model "$OUT/sft-tiny/merged" --prompt "$PROMPT" --max-tokens 24
 
+step "10. eval: the bundled llm-jp-eval-format sets (data/eval/), base model and tuned adapter, one report"
+$BIN eval --model "$CKPT" --dataset data/eval/*.json --num-few-shots 0 --max-samples 20 -o "$OUT/eval/base"
+$BIN eval --model "$CKPT" --adapter "$ADAPTER" --dataset data/eval/*.json --num-few-shots 0 --max-samples 20 \
+  -o "$OUT/eval/tuned" --compare "$OUT/eval/base"
+echo "scores: $OUT/eval/{base,tuned}/scores.json; side by side: $OUT/eval/tuned/report.html"
+
+step "11. export: the tuned model as a Hugging Face directory and as GGUF for llama.cpp"
+$BIN export --format hf --model "$OUT/sft-tiny/merged" -o "$OUT/export/hf"
+$BIN export --format gguf --dtype q8_0 --model "$OUT/sft-tiny/merged" -o "$OUT/export/tiny-q8_0.gguf"
+ls -l "$OUT/export" "$OUT/export/hf"
+
+step "12. index / search / trace: the cleaned Japanese and English text, searchable, and where an output comes from"
+$BIN index --text "$OUT"/clean-ja/kept-*.jsonl.zst "$OUT"/clean-en/kept-*.jsonl.zst --tokenizer "$OUT/tok.model" \
+  -o "$OUT/index" --force --no-progress
+$BIN search count --index "$OUT/index" 'ファイル'
+$BIN search next --index "$OUT/index" --top 5 'ファイルを'
+$BIN trace --index "$OUT/index" --min-tokens 4 --text "$($BIN generate --model "$CKPT" --prompt 'ファイルを' --max-tokens 24)"
+echo "serve it all: $BIN serve --model $OUT/sft-tiny/merged --index $OUT/index  (chat at /, search at /search)"
+
 echo
-echo "Outputs are in $OUT/: cleaned shards with rejects and stats, the tokenizer, Megatron shards, HF files."
+echo "Outputs are in $OUT/: cleaned shards with rejects and stats, the tokenizer, Megatron shards, HF files,"
+echo "the pretraining and tuning runs, eval reports, exports and the corpus index."
