@@ -37,6 +37,10 @@ if(TSUMUGI_WITH_CUDA)
     target_link_libraries(tsumugi_cuda PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt)
     target_compile_definitions(tsumugi_core PUBLIC TSUMUGI_HAVE_CUDA=1)
     target_link_libraries(tsumugi_core PUBLIC tsumugi_cuda)
+    # The CUDA backend derives from backend::Backend, whose default ops live in tsumugi_core: the two
+    # static libraries need each other (CMake repeats them on link lines). Link-only, so the core's
+    # compile flags stay out of nvcc's command lines.
+    target_link_libraries(tsumugi_cuda PRIVATE $<LINK_ONLY:tsumugi_core>)
   else()
     message(STATUS "CUDA backend: no CUDA compiler found, building without it")
   endif()

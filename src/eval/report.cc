@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "util/html.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -18,24 +19,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string esc(std::string_view s) {
-  std::string o;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += ch;
-    }
-  }
-  return o;
-}
-
-constexpr const char* kPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                                    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-const char* color_of(std::size_t run) { return kPalette[run % std::size(kPalette)]; }
+std::string esc(std::string_view s) { return html::escape(s); }
+const char* color_of(std::size_t run) { return html::series_color(run); }
 
 constexpr const char* kStyle = R"CSS(
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", "Hiragino Sans", "Noto Sans JP", sans-serif; margin: 24px; color: #222; background: #fafafa; }

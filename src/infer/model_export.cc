@@ -12,6 +12,7 @@
 #include "tokenizer/hf_export.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "util/config_file.h"
 #include "util/error.h"
 #include "util/io.h"
 #include "util/log.h"
@@ -25,14 +26,6 @@ using formats::GgufValue;
 using model::Family;
 
 namespace {
-
-nlohmann::json read_json(const fs::path& p) {
-  try {
-    return nlohmann::json::parse(read_file(p.string()));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: invalid JSON: {}", p.string(), e.what());
-  }
-}
 
 // config.json token ids may be an integer, a list (the first is used) or null.
 int config_token_id(const nlohmann::json& j, const char* key) {
@@ -169,7 +162,7 @@ ModelDir read_model_dir(const std::string& dir) {
   if (!fs::exists(cfg_path)) fail("{}: no config.json (not a tsumugi checkpoint or Hugging Face model directory)", dir);
   ModelDir m;
   m.dir = dir;
-  const nlohmann::json cj = read_json(cfg_path);
+  const nlohmann::json cj = parse_config_file(cfg_path.string());
   m.config = model::from_hf_config(cj, cfg_path.string());
   m.weights = train::load_hf_weights_dir(dir, m.config);
   m.bos_id = config_token_id(cj, "bos_token_id");

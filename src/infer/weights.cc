@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "util/config_file.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -19,14 +20,6 @@ using formats::DType;
 using formats::TensorView;
 
 namespace {
-
-nlohmann::json read_json(const fs::path& p) {
-  try {
-    return nlohmann::json::parse(read_file(p.string()));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: invalid JSON: {}", p.string(), e.what());
-  }
-}
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out;
@@ -41,7 +34,7 @@ class TensorSource {
     const fs::path index = dir / "model.safetensors.index.json";
     const fs::path single = dir / "model.safetensors";
     if (fs::exists(index)) {
-      const nlohmann::json j = read_json(index);
+      const nlohmann::json j = parse_config_file(index.string());
       if (!j.contains("weight_map") || !j["weight_map"].is_object())
         fail("{}: no \"weight_map\" object", index.string());
       std::map<std::string, std::size_t> shard_of_file;
@@ -108,7 +101,7 @@ Adapter load_adapter(const std::string& dir) {
   Adapter ad;
   const fs::path cfgp = fs::path(dir) / "adapter_config.json";
   if (!fs::exists(cfgp)) fail("{}: missing (not a PEFT LoRA adapter directory)", cfgp.string());
-  const nlohmann::json j = read_json(cfgp);
+  const nlohmann::json j = parse_config_file(cfgp.string());
   if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int>() <= 0)
     fail("{}: \"r\" must be a positive integer", cfgp.string());
   if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number())
@@ -288,7 +281,7 @@ std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const Weigh
   const fs::path cfgp = dir / "config.json";
   if (!fs::exists(cfgp)) fail("{}: missing (a model directory needs config.json)", cfgp.string());
   auto mw = std::make_unique<ModelWeights>();
-  const nlohmann::json cj = read_json(cfgp);
+  const nlohmann::json cj = parse_config_file(cfgp.string());
   mw->cfg = model::from_hf_config(cj, cfgp.string());
   // Options of the HF configs that change the arithmetic and that this engine does not implement.
   if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null())

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 
+#include "util/html.h"
 #include "util/error.h"
 #include "util/io.h"
 #include "util/log.h"
@@ -90,25 +91,8 @@ std::vector<std::pair<std::string, std::string>> summarize_config(const nlohmann
 // ---------------------------------------------------------------------------------------------
 // Rendering helpers
 
-std::string esc(std::string_view s) {
-  std::string o;
-  o.reserve(s.size());
-  for (char ch : s) {
-    switch (ch) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += ch;
-    }
-  }
-  return o;
-}
-
-constexpr const char* kPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                                    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-const char* color_of(size_t run) { return kPalette[run % std::size(kPalette)]; }
+std::string esc(std::string_view s) { return html::escape(s); }
+const char* color_of(std::size_t run) { return html::series_color(run); }
 
 // Ticks at 1, 2 or 5 × 10^k, about `target` of them, inside [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int target, double min_step, double& step) {
