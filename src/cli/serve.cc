@@ -10,9 +10,10 @@
 #include <thread>
 
 #include "cli/commands.h"
-#include "index/http_api.h"
+#include "index/suffix_index.h"
 #include "infer/engine.h"
 #include "serve/chat_template.h"
+#include "serve/search_routes.h"
 #include "serve/server.h"
 #include "serve/terminal_chat.h"
 #include "util/error.h"
@@ -51,26 +52,6 @@ struct ServeArgs {
   std::string index;
 };
 
-// The corpus-search API (src/index/http_api.h) under /v1/search/ and its page at /search.
-void add_search(serve::Server& server, const index::Index& idx) {
-  auto handler = [&idx](const httplib::Request& req, httplib::Response& res) {
-    index::Params p;
-    for (const auto& [k, v] : req.params) p[k] = v;
-    if (req.method == "POST" && !req.body.empty()) {
-      const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
-      if (body.is_discarded() || !body.is_object())
-        throw serve::ApiError(400, "the request body is not a JSON object", "", "invalid_json");
-      for (auto& [k, v] : index::params_from_json(body)) p[k] = v;
-    }
-    const index::ApiResponse r = index::handle_search_request(idx, req.path, p);
-    res.status = r.status;
-    res.set_content(r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
-  };
-  server.add_api_get(R"(/v1/search/[a-z]+)", handler);
-  server.add_api_post(R"(/v1/search/[a-z]+)", handler);
-  server.add_page("/search", "web/search.html");
-}
-
 int run_serve(ServeArgs& a) {
   a.so.chat_template = serve::ChatTemplate::load(a.m.chat_template);
   if (a.so.api_key.empty())
@@ -79,7 +60,7 @@ int run_serve(ServeArgs& a) {
   if (!a.index.empty()) idx = std::make_unique<index::Index>(index::Index::open(a.index));
   auto engine = infer::Engine::load(a.m.model, a.m.load_options());
   serve::Server server(*engine, a.so);
-  if (idx) add_search(server, *idx);
+  if (idx) serve::add_search(server, *idx);
   const int port = server.bind();
   // Writing to a client that went away must fail the write, not kill the process.
   signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "text/utf8.h"
 #include "util/error.h"
 
 namespace tsumugi::index {
@@ -180,9 +181,24 @@ nlohmann::json trace_json(const Index& index, std::string_view text, size_t min_
       pieces.push_back(index.detokenize(std::span<const int32_t>(toks).subspan(i, j - i)));
     }
   } else {
-    for (int32_t t : toks) {
-      int32_t one[1] = {t};
-      pieces.push_back(index.detokenize(one));
+    // Byte-fallback tokens spell a character over several tokens: the character goes to the
+    // first token's entry and the rest are empty, so that entries are valid UTF-8 (not U+FFFD
+    // per byte) and still concatenate to the text.
+    std::span<const int32_t> all_toks(toks);
+    for (size_t i = 0; i < toks.size();) {
+      size_t j = i + 1;
+      std::string piece = index.detokenize(all_toks.subspan(i, 1));
+      while (!text::is_valid_utf8(piece) && j < toks.size() && j - i < 4) {
+        ++j;
+        piece = index.detokenize(all_toks.subspan(i, j - i));
+      }
+      if (!text::is_valid_utf8(piece)) {  // a stray byte: keep it on its own entry
+        j = i + 1;
+        piece = index.detokenize(all_toks.subspan(i, 1));
+      }
+      pieces.push_back(piece);
+      for (size_t k = i + 1; k < j; ++k) pieces.push_back("");
+      i = j;
     }
   }
   nlohmann::json js = nlohmann::json::array();

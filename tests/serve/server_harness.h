@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,10 +21,13 @@ namespace tsumugi::testing {
 
 class RunningServer {
  public:
-  RunningServer(infer::Engine& engine, serve::ServerOptions opt) {
+  // `setup` adds routes (e.g. serve::add_search) before the server starts listening.
+  RunningServer(infer::Engine& engine, serve::ServerOptions opt,
+                const std::function<void(serve::Server&)>& setup = {}) {
     opt.host = "127.0.0.1";
     opt.port = 0;
     server_ = std::make_unique<serve::Server>(engine, std::move(opt));
+    if (setup) setup(*server_);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->run(); });
     // Ready when /health answers.
