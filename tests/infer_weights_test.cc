@@ -234,7 +234,7 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
     for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::F16, infer::WType::Q8_0}) {
       if (type == infer::WType::Q8_0 && cols % 32) continue;
       std::vector<uint16_t> h(w.size()), d(w.size() / 32);
-      std::vector<int8_t> q(w.size());
+      std::vector<uint8_t> q(w.size());
       infer::WMat m;
       m.type = type;
       m.rows = rows;
@@ -244,7 +244,7 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
         h[i] = type == infer::WType::BF16 ? formats::float_to_bf16(w[i]) : formats::float_to_f16(w[i]);
       if (type == infer::WType::BF16 || type == infer::WType::F16) m.data = reinterpret_cast<const std::byte*>(h.data());
       if (type == infer::WType::Q8_0) {
-        for (int64_t r = 0; r < rows; ++r) infer::quantize_q8_0(w.data() + r * cols, cols, q.data() + r * cols, d.data() + r * (cols / 32));
+        infer::quantize_q8_0_matrix(w.data(), rows * cols, q.data(), d.data());
         m.data = reinterpret_cast<const std::byte*>(q.data());
         m.scales = d.data();
       }
@@ -270,6 +270,29 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
       }
     }
   }
+}
+
+// The AVX-512 quantizer of x must give exactly the scalar quants and scales (the kernels are tested
+// against the scalar path with the same x quants), ties at .5 included.
+TEST(InferKernels, VectorQuantizerOfXEqualsScalar) {
+  if (infer::kernel_isa() != "avx512") GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> x(32 * 40);
+  for (auto& v : x) v = nd(rng);
+  // Block 0: amax 127, so x/d is x itself: halves round away from zero. Block 1: all zero.
+  for (int j = 0; j < 32; ++j) x[j] = (j % 2 ? -1.0f : 1.0f) * (0.5f + static_cast<float>(j));
+  x[31] = 127.0f;
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<int8_t> qs(n), qv(n);
+  std::vector<float> ds(n / 32), dv(n / 32);
+  infer::detail::quantize_x_scalar(x.data(), n, qs.data(), ds.data());
+  infer::detail::quantize_x_avx512(x.data(), n, qv.data(), dv.data());
+  EXPECT_EQ(qs[0], 1);   // 0.5 -> 1
+  EXPECT_EQ(qs[1], -2);  // -1.5 -> -2
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(qv[i], qs[i]) << "value " << i << " = " << x[i];
+  for (int64_t b = 0; b < n / 32; ++b) ASSERT_EQ(dv[b], ds[b]) << "block " << b;
 }
 
 }  // namespace

@@ -124,8 +124,9 @@ void register_generate(CLI::App& app) {
       "cache and runs on the CPU in the --dtype given (q8_0 is GGML's 8-bit block format). Text streams\n"
       "as it is generated; a --stop string ends it and is not printed. Temperature 0 is greedy.\n\n"
       "--bench prints one JSON line instead: a random prompt of --bench-prompt tokens processed at\n"
-      "once (prompt_tokens_per_s), then --max-tokens tokens decoded one by one with EOS ignored\n"
-      "(decode_tokens_per_s), medians of --bench-repeat rounds after a warm-up round.");
+      "once (prompt_tokens_per_s), then, on a fresh sequence as llama-bench's tg test, --max-tokens\n"
+      "tokens decoded one by one with EOS ignored (decode_tokens_per_s), medians of --bench-repeat\n"
+      "rounds after a warm-up round.");
   cmd->add_option("--model", a->model, "Checkpoint or Hugging Face model directory")->required();
   cmd->add_option("--prompt", a->prompt, "Prompt text (encoded with the directory's tokenizer.model)");
   cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as token ids, e.g. \"7 123 45\"");

@@ -345,6 +345,10 @@ void SafetensorsFile::parse_header(std::string_view header, uint64_t data_size) 
   }
 }
 
+void SafetensorsFile::advise_huge_pages() const {
+  if (map_) ::madvise(const_cast<std::byte*>(map_), map_size_, MADV_HUGEPAGE);
+}
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
 }

@@ -274,23 +274,50 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       if (static_cast<int>(sc.size()) < len) sc.resize(len);
       const float* q = &qkv_[t * QKVd + h * hd];
       const int64_t kvh = h / group;
-      float mx = -INFINITY;
-      for (int j = 0; j < len; ++j) {
-        const float* k = kc + j * KVd + kvh * hd;
+      // Four cache rows at a time: four independent sums for the scores, and one pass over o per
+      // four value rows (a single running sum per row was bound by the FMA chain's latency).
+      const float* kb = kc + kvh * hd;
+      int j = 0;
+      for (; j + 4 <= len; j += 4) {
+        const float *k0 = kb + j * KVd, *k1 = k0 + KVd, *k2 = k1 + KVd, *k3 = k2 + KVd;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int64_t i = 0; i < hd; ++i) {
+          s0 += q[i] * k0[i];
+          s1 += q[i] * k1[i];
+          s2 += q[i] * k2[i];
+          s3 += q[i] * k3[i];
+        }
+        sc[j] = s0 * scale;
+        sc[j + 1] = s1 * scale;
+        sc[j + 2] = s2 * scale;
+        sc[j + 3] = s3 * scale;
+      }
+      for (; j < len; ++j) {
+        const float* k = kb + j * KVd;
         float s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
         sc[j] = s * scale;
-        mx = std::max(mx, sc[j]);
       }
+      float mx = -INFINITY;
+      for (int i = 0; i < len; ++i) mx = std::max(mx, sc[i]);
       float sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int j = 0; j < len; ++j) sum += (sc[j] = exp_approx(sc[j] - mx));
+      for (int i = 0; i < len; ++i) sum += (sc[i] = exp_approx(sc[i] - mx));
       const float inv = 1.0f / sum;
       float* o = &att_[t * Qd + h * hd];
       std::fill(o, o + hd, 0.0f);
-      for (int j = 0; j < len; ++j) {
-        const float* v = vc + j * KVd + kvh * hd;
+      const float* vb = vc + kvh * hd;
+      j = 0;
+      for (; j + 4 <= len; j += 4) {
+        const float *v0 = vb + j * KVd, *v1 = v0 + KVd, *v2 = v1 + KVd, *v3 = v2 + KVd;
+        const float p0 = sc[j] * inv, p1 = sc[j + 1] * inv, p2 = sc[j + 2] * inv, p3 = sc[j + 3] * inv;
+#pragma omp simd
+        for (int64_t i = 0; i < hd; ++i) o[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
+      }
+      for (; j < len; ++j) {
+        const float* v = vb + j * KVd;
         const float p = sc[j] * inv;
         for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
       }

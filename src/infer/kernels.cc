@@ -82,11 +82,11 @@ void rows_scalar(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
         break;
       }
       case WType::Q8_0: {
-        const int8_t* q = reinterpret_cast<const int8_t*>(W.data) + r * K;
+        const uint8_t* q = reinterpret_cast<const uint8_t*>(W.data) + r * K;
         const uint16_t* d = W.scales + r * (K / kQ8Block);
         for (int64_t b = 0; b < K / kQ8Block; ++b) {
           int32_t s = 0;
-          for (int j = 0; j < kQ8Block; ++j) s += q[b * kQ8Block + j] * xq[b * kQ8Block + j];
+          for (int j = 0; j < kQ8Block; ++j) s += (q[b * kQ8Block + j] - 128) * xq[b * kQ8Block + j];
           acc += static_cast<double>(f16_to_f32(d[b])) * xd[b] * s;
         }
         break;
@@ -96,7 +96,20 @@ void rows_scalar(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
   }
 }
 
+void quantize_x_scalar(const float* x, int64_t n, int8_t* q, float* d) {
+  thread_local std::vector<uint16_t> d16;
+  d16.resize(n / kQ8Block);
+  quantize_q8_0(x, n, q, d16.data());
+  for (int64_t b = 0; b < n / kQ8Block; ++b) d[b] = formats::f16_to_float(d16[b]);
+}
+
 }  // namespace detail
+
+void quantize_q8_0_matrix(const float* w, int64_t n, uint8_t* q, uint16_t* d) {
+  auto* s = reinterpret_cast<int8_t*>(q);
+  quantize_q8_0(w, n, s, d);
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(s[i] + 128);
+}
 
 void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d) {
   if (n % kQ8Block) fail("q8_0: {} values are not a whole number of 32-value blocks", n);
@@ -129,11 +142,11 @@ void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out) {
       break;
     }
     case WType::Q8_0: {
-      const int8_t* q = reinterpret_cast<const int8_t*>(W.data) + r0 * K;
+      const uint8_t* q = reinterpret_cast<const uint8_t*>(W.data) + r0 * K;
       const uint16_t* d = W.scales + r0 * (K / kQ8Block);
       for (int64_t b = 0; b < count / kQ8Block; ++b) {
         const float s = formats::f16_to_float(d[b]);
-        for (int j = 0; j < kQ8Block; ++j) out[b * kQ8Block + j] = s * q[b * kQ8Block + j];
+        for (int j = 0; j < kQ8Block; ++j) out[b * kQ8Block + j] = s * (q[b * kQ8Block + j] - 128);
       }
       break;
     }
@@ -169,11 +182,12 @@ bool cpu_has_avx2() {
 struct Isa {
   std::string_view name;
   detail::RowsFn fn;
+  detail::QuantizeFn quantize = detail::quantize_x_scalar;
 };
 
 Isa best_isa() {
 #if defined(__x86_64__)
-  if (cpu_has_avx512()) return {"avx512", detail::rows_avx512};
+  if (cpu_has_avx512()) return {"avx512", detail::rows_avx512, detail::quantize_x_avx512};
   if (cpu_has_avx2()) return {"avx2", detail::rows_avx2};
 #endif
   return {"scalar", detail::rows_scalar};
@@ -197,7 +211,7 @@ void set_kernel_isa(std::string_view isa) {
     current_isa() = {"avx2", detail::rows_avx2};
   } else if (isa == "avx512") {
     if (!cpu_has_avx512()) fail("this CPU has no AVX-512 F/BW/VL/VNNI");
-    current_isa() = {"avx512", detail::rows_avx512};
+    current_isa() = {"avx512", detail::rows_avx512, detail::quantize_x_avx512};
 #endif
   } else {
     fail("unknown or unavailable kernel ISA '{}' (avx512 | avx2 | scalar)", isa);
@@ -207,14 +221,11 @@ void set_kernel_isa(std::string_view isa) {
 void matvec(const WMat& W, const float* x, float* y, int threads) {
   const detail::RowsFn fn = current_isa().fn;
   thread_local std::vector<int8_t> xq;
-  thread_local std::vector<uint16_t> xd16;
   thread_local std::vector<float> xd;
   if (W.type == WType::Q8_0) {
     xq.resize(W.cols);
-    xd16.resize(W.cols / kQ8Block);
     xd.resize(W.cols / kQ8Block);
-    quantize_q8_0(x, W.cols, xq.data(), xd16.data());
-    for (std::size_t b = 0; b < xd.size(); ++b) xd[b] = formats::f16_to_float(xd16[b]);
+    current_isa().quantize(x, W.cols, xq.data(), xd.data());
   }
   thread_local std::vector<uint16_t> xbf;
   const int8_t* q = xq.data();

@@ -12,9 +12,10 @@
 namespace tsumugi::infer {
 
 // f32, bf16, f16 rows as stored; q8_0 is GGML's Q8_0: blocks of 32 weights along a row, one fp16
-// scale d = max|w|/127 and int8 q = round(w/d). Here the int8 quants of a matrix are contiguous
-// and the fp16 scales are kept beside them (same numbers as GGML's interleaved 34-byte blocks,
-// aligned loads for the dot product).
+// scale d = max|w|/127 and int8 q = round(w/d). Here the quants of a matrix are contiguous, stored
+// as unsigned bytes q + 128, and the fp16 scales are kept beside them: the same numbers as GGML's
+// interleaved 34-byte blocks, laid out so that VNNI's unsigned-by-signed byte dot product takes 64
+// weights per instruction with no per-row sign fix-up (see kernels_avx512.cc).
 enum class WType { F32, BF16, F16, Q8_0 };
 
 std::string_view wtype_name(WType t);
@@ -27,13 +28,17 @@ constexpr int kQ8Block = 32;
 struct WMat {
   WType type = WType::F32;
   int64_t rows = 0, cols = 0;
-  const std::byte* data = nullptr;    // rows*cols elements (int8 quants for q8_0)
+  const std::byte* data = nullptr;    // rows*cols elements (uint8 quants q + 128 for q8_0)
   const uint16_t* scales = nullptr;   // q8_0 only: rows*cols/32 fp16 scales
   uint64_t bytes() const;
 };
 
 // GGML's Q8_0 quantization of n values (n a multiple of 32): q[n], d[n/32] (fp16 bits).
 void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d);
+
+// The q8_0 matrix layout of WMat: n values (a whole number of rows, cols a multiple of 32) into
+// quants q + 128 and fp16 scales.
+void quantize_q8_0_matrix(const float* w, int64_t n, uint8_t* q, uint16_t* d);
 
 // Rows [r0, r0+n) of W as f32 into out[n*cols].
 void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out);
@@ -58,6 +63,10 @@ void rows_avx2(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8
                float* y);
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y);
+// x quantized for the q8_0 kernels: GGML's Q8_0 (as quantize_q8_0) with the scales widened to f32.
+using QuantizeFn = void (*)(const float* x, int64_t n, int8_t* q, float* d);
+void quantize_x_scalar(const float* x, int64_t n, int8_t* q, float* d);
+void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d);
 float f16_to_f32(uint16_t h);
 }  // namespace detail
 

@@ -60,16 +60,19 @@ void rows_float(const WMat& W, int64_t r0, int64_t r1, const float* x, float* y)
   }
 }
 
-// Q8_0 x Q8_0 as GGML's AVX2 path: |w| times x with w's sign (maddubs), pairs summed (madd).
+// Q8_0 x Q8_0 as GGML's AVX2 path: |w| times x with w's sign (maddubs), pairs summed (madd). The
+// stored q + 128 is turned back into signed q first: maddubs would saturate on 255 * 127 * 2.
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
   const int64_t K = W.cols, nb = K / kQ8Block;
   const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t r = r0; r < r1; ++r) {
-    const int8_t* q = reinterpret_cast<const int8_t*>(W.data) + r * K;
+    const uint8_t* q = reinterpret_cast<const uint8_t*>(W.data) + r * K;
     const uint16_t* d = W.scales + r * nb;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * kQ8Block));
+      const __m256i wv =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * kQ8Block)), bias);
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
       const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
       const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));

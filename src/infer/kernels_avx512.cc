@@ -33,7 +33,14 @@ void rows_float(const WMat& W, int64_t r0, int64_t r1, const float* x, float* y)
     const std::byte* w2 = w1 + K * esz;
     const std::byte* w3 = w2 + K * esz;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const int64_t ahead = 4 * K * esz;  // the next group of four rows
     for (int64_t k = 0; k < full; k += 16) {
+      if (T == WType::F32 || k % 32 == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + k * esz), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + k * esz), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + k * esz), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + k * esz), _MM_HINT_NTA);
+      }
       const __m512 xv = _mm512_loadu_ps(x + k);
       a0 = _mm512_fmadd_ps(load_w(w0 + k * esz, T, 0xFFFF), xv, a0);
       a1 = _mm512_fmadd_ps(load_w(w1 + k * esz, T, 0xFFFF), xv, a1);
@@ -78,6 +85,10 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
     const uint16_t* w3 = w2 + K;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t k = 0; k < full; k += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(w0 + 4 * K + k), _MM_HINT_NTA);
+      _mm_prefetch(reinterpret_cast<const char*>(w1 + 4 * K + k), _MM_HINT_NTA);
+      _mm_prefetch(reinterpret_cast<const char*>(w2 + 4 * K + k), _MM_HINT_NTA);
+      _mm_prefetch(reinterpret_cast<const char*>(w3 + 4 * K + k), _MM_HINT_NTA);
       const __m512bh h = ld(xh + k), l = ld(xl + k);
       __m512bh w = ld(w0 + k);
       a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, h), w, l);
@@ -120,65 +131,117 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
 }
 #endif
 
-// Q8_0 x Q8_0: per 32-weight block an int8 dot product (VNNI vpdpbusd on |w| and x with w's sign),
-// scaled by d_w * d_x into an f32 accumulator. Scales come 8 blocks at a time (one fp16->f32
-// conversion and one multiply for 8 blocks); two rows share each load of x.
+// Q8_0 x Q8_0 with the weights stored as unsigned q + 128: VNNI's vpdpbusd multiplies unsigned by
+// signed bytes, so one instruction takes 64 weights (two blocks) against x's signed quants. The +128
+// adds 128 * sum(x) to each block's sum; starting the sum at -128 * sum(x), computed once per group
+// of rows, takes it out again. Lanes 0-7 hold the first block's partial sums, 8-15 the second's;
+// each half is scaled by its block's d_w * d_x. Four rows share each load of x, and each row
+// prefetches the row four ahead so the next group's weights are on their way.
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
   const int64_t K = W.cols, nb = K / kQ8Block, nb8 = nb / 8 * 8;
-  const __m256i zero = _mm256_setzero_si256();
-  auto dot = [&](const int8_t* wq, const __m256i xv) {
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq));
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv)));
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(W.data);
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i k80h = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m512i zero = _mm512_setzero_si512();
+  // Scale lanes for block pair j of a group of eight: 2j in lanes 0-7, 2j+1 in lanes 8-15.
+  __m512i pick[4];
+  for (int j = 0; j < 4; ++j)
+    pick[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * j)), _mm256_set1_epi32(2 * j + 1), 1);
+  auto ld512 = [](const void* p) { return _mm512_loadu_si512(p); };
+  auto ld256 = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };
+  auto scales8 = [&](const uint16_t* d, const __m256 dx) {
+    return _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d))), dx));
   };
-  auto lane = [](__m256 v, int j) { return _mm256_permutexvar_ps(_mm256_set1_epi32(j), v); };
   auto hsum8 = [](__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_hadd_ps(s, s);
     s = _mm_hadd_ps(s, s);
     return _mm_cvtss_f32(s);
   };
+  constexpr int R = 4;
   int64_t r = r0;
-  for (; r + 2 <= r1; r += 2) {
-    const int8_t* q0 = reinterpret_cast<const int8_t*>(W.data) + r * K;
-    const int8_t* q1 = q0 + K;
-    const uint16_t* d0 = W.scales + r * nb;
-    const uint16_t* d1 = d0 + nb;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  for (; r + R <= r1; r += R) {
+    const uint8_t* q[R];
+    const uint16_t* d[R];
+    for (int i = 0; i < R; ++i) {
+      q[i] = base + (r + i) * K;
+      d[i] = W.scales + (r + i) * nb;
+    }
+    __m512 acc[R];
+    __m256 acc_tail[R];
+    for (int i = 0; i < R; ++i) {
+      acc[i] = _mm512_setzero_ps();
+      acc_tail[i] = _mm256_setzero_ps();
+    }
     int64_t b = 0;
     for (; b < nb8; b += 8) {
       const __m256 dx = _mm256_loadu_ps(xd + b);
-      const __m256 s0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d0 + b))), dx);
-      const __m256 s1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d1 + b))), dx);
-      for (int j = 0; j < 8; ++j) {
-        const int64_t o = (b + j) * kQ8Block;
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
-        a0 = _mm256_fmadd_ps(lane(s0, j), dot(q0 + o, xv), a0);
-        a1 = _mm256_fmadd_ps(lane(s1, j), dot(q1 + o, xv), a1);
+      __m512 sc[R];
+      for (int i = 0; i < R; ++i) sc[i] = scales8(d[i] + b, dx);
+      for (int j = 0; j < 4; ++j) {
+        const int64_t o = (b + 2 * j) * kQ8Block;
+        const __m512i xv = ld512(xq + o);
+        const __m512i start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, xv));
+        for (int i = 0; i < R; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(q[i] + R * K + o), _MM_HINT_NTA);
+          const __m512i p = _mm512_dpbusd_epi32(start, ld512(q[i] + o), xv);
+          acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick[j], sc[i]), _mm512_cvtepi32_ps(p), acc[i]);
+        }
       }
     }
     for (; b < nb; ++b) {
       const int64_t o = b * kQ8Block;
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
-      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), dot(q0 + o, xv), a0);
-      a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d1[b]) * xd[b]), dot(q1 + o, xv), a1);
+      const __m256i xv = ld256(xq + o);
+      const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), k80h, xv));
+      for (int i = 0; i < R; ++i) {
+        const __m256i p = _mm256_dpbusd_epi32(start, ld256(q[i] + o), xv);
+        acc_tail[i] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d[i][b]) * xd[b]), _mm256_cvtepi32_ps(p), acc_tail[i]);
+      }
     }
-    y[r] = hsum8(a0);
-    y[r + 1] = hsum8(a1);
+    for (int i = 0; i < R; ++i) y[r + i] = hsum(acc[i]) + hsum8(acc_tail[i]);
   }
   for (; r < r1; ++r) {
-    const int8_t* q0 = reinterpret_cast<const int8_t*>(W.data) + r * K;
+    const uint8_t* q0 = base + r * K;
     const uint16_t* d0 = W.scales + r * nb;
     __m256 a0 = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t o = b * kQ8Block;
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o));
-      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), dot(q0 + o, xv), a0);
+      const __m256i xv = ld256(xq + o);
+      const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), k80h, xv));
+      const __m256i p = _mm256_dpbusd_epi32(start, ld256(q0 + o), xv);
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d0[b]) * xd[b]), _mm256_cvtepi32_ps(p), a0);
     }
     y[r] = hsum8(a0);
   }
 }
 
 }  // namespace
+
+// GGML's Q8_0 of x, as quantize_q8_0 computes it (round half away from zero, the fp16 scale's
+// unrounded inverse), 32 values per step.
+void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  auto round_away = [&](__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+    const __m512 step = _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(one), _mm512_and_si512(sign, _mm512_castps_si512(v))));  // +-1 as v
+    return _mm512_mask_add_ps(t, up, t, step);
+  };
+  for (int64_t b = 0; b < n / kQ8Block; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + b * kQ8Block), v1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float dv = amax / 127.0f;
+    const float id = dv != 0.0f ? 1.0f / dv : 0.0f;
+    d[b] = _cvtsh_ss(_cvtss_sh(dv, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 s = _mm512_set1_ps(id);
+    const __m512i i0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, s)));
+    const __m512i i1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, s)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kQ8Block), _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kQ8Block + 16), _mm512_cvtsepi32_epi8(i1));
+  }
+}
 
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y) {
@@ -205,6 +268,7 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
                  float* y) {
   rows_scalar(W, r0, r1, x, xq, xd, y);
 }
+void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) { quantize_x_scalar(x, n, q, d); }
 
 #endif
 

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -242,29 +245,29 @@ class Loader {
   }
   void convert(const std::vector<float>& w, WMat& m) {
     const uint64_t n = w.size();
-    auto buf = std::make_unique<std::byte[]>(m.bytes());
+    std::byte* buf = mw_.owned.alloc(m.bytes());
     switch (m.type) {
-      case WType::F32: std::memcpy(buf.get(), w.data(), 4 * n); break;
+      case WType::F32: std::memcpy(buf, w.data(), 4 * n); break;
       case WType::BF16:
       case WType::F16: {
-        auto* h = reinterpret_cast<uint16_t*>(buf.get());
+        auto* h = reinterpret_cast<uint16_t*>(buf);
         const bool bf = m.type == WType::BF16;
 #pragma omp parallel for schedule(static)
         for (uint64_t i = 0; i < n; ++i) h[i] = bf ? formats::float_to_bf16(w[i]) : formats::float_to_f16(w[i]);
         break;
       }
       case WType::Q8_0: {
-        auto* q = reinterpret_cast<int8_t*>(buf.get());
-        auto* d = reinterpret_cast<uint16_t*>(buf.get() + n);
+        auto* q = reinterpret_cast<uint8_t*>(buf);
+        auto* d = reinterpret_cast<uint16_t*>(buf + n);
         const int64_t rows = m.rows, cols = m.cols;
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) quantize_q8_0(w.data() + r * cols, cols, q + r * cols, d + r * (cols / kQ8Block));
+        for (int64_t r = 0; r < rows; ++r)
+          quantize_q8_0_matrix(w.data() + r * cols, cols, q + r * cols, d + r * (cols / kQ8Block));
         m.scales = d;
         break;
       }
     }
-    m.data = buf.get();
-    mw_.owned.push_back(std::move(buf));
+    m.data = buf;
   }
 
   TensorSource src_;
@@ -274,6 +277,38 @@ class Loader {
 };
 
 }  // namespace
+
+WeightArena::~WeightArena() {
+  for (auto& b : blocks_) ::munmap(b.base, b.size);
+}
+
+std::byte* WeightArena::alloc(uint64_t bytes) {
+  constexpr uint64_t kAlign = 64, kHuge = 2ull << 20, kBlock = 64ull << 20;
+  bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (blocks_.empty() || blocks_.back().size - blocks_.back().used < bytes) {
+    // A block starts on a 2 MiB boundary so whole huge pages fit; pages never touched cost nothing.
+    const uint64_t size = std::max(kBlock, (bytes + kHuge - 1) / kHuge * kHuge);
+    void* raw = ::mmap(nullptr, size + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) fail("cannot allocate {} bytes for converted weights: {}", size, std::strerror(errno));
+    auto* p = static_cast<std::byte*>(raw);
+    const uint64_t lead = (kHuge - reinterpret_cast<uintptr_t>(p) % kHuge) % kHuge;
+    if (lead) ::munmap(p, lead);
+    if (kHuge - lead) ::munmap(p + lead + size, kHuge - lead);
+    p += lead;
+    ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP the pages are ordinary ones
+    blocks_.push_back({p, size, 0});
+  }
+  Block& b = blocks_.back();
+  std::byte* out = b.base + b.used;
+  b.used += bytes;
+  return out;
+}
+
+uint64_t WeightArena::reserved_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : blocks_) n += b.size;
+  return n;
+}
 
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const WeightLoadOptions& opt) {
   const fs::path dir(dir_s);
@@ -346,6 +381,7 @@ std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const Weigh
     mw->lm_head = c.tie_embeddings ? mw->embed : L.mat("lm_head.weight", V, C, false);
   }
   L.check_adapter_used();
+  for (const auto& f : mw->files) f.advise_huge_pages();
   return mw;
 }
 
