@@ -272,6 +272,59 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
   }
 }
 
+// Matrices multiplied together (one conversion of x, one dispatch) give what each gives alone.
+TEST(InferKernels, MatvecManyEqualsOneByOne) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t cols = 256;
+  const int64_t rows[] = {200, 72, 33};
+  std::vector<float> x(cols);
+  for (auto& v : x) v = nd(rng);
+  for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::Q8_0}) {
+    std::vector<std::vector<float>> w(3);
+    std::vector<std::vector<uint8_t>> q(3);
+    std::vector<std::vector<uint16_t>> h(3), d(3);
+    std::vector<infer::WMat> m(3);
+    for (int i = 0; i < 3; ++i) {
+      w[i].resize(rows[i] * cols);
+      for (auto& v : w[i]) v = nd(rng);
+      m[i].type = type;
+      m[i].rows = rows[i];
+      m[i].cols = cols;
+      if (type == infer::WType::F32) m[i].data = reinterpret_cast<const std::byte*>(w[i].data());
+      if (type == infer::WType::BF16) {
+        for (float v : w[i]) h[i].push_back(formats::float_to_bf16(v));
+        m[i].data = reinterpret_cast<const std::byte*>(h[i].data());
+      }
+      if (type == infer::WType::Q8_0) {
+        q[i].resize(w[i].size());
+        d[i].resize(w[i].size() / 32);
+        infer::quantize_q8_0_matrix(w[i].data(), rows[i] * cols, q[i].data(), d[i].data());
+        m[i].data = reinterpret_cast<const std::byte*>(q[i].data());
+        m[i].scales = d[i].data();
+      }
+    }
+    std::vector<std::vector<float>> alone(3), together(3);
+    for (int i = 0; i < 3; ++i) {
+      alone[i].resize(rows[i]);
+      together[i].resize(rows[i], -1.0f);
+      infer::matvec(m[i], x.data(), alone[i].data(), 2);
+    }
+    const infer::MatvecOut outs[] = {{&m[0], together[0].data()}, {&m[1], together[1].data()}, {&m[2], together[2].data()}};
+    infer::matvec_many(outs, 3, x.data(), 2);
+    for (int i = 0; i < 3; ++i)
+      for (int64_t r = 0; r < rows[i]; ++r) ASSERT_EQ(together[i][r], alone[i][r]) << infer::wtype_name(type) << " " << i << " " << r;
+  }
+  infer::WMat a, b;
+  a.type = b.type = infer::WType::F32;
+  a.rows = b.rows = 1;
+  a.cols = 32;
+  b.cols = 64;
+  std::vector<float> y(2);
+  const infer::MatvecOut bad[] = {{&a, y.data()}, {&b, y.data() + 1}};
+  EXPECT_THROW(infer::matvec_many(bad, 2, x.data(), 1), Error);
+}
+
 // The AVX-512 quantizer of x must give exactly the scalar quants and scales (the kernels are tested
 // against the scalar path with the same x quants), ties at .5 included.
 TEST(InferKernels, VectorQuantizerOfXEqualsScalar) {

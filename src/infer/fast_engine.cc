@@ -236,13 +236,18 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     if (gpt2) {
       linear(L.qkv, L.qkv_b.data(), h_.data(), qkv_.data(), n);
     } else {
-      std::vector<float>& part = ff2_;  // free until the MLP
-      linear(L.q, nullptr, h_.data(), part.data(), n);
-      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd], &part[t * Qd], 4 * Qd);
-      linear(L.k, nullptr, h_.data(), part.data(), n);
-      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd], &part[t * KVd], 4 * KVd);
-      linear(L.v, nullptr, h_.data(), part.data(), n);
-      for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd + KVd], &part[t * KVd], 4 * KVd);
+      if (n == 1) {  // one dispatch for the three, straight into the q | k | v row
+        const MatvecOut outs[] = {{&L.q, qkv_.data()}, {&L.k, qkv_.data() + Qd}, {&L.v, qkv_.data() + Qd + KVd}};
+        matvec_many(outs, 3, h_.data(), nt);
+      } else {
+        std::vector<float>& part = ff2_;  // free until the MLP
+        linear(L.q, nullptr, h_.data(), part.data(), n);
+        for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd], &part[t * Qd], 4 * Qd);
+        linear(L.k, nullptr, h_.data(), part.data(), n);
+        for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd], &part[t * KVd], 4 * KVd);
+        linear(L.v, nullptr, h_.data(), part.data(), n);
+        for (int t = 0; t < n; ++t) std::memcpy(&qkv_[t * QKVd + Qd + KVd], &part[t * KVd], 4 * KVd);
+      }
       // Rotary embedding, HF rotate_half: pairs (i, i + hd/2).
       const int64_t half = hd / 2;
       for (int t = 0; t < n; ++t) {
@@ -334,8 +339,13 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       linear(L.fc, L.fc_b.data(), h_.data(), ff_.data(), n);
       gelu_tanh(ff_.data(), n * F);
     } else {
-      linear(L.gate, nullptr, h_.data(), ff_.data(), n);
-      linear(L.up, nullptr, h_.data(), ff2_.data(), n);
+      if (n == 1) {
+        const MatvecOut outs[] = {{&L.gate, ff_.data()}, {&L.up, ff2_.data()}};
+        matvec_many(outs, 2, h_.data(), nt);
+      } else {
+        linear(L.gate, nullptr, h_.data(), ff_.data(), n);
+        linear(L.up, nullptr, h_.data(), ff2_.data(), n);
+      }
       swiglu(ff_.data(), ff2_.data(), n * F);
     }
     linear(L.down, gpt2 ? L.down_b.data() : nullptr, ff_.data(), h_.data(), n);

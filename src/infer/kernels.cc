@@ -219,34 +219,61 @@ void set_kernel_isa(std::string_view isa) {
 }
 
 void matvec(const WMat& W, const float* x, float* y, int threads) {
+  const MatvecOut one{&W, y};
+  matvec_many(&one, 1, x, threads);
+}
+
+void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
+  if (n <= 0) return;
+  const WMat& W0 = *outs[0].W;
+  for (int i = 1; i < n; ++i)
+    if (outs[i].W->type != W0.type || outs[i].W->cols != W0.cols)
+      fail("matvec_many: matrix {} is {} x {} {}, matrix 0 has {} columns of {}", i, outs[i].W->rows,
+           outs[i].W->cols, wtype_name(outs[i].W->type), W0.cols, wtype_name(W0.type));
   const detail::RowsFn fn = current_isa().fn;
+  const int64_t K = W0.cols;
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> xd;
-  if (W.type == WType::Q8_0) {
-    xq.resize(W.cols);
-    xd.resize(W.cols / kQ8Block);
-    current_isa().quantize(x, W.cols, xq.data(), xd.data());
+  if (W0.type == WType::Q8_0) {
+    xq.resize(K);
+    xd.resize(K / kQ8Block);
+    current_isa().quantize(x, K, xq.data(), xd.data());
   }
   thread_local std::vector<uint16_t> xbf;
   const int8_t* q = xq.data();
-  if (W.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
+  if (W0.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
     // x as bf16 hi + lo halves for the vdpbf16ps kernel (rows_avx512 reads them through xq).
-    xbf.resize(2 * W.cols);
-    for (int64_t i = 0; i < W.cols; ++i) {
+    xbf.resize(2 * K);
+    for (int64_t i = 0; i < K; ++i) {
       xbf[i] = formats::float_to_bf16(x[i]);
-      xbf[W.cols + i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(xbf[i]));
+      xbf[K + i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(xbf[i]));
     }
     q = reinterpret_cast<const int8_t*>(xbf.data());
   }
   const float* d = xd.data();
-  // Chunks of 32 rows claimed by the threads of a ChunkPool (see there why not OpenMP).
-  const int64_t chunk = 32, n_chunks = (W.rows + chunk - 1) / chunk;
+  // Chunks of 32 rows, numbered across the matrices, claimed by the threads of a ChunkPool (see
+  // there why not OpenMP).
+  constexpr int64_t chunk = 32;
+  constexpr int kMaxOuts = 8;
+  if (n > kMaxOuts) fail("matvec_many: {} matrices, at most {}", n, kMaxOuts);
+  int64_t total_rows = 0;
+  int64_t first_chunk[kMaxOuts + 1] = {0};
+  for (int i = 0; i < n; ++i) {
+    total_rows += outs[i].W->rows;
+    first_chunk[i + 1] = first_chunk[i] + (outs[i].W->rows + chunk - 1) / chunk;
+  }
   const int nt = threads > 0 ? threads : omp_get_max_threads();
-  if (nt <= 1 || W.rows * W.cols < 32768) {
-    fn(W, 0, W.rows, x, q, d, y);
+  if (nt <= 1 || total_rows * K < 32768) {
+    for (int i = 0; i < n; ++i) fn(*outs[i].W, 0, outs[i].W->rows, x, q, d, outs[i].y);
     return;
   }
-  ChunkPool::shared(nt).run(n_chunks, [&](int64_t c) { fn(W, c * chunk, std::min(W.rows, (c + 1) * chunk), x, q, d, y); });
+  ChunkPool::shared(nt).run(first_chunk[n], [&](int64_t c) {
+    int i = 0;
+    while (c >= first_chunk[i + 1]) ++i;
+    const WMat& W = *outs[i].W;
+    const int64_t r0 = (c - first_chunk[i]) * chunk;
+    fn(W, r0, std::min(W.rows, r0 + chunk), x, q, d, outs[i].y);
+  });
 }
 
 }  // namespace tsumugi::infer

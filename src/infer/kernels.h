@@ -47,6 +47,14 @@ void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out);
 // does), the other types multiply f32 x by the weights widened to f32.
 void matvec(const WMat& W, const float* x, float* y, int threads);
 
+// Several matrices of one type and width times the same x (LLaMA's q, k, v; gate and up): x is
+// converted once and all rows are shared out in one dispatch.
+struct MatvecOut {
+  const WMat* W;
+  float* y;
+};
+void matvec_many(const MatvecOut* outs, int n, const float* x, int threads);
+
 // The instruction set the kernels use: "avx512" (AVX-512 F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C)
 // or "scalar". Chosen at start-up from the CPU; tests may force a lower one to compare paths.
 std::string_view kernel_isa();
