@@ -261,8 +261,13 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
           EXPECT_NEAR(ys[k][r], ys[0][r], 1e-5 * std::sqrt(static_cast<double>(cols)) * 4)
               << isas[k] << " " << infer::wtype_name(type) << " cols " << cols << " row " << r;
       // And the weights widened to f32 by dequantize_rows give the same product.
-      std::vector<float> wf(w.size());
+      std::vector<float> wf(w.size()), wf_scalar(w.size());
       infer::dequantize_rows(m, 0, rows, wf.data());
+      infer::set_kernel_isa("scalar");
+      infer::dequantize_rows(m, 1, rows - 1, wf_scalar.data() + cols);
+      infer::set_kernel_isa(best);
+      for (int64_t i = cols; i < rows * cols; ++i)
+        ASSERT_EQ(wf[i], wf_scalar[i]) << best << " " << infer::wtype_name(type) << " cols " << cols << " value " << i;
       for (int64_t r = 0; r < rows && type != infer::WType::Q8_0; ++r) {
         double s = 0;
         for (int64_t i = 0; i < cols; ++i) s += static_cast<double>(wf[r * cols + i]) * x[i];

@@ -125,7 +125,10 @@ void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d) {
   }
 }
 
+std::string_view kernel_isa();
+
 void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out) {
+  if (W.type != WType::F32 && kernel_isa() == "avx512") return detail::dequantize_rows_avx512(W, r0, n, out);
   const int64_t K = W.cols;
   const int64_t count = n * K;
   switch (W.type) {

@@ -71,6 +71,8 @@ void rows_avx2(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8
                float* y);
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y);
+// dequantize_rows with AVX-512 (the prompt path widens every weight once per prompt chunk).
+void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out);
 // x quantized for the q8_0 kernels: GGML's Q8_0 (as quantize_q8_0) with the scales widened to f32.
 using QuantizeFn = void (*)(const float* x, int64_t n, int8_t* q, float* d);
 void quantize_x_scalar(const float* x, int64_t n, int8_t* q, float* d);

@@ -3,6 +3,10 @@
 
 #include "infer/kernels.h"
 
+#include <cstring>
+
+#include "util/error.h"
+
 namespace tsumugi::infer::detail {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
@@ -243,6 +247,37 @@ void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) {
   }
 }
 
+void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out) {
+  const int64_t K = W.cols, count = n * K, full = count / 16 * 16;
+  switch (W.type) {
+    case WType::F32: std::memcpy(out, W.data + 4 * r0 * K, 4 * count); return;
+    case WType::BF16:
+    case WType::F16: {
+      const std::byte* src = W.data + 2 * r0 * K;
+      for (int64_t i = 0; i < count; i += 16) {
+        const __mmask16 m = i < full ? 0xFFFF : static_cast<__mmask16>((1u << (count - i)) - 1);
+        _mm512_mask_storeu_ps(out + i, m, load_w(src + 2 * i, W.type, m));
+      }
+      return;
+    }
+    case WType::Q8_0: {
+      // K is a multiple of 32: whole blocks of 32, two halves of 16 under one scale.
+      const uint8_t* q = reinterpret_cast<const uint8_t*>(W.data) + r0 * K;
+      const uint16_t* d = W.scales + r0 * (K / kQ8Block);
+      const __m512i bias = _mm512_set1_epi32(128);
+      for (int64_t b = 0; b < count / kQ8Block; ++b) {
+        const __m512 s = _mm512_set1_ps(_cvtsh_ss(d[b]));
+        for (int h = 0; h < 2; ++h) {
+          const int64_t o = b * kQ8Block + 16 * h;
+          const __m512i v = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + o))), bias);
+          _mm512_storeu_ps(out + o, _mm512_mul_ps(s, _mm512_cvtepi32_ps(v)));
+        }
+      }
+      return;
+    }
+  }
+}
+
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y) {
   switch (W.type) {
@@ -269,6 +304,7 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
   rows_scalar(W, r0, r1, x, xq, xd, y);
 }
 void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) { quantize_x_scalar(x, n, q, d); }
+void dequantize_rows_avx512(const WMat&, int64_t, int64_t, float*) { fail("no AVX-512 kernels in this build"); }
 
 #endif
 
