@@ -84,13 +84,13 @@ void to_half(const float* src, size_t n, std::byte* dst, bool bf16) {
 }
 
 // Rows of one tensor in HF orientation (Conv1D weights transposed back to [in, out]).
-std::vector<float> hf_oriented(const model::ParamTensor& p, const std::vector<float>& flat) {
-  const float* src = flat.data() + p.offset;
-  if (!p.hf_transposed) return std::vector<float>(src, src + p.size);
+std::vector<float> hf_oriented(const model::ParamTensor& p, const train::HfWeightsReader& weights) {
+  std::vector<float> v = weights.read(p);
+  if (!p.hf_transposed) return v;
   const int64_t rows = p.shape[0], cols = p.shape[1];
   std::vector<float> out(p.size);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = src[r * cols + c];
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = v[r * cols + c];
   return out;
 }
 
@@ -164,7 +164,7 @@ ModelDir read_model_dir(const std::string& dir) {
   m.dir = dir;
   const nlohmann::json cj = parse_config_file(cfg_path.string());
   m.config = model::from_hf_config(cj, cfg_path.string());
-  m.weights = train::load_hf_weights_dir(dir, m.config);
+  m.weights = std::make_shared<const train::HfWeightsReader>(dir, m.config);
   m.bos_id = config_token_id(cj, "bos_token_id");
   m.eos_id = config_token_id(cj, "eos_token_id");
   // transformers' defaults (GPT-2's 50256) may lie outside a small vocabulary: ask the tokenizer.
@@ -235,7 +235,7 @@ void export_hf(const ModelDir& m, const std::string& out_dir, const ExportOption
         t.dtype = st_type;
         t.shape = p.hf_transposed ? std::vector<int64_t>{p.shape[1], p.shape[0]} : p.shape;
         t.fill = [&m, &p, e, &progress, esize](std::span<std::byte> dst) {
-          const std::vector<float> v = hf_oriented(p, m.weights);
+          const std::vector<float> v = hf_oriented(p, *m.weights);
           if (e == Elem::F32) std::memcpy(dst.data(), v.data(), v.size() * 4);
           else to_half(v.data(), v.size(), dst.data(), e == Elem::BF16);
           progress.add(v.size() * esize, 1);
@@ -363,7 +363,8 @@ void export_gguf(const ModelDir& m, const std::string& out_path, const ExportOpt
     const bool is_q = c.family == Family::LLaMA && t.name.ends_with("attn_q.weight");
     const bool is_k = c.family == Family::LLaMA && t.name.ends_with("attn_k.weight");
     t.fill = [&m, &p, te, is_q, is_k, &c](std::span<std::byte> dst) {
-      const float* w = m.weights.data() + p.offset;
+      const std::vector<float> values = m.weights->read(p);
+      const float* w = values.data();
       std::vector<float> permuted;
       if (is_q || is_k) {
         permuted = permute_for_ggml_rope(w, is_q ? c.n_head : c.n_kv_head, c.head_dim(), p.shape[1]);
@@ -391,7 +392,7 @@ void import_hf(const std::string& hf_dir, const std::string& ckpt_dir) {
   check_replaceable(fs::path(ckpt_dir), "config.json");
   train::CheckpointState st;
   st.run_config = {{"imported_from", fs::absolute(hf_dir).lexically_normal().string()}};
-  train::save_checkpoint(ckpt_dir, m.config, m.weights, {}, {}, st, m.tokenizer_path, m.bos_id, m.eos_id);
+  train::save_checkpoint(ckpt_dir, m.config, m.weights->read_all(), {}, {}, st, m.tokenizer_path, m.bos_id, m.eos_id);
 }
 
 }  // namespace tsumugi::infer

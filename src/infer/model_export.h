@@ -22,18 +22,21 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
+#include "train/checkpoint.h"
 
 namespace tsumugi::infer {
 
-// A model directory read whole: a tsumugi checkpoint or a Hugging Face directory.
+// A model directory: a tsumugi checkpoint or a Hugging Face directory. Its weights are read one
+// tensor at a time from the memory-mapped files, so exporting a model never holds it in f32.
 struct ModelDir {
   std::string dir;
   model::ModelConfig config;
-  std::vector<float> weights;  // flat, in parameter_layout order and tsumugi orientation
+  std::shared_ptr<const train::HfWeightsReader> weights;  // tensors in tsumugi orientation
   int bos_id = -1, eos_id = -1;  // config.json's, else the tokenizer's
   std::string tokenizer_path;    // DIR/tokenizer.model, or empty
 };

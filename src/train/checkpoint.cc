@@ -113,10 +113,10 @@ std::vector<float> load_hf_weights(const std::string& path, const model::ModelCo
   return flat;
 }
 
-std::vector<float> load_hf_weights_dir(const std::string& dir, const model::ModelConfig& cfg) {
+HfWeightsReader::HfWeightsReader(const std::string& dir, const model::ModelConfig& cfg) : dir_(dir), cfg_(cfg) {
   const fs::path d(dir);
-  std::vector<std::unique_ptr<formats::SafetensorsFile>> files;
-  std::map<std::string, size_t> file_of;  // tensor name -> index into files
+  auto& files = files_;
+  auto& file_of = file_of_;
   const fs::path index_path = d / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
     nlohmann::json index;
@@ -145,17 +145,42 @@ std::vector<float> load_hf_weights_dir(const std::string& dir, const model::Mode
   } else {
     fail("{}: no model.safetensors or model.safetensors.index.json", dir);
   }
-  std::vector<float> flat(cfg.num_parameters());
+  // Every tensor is there before anything is read (a bad directory fails at once, not mid-export).
   for (const auto& p : model::parameter_layout(cfg)) {
     std::string name = p.name;
     if (!file_of.count(name) && name.rfind("transformer.", 0) == 0 && file_of.count(name.substr(12)))
       name = name.substr(12);
-    auto it = file_of.find(name);
-    if (it == file_of.end()) fail("{}: tensor '{}' is missing from the model's safetensors", dir, p.name);
-    read_into(*files[it->second], name, hf_shape(p), flat.data() + p.offset, p.hf_transposed, p.shape);
+    if (!file_of.count(name)) fail("{}: tensor '{}' is missing from the model's safetensors", dir, p.name);
   }
+}
+
+HfWeightsReader::~HfWeightsReader() = default;
+
+void HfWeightsReader::read(const model::ParamTensor& p, float* dst) const {
+  std::string name = p.name;
+  if (!file_of_.count(name) && name.rfind("transformer.", 0) == 0 && file_of_.count(name.substr(12)))
+    name = name.substr(12);
+  auto it = file_of_.find(name);
+  if (it == file_of_.end()) fail("{}: tensor '{}' is missing from the model's safetensors", dir_, p.name);
+  read_into(*files_[it->second], name, hf_shape(p), dst, p.hf_transposed, p.shape);
+}
+
+std::vector<float> HfWeightsReader::read(const model::ParamTensor& p) const {
+  std::vector<float> out(p.size);
+  read(p, out.data());
+  return out;
+}
+
+std::vector<float> HfWeightsReader::read_all() const {
+  std::vector<float> flat(cfg_.num_parameters());
+  for (const auto& p : model::parameter_layout(cfg_)) read(p, flat.data() + p.offset);
   return flat;
 }
+
+std::vector<float> load_hf_weights_dir(const std::string& dir, const model::ModelConfig& cfg) {
+  return HfWeightsReader(dir, cfg).read_all();
+}
+
 
 std::string checkpoint_dir_name(int64_t step) { return fmt::format("step_{:08d}", step); }
 

@@ -10,8 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "formats/safetensors.h"
 
 #include "model/config.h"
 #include "model/lora.h"
@@ -35,6 +39,27 @@ std::vector<float> load_hf_weights(const std::string& path, const model::ModelCo
 // DIR/model.safetensors.index.json lists; F32, F16 or BF16 tensors; GPT-2 names with or without
 // the "transformer." prefix (the original GPT-2 files have none).
 std::vector<float> load_hf_weights_dir(const std::string& dir, const model::ModelConfig& cfg);
+
+// The same directory read one tensor at a time (export streams a model through it instead of
+// holding every weight in f32). The files stay memory-mapped while the reader lives.
+class HfWeightsReader {
+ public:
+  HfWeightsReader(const std::string& dir, const model::ModelConfig& cfg);
+  ~HfWeightsReader();
+  HfWeightsReader(const HfWeightsReader&) = delete;
+  HfWeightsReader& operator=(const HfWeightsReader&) = delete;
+  // p's values, in tsumugi orientation, into dst[p.size]; throws naming the directory and tensor.
+  void read(const model::ParamTensor& p, float* dst) const;
+  std::vector<float> read(const model::ParamTensor& p) const;
+  // Every tensor, flat in parameter_layout order.
+  std::vector<float> read_all() const;
+
+ private:
+  std::string dir_;
+  model::ModelConfig cfg_;
+  std::vector<std::unique_ptr<formats::SafetensorsFile>> files_;
+  std::map<std::string, size_t> file_of_;  // tensor name -> index into files_
+};
 
 // Writes DIR atomically. `m`/`v` may be empty (weights-only export).
 void save_checkpoint(const std::string& dir, const model::ModelConfig& cfg, const std::vector<float>& weights,
