@@ -23,13 +23,14 @@ using namespace tsumugi;
 using nlohmann::json;
 using tsumugi::testing::read_lines;
 using tsumugi::testing::run_command;
+using tsumugi::testing::run_tsumugi;
+using tsumugi::testing::tsumugi_binary;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBin = TSUMUGI_BINARY;
 // Small, so that the reference decoder (which recomputes the window for every token) stays fast.
 constexpr int kContext = 64;
 
@@ -51,7 +52,7 @@ class EvalCli : public ::testing::Test {
               "grep prints lines that match patterns. 前提と仮説の関係を回答してください。 entailment contradiction\n";
     write_bytes(dir_->file("tok.txt"), text);
     std::string out;
-    ASSERT_EQ(run_command(kBin + " tokenizer train --input " + dir_->file("tok.txt") +
+    ASSERT_EQ(run_command(tsumugi_binary() + " tokenizer train --input " + dir_->file("tok.txt") +
                               " --vocab-size 560 --model-type bpe --byte-fallback true -o " + dir_->file("tok") + " 2>&1",
                           out),
               0)
@@ -97,13 +98,9 @@ class EvalCli : public ::testing::Test {
     delete dir_;
     dir_ = nullptr;
   }
+  // One thread: the model is tiny, and spinning OpenMP workers only cost time on a busy machine.
   static std::string run(const std::string& args, int* status = nullptr) {
-    std::string out;
-    // One thread: the model is tiny, and spinning OpenMP workers only cost time on a busy machine.
-    const int st = run_command("OMP_NUM_THREADS=1 " + kBin + " " + args + " 2>&1", out);
-    if (status) *status = st;
-    else EXPECT_EQ(st, 0) << out;
-    return out;
+    return run_tsumugi(args, status, "OMP_NUM_THREADS=1");
   }
   static TempDir* dir_;
 };

@@ -28,19 +28,17 @@
 
 using namespace tsumugi;
 using tsumugi::testing::run_command;
+using tsumugi::testing::run_tsumugi;
+using tsumugi::testing::tsumugi_binary;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBin = TSUMUGI_BINARY;
 const std::string kPython = "/usr/bin/python3";
 
-bool python_has(const std::string& modules) {
-  std::string out;
-  return run_command(kPython + " -c 'import " + modules + "' 2>&1", out) == 0;
-}
+bool python_has(const std::string& modules) { return tsumugi::testing::python_has(kPython, modules); }
 
 // A small SentencePiece model trained on the bundled Japanese corpus, with <EOD> as control piece.
 const std::string& shared_tokenizer() {
@@ -115,14 +113,6 @@ nlohmann::json last_json_line(const std::string& out) {
   return nlohmann::json::parse(s.substr(s.rfind('\n') == std::string::npos ? 0 : s.rfind('\n') + 1));
 }
 
-std::string run(const std::string& args, int* status = nullptr) {
-  std::string out;
-  const int st = run_command(kBin + " " + args + " 2>&1", out);
-  if (status) *status = st;
-  else EXPECT_EQ(st, 0) << args << "\n" << out;
-  return out;
-}
-
 // Logits after each position of `ids` from tsumugi's Engine.
 std::vector<std::vector<float>> engine_logits(const std::string& dir, const std::vector<int32_t>& ids) {
   auto e = infer::Engine::load(dir);
@@ -169,7 +159,7 @@ TEST_P(ExportCliModel, GgufTensorsAreTheWeightsConvertedAsLlamaCppExpects) {
   for (const std::string dtype : {"f32", "f16", "bf16", "q8_0"}) {
     SCOPED_TRACE(dtype);
     const std::string out = dir_.file("m-" + dtype + ".gguf");
-    run("export --format gguf --dtype " + dtype + " --model " + ckpt_ + " -o " + out);
+    run_tsumugi("export --format gguf --dtype " + dtype + " --model " + ckpt_ + " -o " + out);
     formats::GgufFile f(out);
     const std::string arch = GetParam() == model::Family::GPT2 ? "gpt2" : "llama";
     EXPECT_EQ(f.at("general.architecture").s, arch);
@@ -255,7 +245,7 @@ TEST_P(ExportCliModel, GgufReadByLlamaCppPythonPackage) {
     FAIL() << "the `gguf` Python package is missing: /usr/bin/python3 -m pip install --break-system-packages gguf==0.19.0";
   }
   const std::string out = dir_.file("m.gguf");
-  run("export --format gguf --dtype q8_0 --model " + ckpt_ + " -o " + out + " --no-progress");
+  run_tsumugi("export --format gguf --dtype q8_0 --model " + ckpt_ + " -o " + out + " --no-progress");
   const std::string script = dir_.file("read.py");
   write_bytes(script, R"(import gguf, json, sys, numpy as np
 r = gguf.GGUFReader(sys.argv[1])
@@ -308,7 +298,7 @@ TEST_P(ExportCliModel, HfExportImportRoundTripsBitExactly) {
     SCOPED_TRACE(c.dtype + " " + c.extra);
     const std::string hf = dir_.file("hf" + std::to_string(n)), back = dir_.file("back" + std::to_string(n));
     ++n;
-    run("export --format hf --dtype " + c.dtype + " " + c.extra + " --model " + c.src + " -o " + hf);
+    run_tsumugi("export --format hf --dtype " + c.dtype + " " + c.extra + " --model " + c.src + " -o " + hf);
     for (const char* file : {"config.json", "generation_config.json", "tokenizer.model", "tokenizer.json",
                              "tokenizer_config.json", "special_tokens_map.json"})
       EXPECT_TRUE(fs::exists(fs::path(hf) / file)) << file;
@@ -332,7 +322,7 @@ TEST_P(ExportCliModel, HfExportImportRoundTripsBitExactly) {
       EXPECT_EQ(formats::dtype_name(st.tensors()[0].dtype),
                 c.dtype == "f32" ? "F32" : c.dtype == "f16" ? "F16" : "BF16");
     }
-    run("import --from-hf " + hf + " -o " + back);
+    run_tsumugi("import --from-hf " + hf + " -o " + back);
     const auto loaded = train::load_checkpoint(back, false);
     EXPECT_EQ(loaded.config.summary(), cfg_.summary());
     ASSERT_EQ(loaded.weights.size(), c.w->size());
@@ -340,17 +330,17 @@ TEST_P(ExportCliModel, HfExportImportRoundTripsBitExactly) {
     EXPECT_EQ(read_file(back + "/tokenizer.model"), read_file(shared_tokenizer()));
   }
   // The imported checkpoint generates like the original.
-  const std::string a = run("generate --model " + ckpt_ + " --prompt-ids '5 6 7' --max-tokens 6 --output-format ids");
-  const std::string b = run("generate --model " + dir_.file("back0") + " --prompt-ids '5 6 7' --max-tokens 6 --output-format ids");
+  const std::string a = run_tsumugi("generate --model " + ckpt_ + " --prompt-ids '5 6 7' --max-tokens 6 --output-format ids");
+  const std::string b = run_tsumugi("generate --model " + dir_.file("back0") + " --prompt-ids '5 6 7' --max-tokens 6 --output-format ids");
   EXPECT_EQ(a, b);
 }
 
 TEST_P(ExportCliModel, HfExportLoadsInTransformersWithTheEngineLogits) {
-  if (!python_has("torch, transformers"))
+  if (!python_has("torch transformers"))
     FAIL() << "the transformers oracle is missing: Debian python3-torch and transformers (tests/requirements-torch.txt)";
   const std::string hf = dir_.file("hf");
-  run("export --format hf --model " + ckpt_ + " -o " + hf);
-  run("export --format hf --dtype bf16 --model " + ckpt_ + " -o " + hf + "-bf16");
+  run_tsumugi("export --format hf --model " + ckpt_ + " -o " + hf);
+  run_tsumugi("export --format hf --dtype bf16 --model " + ckpt_ + " -o " + hf + "-bf16");
   const std::vector<int32_t> ids = {5, 17, 3, 250, 42, 9, 100, 7};
   const std::string script = dir_.file("hf.py");
   write_bytes(script, R"(import json, sys, torch, transformers
@@ -385,7 +375,7 @@ print(json.dumps({"arch": type(m).__name__, "logits": logits.tolist(), "bf16_ok"
 }
 
 TEST_P(ExportCliModel, ImportsWhatTransformersWrote) {
-  if (!python_has("torch, transformers"))
+  if (!python_has("torch transformers"))
     FAIL() << "the transformers oracle is missing: Debian python3-torch and transformers (tests/requirements-torch.txt)";
   // transformers writes a random model of our shape, sharded, in bf16; we import it and compare
   // logits with transformers' own on the same (bf16-valued) weights in fp32.
@@ -423,7 +413,7 @@ with torch.no_grad():
   const auto ref = last_json_line(out);
   ASSERT_TRUE(fs::exists(hf + "/model.safetensors.index.json")) << "transformers did not shard";
   const std::string ck = dir_.file("imported");
-  run("import --from-hf " + hf + " -o " + ck);
+  run_tsumugi("import --from-hf " + hf + " -o " + ck);
   EXPECT_TRUE(fs::exists(ck + "/tokenizer.model"));
   const auto ours = engine_logits(ck, {5, 17, 3, 250, 42, 9});
   double max_diff = 0;
@@ -442,7 +432,7 @@ TEST(ExportCliErrors, BadInputGetsAClearMessage) {
   const std::string ckpt = make_checkpoint(dir, "ckpt", cfg, random_weights(cfg, 3));
   int st = 0;
   auto expect_error = [&](const std::string& args, const std::string& needle) {
-    const std::string out = run(args, &st);
+    const std::string out = run_tsumugi(args, &st);
     EXPECT_NE(st, 0) << args;
     EXPECT_NE(out.find(needle), std::string::npos) << args << "\n" << out;
   };
@@ -480,15 +470,15 @@ TEST(ExportCliErrors, BadInputGetsAClearMessage) {
   EXPECT_EQ(read_file(dir.file("precious/notes.txt")), "keep me");
   EXPECT_FALSE(fs::exists(dir.file("x")));
   // A tied LLaMA has no output.weight in its GGUF (llama.cpp reuses token_embd).
-  run("export --format gguf --model " + ckpt + " -o " + dir.file("tied.gguf"));
+  run_tsumugi("export --format gguf --model " + ckpt + " -o " + dir.file("tied.gguf"));
   formats::GgufFile f(dir.file("tied.gguf"));
   EXPECT_EQ(f.find_tensor("output.weight"), nullptr);
   EXPECT_NE(f.find_tensor("token_embd.weight"), nullptr);
   // --help teaches.
-  const std::string help = run("export --help");
+  const std::string help = run_tsumugi("export --help");
   EXPECT_NE(help.find("Examples:"), std::string::npos);
   EXPECT_NE(help.find("--max-shard-size"), std::string::npos);
-  EXPECT_NE(run("import --help").find("--from-hf"), std::string::npos);
+  EXPECT_NE(run_tsumugi("import --help").find("--from-hf"), std::string::npos);
 }
 
 // llama.cpp itself is built outside the repository (CI has none): with LLAMA_CPP_DIR set, its greedy
@@ -511,7 +501,7 @@ TEST(ExportCliLlamaCpp, GreedyOutputEqualsTsumugis) {
     models += " " + make_checkpoint(dir, name, cfg, w);
   }
   std::string out;
-  const int st = run_command("TSUMUGI=" + kBin + " OUT=" + dir.file("work") + " DTYPES=f32 N_PREDICT=16 " +
+  const int st = run_command("TSUMUGI=" + tsumugi_binary() + " OUT=" + dir.file("work") + " DTYPES=f32 N_PREDICT=16 " +
                                  std::string(TSUMUGI_SOURCE_DIR) + "/bench/llamacpp_check.sh" + models,
                              out);
   EXPECT_EQ(st, 0) << out;

@@ -26,10 +26,7 @@ namespace {
 const std::string kPython = "/usr/bin/python3";
 const std::string kRef = std::string(TSUMUGI_SOURCE_DIR) + "/tests/model/torch_ref.py";
 
-bool have_torch() {
-  std::string out;
-  return tsumugi::testing::run_command(kPython + " -c 'import torch, numpy' 2>&1", out) == 0;
-}
+bool have_torch() { return tsumugi::testing::python_has(kPython, "torch numpy"); }
 
 void write_npy_int32(const std::string& path, const std::vector<int32_t>& v, int rows, int cols) {
   std::string dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +

@@ -19,15 +19,14 @@
 #include "util/io.h"
 
 using namespace tsumugi;
-using tsumugi::testing::read_lines;
-using tsumugi::testing::run_command;
+using tsumugi::testing::run_metrics;
+using tsumugi::testing::run_tsumugi;
+using tsumugi::testing::tsumugi_binary;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-const std::string kBin = TSUMUGI_BINARY;
 
 // Documents with a learnable structure (repeating ramps) so the loss visibly falls.
 void write_dataset(const std::string& prefix, int docs, uint64_t seed) {
@@ -57,26 +56,14 @@ class PretrainCli : public ::testing::Test {
                 "eval_interval = 4\neval_batches = 2\ncheckpoint_interval = 4\nkeep_checkpoints = 3\nlog_interval = 4\n"
                 "report_interval = 2\nsample_tokens = 0\n");
   }
-  std::string run(const std::string& args, int* status = nullptr) {
-    std::string out;
-    int st = run_command(kBin + " " + args + " 2>&1", out);
-    if (status) *status = st;
-    else EXPECT_EQ(st, 0) << out;
-    return out;
-  }
-  static std::vector<nlohmann::json> metrics(const std::string& run_dir) {
-    std::vector<nlohmann::json> out;
-    for (auto& l : read_lines(run_dir + "/metrics.jsonl")) out.push_back(nlohmann::json::parse(l));
-    return out;
-  }
   TempDir dir_;
   std::string data_, config_;
 };
 
 TEST_F(PretrainCli, RunWritesMetricsCheckpointsReportAndTensorBoard) {
   std::string out_dir = dir_.file("a");
-  run("pretrain --config " + config_ + " --set out_dir=" + out_dir);
-  auto m = metrics(out_dir);
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + out_dir);
+  auto m = run_metrics(out_dir);
   ASSERT_EQ(m.size(), 8u);
   for (int i = 0; i < 8; ++i) {
     EXPECT_EQ(m[i]["step"], i + 1);
@@ -96,8 +83,8 @@ TEST_F(PretrainCli, RunWritesMetricsCheckpointsReportAndTensorBoard) {
     tb |= e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
   EXPECT_TRUE(tb);
   // generate: greedy decoding is deterministic and ids stay inside the vocabulary.
-  std::string g1 = run("generate --model " + cks[1] + " --prompt-ids '7 20 23' --max-tokens 5 --output-format ids");
-  std::string g2 = run("generate --model " + cks[1] + " --prompt-ids '7 20 23' --max-tokens 5 --output-format ids");
+  std::string g1 = run_tsumugi("generate --model " + cks[1] + " --prompt-ids '7 20 23' --max-tokens 5 --output-format ids");
+  std::string g2 = run_tsumugi("generate --model " + cks[1] + " --prompt-ids '7 20 23' --max-tokens 5 --output-format ids");
   EXPECT_EQ(g1, g2);
   std::istringstream ids(g1);
   int id, count = 0;
@@ -111,11 +98,11 @@ TEST_F(PretrainCli, RunWritesMetricsCheckpointsReportAndTensorBoard) {
 
 TEST_F(PretrainCli, ResumeIsBitwiseIdentical) {
   std::string straight = dir_.file("straight"), split = dir_.file("split");
-  run("pretrain --config " + config_ + " --set out_dir=" + straight);
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + straight);
   // Same run, stopped after 4 of its 8 steps (same schedule), then continued.
-  run("pretrain --config " + config_ + " --set out_dir=" + split + " --set train.stop_after=4");
-  run("pretrain --config " + config_ + " --set out_dir=" + split + " --resume");
-  auto a = metrics(straight), b = metrics(split);
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + split + " --set train.stop_after=4");
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + split + " --resume");
+  auto a = run_metrics(straight), b = run_metrics(split);
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i + 1;
@@ -134,9 +121,9 @@ TEST_F(PretrainCli, LlamaFamilyTrainsAndResumes) {
   std::string sets = " --set model.preset=llama-tiny --set model.n_layer=2 --set model.d_model=32 --set model.n_head=4 "
                      "--set model.n_kv_head=2 --set model.d_ff=64 --set model.vocab_size=256 --set model.max_seq=32 --set out_dir=" +
                      out_dir;
-  run("pretrain --config " + config_ + sets + " --set train.stop_after=4");
-  run("pretrain --config " + config_ + sets + " --resume");
-  auto m = metrics(out_dir);
+  run_tsumugi("pretrain --config " + config_ + sets + " --set train.stop_after=4");
+  run_tsumugi("pretrain --config " + config_ + sets + " --resume");
+  auto m = run_metrics(out_dir);
   ASSERT_EQ(m.size(), 8u);
   EXPECT_LT(m[7]["loss"].get<double>(), m[0]["loss"].get<double>());
   formats::SafetensorsFile st(train::list_checkpoints(out_dir).back() + "/model.safetensors");
@@ -148,7 +135,7 @@ TEST_F(PretrainCli, NonFiniteLossStopsAndKeepsLastGoodCheckpoint) {
   std::string out_dir = dir_.file("nan");
   int st = 0;
   // An absurd learning rate blows the weights up within a few steps.
-  std::string out = run("pretrain --config " + config_ + " --set out_dir=" + out_dir +
+  std::string out = run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + out_dir +
                             " --set train.lr=1e30 --set train.warmup_steps=0 --set train.grad_clip=0 "
                             "--set train.checkpoint_interval=1 --set train.steps=50",
                         &st);
@@ -163,7 +150,7 @@ TEST_F(PretrainCli, InterruptWritesCheckpointAndExits) {
   pid_t pid = fork();
   if (pid == 0) {
     std::string cfg = "--config=" + config_, od = "--set=out_dir=" + out_dir;
-    execl(kBin.c_str(), kBin.c_str(), "-q", "pretrain", cfg.c_str(), od.c_str(), "--set=train.steps=100000",
+    execl(tsumugi_binary().c_str(), tsumugi_binary().c_str(), "-q", "pretrain", cfg.c_str(), od.c_str(), "--set=train.steps=100000",
           "--set=train.checkpoint_interval=0", static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -179,14 +166,14 @@ TEST_F(PretrainCli, InterruptWritesCheckpointAndExits) {
   EXPECT_EQ(WEXITSTATUS(status), 130);
   auto cks = train::list_checkpoints(out_dir);
   ASSERT_EQ(cks.size(), 1u);
-  auto m = metrics(out_dir);
+  auto m = run_metrics(out_dir);
   auto ck = train::load_checkpoint(cks[0], true);
   EXPECT_EQ(ck.state.step, m.back()["step"].get<int64_t>());
 }
 
 TEST_F(PretrainCli, BadDataAndConfigAreClearErrors) {
   int st = 0;
-  std::string out = run("pretrain --config " + config_ + " --set data.train=" + dir_.file("missing"), &st);
+  std::string out = run_tsumugi("pretrain --config " + config_ + " --set data.train=" + dir_.file("missing"), &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("no Megatron dataset here"), std::string::npos) << out;
 
@@ -194,26 +181,26 @@ TEST_F(PretrainCli, BadDataAndConfigAreClearErrors) {
   fs::copy_file(data_ + ".idx", dir_.file("cut.idx"));
   std::string bin = read_file(data_ + ".bin");
   write_bytes(dir_.file("cut.bin"), bin.substr(0, bin.size() / 2));
-  out = run("pretrain --config " + config_ + " --set data.train=" + dir_.file("cut"), &st);
+  out = run_tsumugi("pretrain --config " + config_ + " --set data.train=" + dir_.file("cut"), &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("cut"), std::string::npos) << out;
 
-  out = run("pretrain --config " + config_ + " --set model.vocab_size=128", &st);  // tokens up to 247
+  out = run_tsumugi("pretrain --config " + config_ + " --set model.vocab_size=128", &st);  // tokens up to 247
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("outside the model's vocabulary"), std::string::npos) << out;
 
-  out = run("pretrain --config " + config_ + " --set train.micro_batch_size=3", &st);
+  out = run_tsumugi("pretrain --config " + config_ + " --set train.micro_batch_size=3", &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("must divide"), std::string::npos) << out;
 
-  out = run("pretrain --config " + config_ + " --set model.n_head=3", &st);
+  out = run_tsumugi("pretrain --config " + config_ + " --set model.n_head=3", &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("must divide model.d_model"), std::string::npos) << out;
 
   // Resuming with a different shape refuses instead of loading the wrong tensors.
   std::string od = dir_.file("shape");
-  run("pretrain --config " + config_ + " --set out_dir=" + od + " --set train.steps=4");
-  out = run("pretrain --config " + config_ + " --set out_dir=" + od + " --set model.n_layer=3 --resume", &st);
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + od + " --set train.steps=4");
+  out = run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + od + " --set model.n_layer=3 --resume", &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("--resume"), std::string::npos) << out;
 }

@@ -124,8 +124,14 @@ TEST_F(PretrainMpi, MismatchedConfigsAndFailingRankEndEveryRank) {
   EXPECT_NE(out.find("ranks disagree about the run configuration"), std::string::npos) << out;
   // Rank 1 dies (SIGKILL, as when a node goes down) in the middle of training: mpirun must end
   // rank 0, which is waiting in a collective, and the last complete checkpoint must survive.
-  std::string long_run = base + " --set train.steps=100000 --set train.checkpoint_interval=1 --set out_dir=" + dir_.file("dies");
-  out = run(mpirun_prefix() + "1 " + long_run + " : -np 1 timeout -s KILL 8 " + long_run, &st);
+  // Rank 1 is killed a second after the first checkpoint is published (not after a fixed time, which
+  // had to allow for the slowest start-up and so mostly waited).
+  const std::string dies = dir_.file("dies");
+  std::string long_run = base + " --set train.steps=100000 --set train.checkpoint_interval=1 --set out_dir=" + dies;
+  const std::string killed_rank = "sh -c '" + long_run + " & p=$!; until ls " + dies +
+                                  "/checkpoints 2>/dev/null | grep -qx \"step_[0-9]*\"; do sleep 0.1; done; "
+                                  "sleep 1; kill -KILL $p; wait $p'";
+  out = run(mpirun_prefix() + "1 " + long_run + " : -np 1 " + killed_rank, &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(st >> 8, 124) << "timed out instead of failing: " << out;
   auto cks = train::list_checkpoints(dir_.file("dies"));

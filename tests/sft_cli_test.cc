@@ -17,13 +17,14 @@
 using namespace tsumugi;
 using tsumugi::testing::read_lines;
 using tsumugi::testing::run_command;
+using tsumugi::testing::run_metrics;
+using tsumugi::testing::run_tsumugi;
+using tsumugi::testing::tsumugi_binary;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-const std::string kBin = TSUMUGI_BINARY;
 
 class SftCli : public ::testing::Test {
  protected:
@@ -40,7 +41,7 @@ class SftCli : public ::testing::Test {
     write_bytes(dir_->file("valid.jsonl"), v);
     write_bytes(dir_->file("tok_in.txt"), t);  // plain text: the records as they are
     std::string out;
-    ASSERT_EQ(run_command(kBin + " tokenizer train --input " + dir_->file("tok_in.txt") +
+    ASSERT_EQ(run_command(tsumugi_binary() + " tokenizer train --input " + dir_->file("tok_in.txt") +
                               " --vocab-size 1000 --model-type unigram --byte-fallback true --character-coverage 0.995"
                               " --control-symbols '<EOD>' -o " + dir_->file("tok") + " 2>&1",
                           out),
@@ -72,21 +73,9 @@ class SftCli : public ::testing::Test {
                 "log_interval = 6\nreport_interval = 0\nsample_tokens = 0\n");
   }
   static void TearDownTestSuite() { delete dir_; }
-  static std::string run(const std::string& args, int* status = nullptr) {
-    std::string out;
-    int st = run_command(kBin + " " + args + " 2>&1", out);
-    if (status) *status = st;
-    else EXPECT_EQ(st, 0) << out;
-    return out;
-  }
-  static std::vector<nlohmann::json> metrics(const std::string& run_dir) {
-    std::vector<nlohmann::json> out;
-    for (auto& l : read_lines(run_dir + "/metrics.jsonl")) out.push_back(nlohmann::json::parse(l));
-    return out;
-  }
   static std::vector<double> val_losses(const std::string& run_dir) {
     std::vector<double> v;
-    for (const auto& j : metrics(run_dir))
+    for (const auto& j : run_metrics(run_dir))
       if (j.contains("val_loss")) v.push_back(j["val_loss"].get<double>());
     return v;
   }
@@ -98,10 +87,10 @@ TempDir* SftCli::dir_ = nullptr;
 
 TEST_F(SftCli, LoraLowersHeldOutResponseLossAndWritesPeftCheckpoints) {
   const std::string out_dir = dir_->file("lora");
-  std::string log = run("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + out_dir);
+  std::string log = run_tsumugi("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + out_dir);
   auto vl = val_losses(out_dir);
   ASSERT_EQ(vl.size(), 3u) << log;  // step 0 (the base), 6, 12
-  EXPECT_EQ(metrics(out_dir).front()["step"], 0);
+  EXPECT_EQ(run_metrics(out_dir).front()["step"], 0);
   EXPECT_LT(vl.back(), vl.front() - 0.3) << log;
   EXPECT_NE(log.find("LoRA: r=8"), std::string::npos) << log;
   const std::string ck = out_dir + "/checkpoints/step_00000012";
@@ -115,14 +104,14 @@ TEST_F(SftCli, LoraLowersHeldOutResponseLossAndWritesPeftCheckpoints) {
   formats::SafetensorsFile st(ck + "/adapter_model.safetensors");
   EXPECT_EQ(st.tensors().size(), 2u * 4 * 2);  // A and B, 4 modules, 2 layers
   // merge, then generate from the merged checkpoint
-  run("sft merge --model " + dir_->file("base") + " --adapter " + ck + " -o " + dir_->file("merged"));
-  std::string g = run("generate --model " + dir_->file("merged") + " --prompt-ids '5 6 7' --max-tokens 4 --output-format ids");
+  run_tsumugi("sft merge --model " + dir_->file("base") + " --adapter " + ck + " -o " + dir_->file("merged"));
+  std::string g = run_tsumugi("generate --model " + dir_->file("merged") + " --prompt-ids '5 6 7' --max-tokens 4 --output-format ids");
   EXPECT_FALSE(g.empty());
 }
 
 TEST_F(SftCli, FullFineTuningWritesFullCheckpoints) {
   const std::string out_dir = dir_->file("full");
-  std::string log = run("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + out_dir +
+  std::string log = run_tsumugi("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + out_dir +
                         " --set lora.r=0 --set train.lr=3e-3");
   auto vl = val_losses(out_dir);
   ASSERT_EQ(vl.size(), 3u) << log;
@@ -137,14 +126,14 @@ TEST_F(SftCli, FullFineTuningWritesFullCheckpoints) {
 TEST_F(SftCli, ResumeIsBitExact) {
   const std::string a = dir_->file("ra"), b = dir_->file("rb");
   const std::string short_run = " --set train.steps=4 --set train.eval_interval=2 --set train.checkpoint_interval=2";
-  run("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + a);
-  run("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + b + " --set train.stop_after=2");
-  run("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + b + " --resume");
+  run_tsumugi("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + a);
+  run_tsumugi("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + b + " --set train.stop_after=2");
+  run_tsumugi("sft --config " + dir_->file("sft.toml") + short_run + " --set out_dir=" + b + " --resume");
   EXPECT_EQ(read_file(a + "/checkpoints/step_00000004/adapter_model.safetensors"),
             read_file(b + "/checkpoints/step_00000004/adapter_model.safetensors"));
   EXPECT_EQ(read_file(a + "/checkpoints/step_00000004/optimizer.safetensors"),
             read_file(b + "/checkpoints/step_00000004/optimizer.safetensors"));
-  auto ma = metrics(a), mb = metrics(b);
+  auto ma = run_metrics(a), mb = run_metrics(b);
   ASSERT_EQ(ma.size(), mb.size());
   for (std::size_t i = 0; i < ma.size(); ++i)
     if (ma[i].contains("loss")) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << i;
@@ -153,20 +142,20 @@ TEST_F(SftCli, ResumeIsBitExact) {
 TEST_F(SftCli, BadInputFailsNamingTheFile) {
   int st = 0;
   write_bytes(dir_->file("bad.jsonl"), "{\"instruction\": \"q\", \"output\": \"a\"}\n{\"instruction\": \"q\"}\n");
-  std::string out = run("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + dir_->file("bad") +
+  std::string out = run_tsumugi("sft --config " + dir_->file("sft.toml") + " --set out_dir=" + dir_->file("bad") +
                             " --set data.train=" + dir_->file("bad.jsonl"),
                         &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find(dir_->file("bad.jsonl") + ":2: field 'output' is missing"), std::string::npos) << out;
-  out = run("sft --config " + dir_->file("sft.toml") + " --set 'template.prompt={instruction} A:'", &st);
+  out = run_tsumugi("sft --config " + dir_->file("sft.toml") + " --set 'template.prompt={instruction} A:'", &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("template.prompt does not end with the response marker"), std::string::npos) << out;
-  out = run("sft --config " + dir_->file("sft.toml") + " --set lora.target_modules=q_proj --set out_dir=" +
+  out = run_tsumugi("sft --config " + dir_->file("sft.toml") + " --set lora.target_modules=q_proj --set out_dir=" +
                 dir_->file("bad2"),
             &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("'q_proj' matches no linear layer"), std::string::npos) << out;
-  out = run("sft merge --model " + dir_->file("base") + " --adapter " + dir_->file("nowhere") + " -o " +
+  out = run_tsumugi("sft merge --model " + dir_->file("base") + " --adapter " + dir_->file("nowhere") + " -o " +
                 dir_->file("m2"),
             &st);
   EXPECT_NE(st, 0);
@@ -174,15 +163,15 @@ TEST_F(SftCli, BadInputFailsNamingTheFile) {
 }
 
 TEST_F(SftCli, HelpTeaches) {
-  std::string h = run("sft --help");
+  std::string h = run_tsumugi("sft --help");
   EXPECT_NE(h.find("Examples:"), std::string::npos);
   EXPECT_NE(h.find("--set"), std::string::npos);
-  std::string k = run("sft --list-keys");
+  std::string k = run_tsumugi("sft --list-keys");
   for (const char* key : {"lora.r", "lora.alpha", "lora.dropout", "lora.target_modules", "template.prompt",
                           "template.response_marker", "data.packing", "model "})
     EXPECT_NE(k.find(key), std::string::npos) << key;
   EXPECT_EQ(k.find("model.n_layer"), std::string::npos);
-  std::string m = run("sft merge --help");
+  std::string m = run_tsumugi("sft merge --help");
   EXPECT_NE(m.find("--adapter"), std::string::npos);
 }
 
@@ -193,15 +182,15 @@ TEST_F(SftCli, TwoRanksMatchOneRank) {
   if (run_command("command -v mpirun >/dev/null 2>&1", probe) != 0) GTEST_SKIP() << "mpirun (openmpi-bin) is not installed";
   const std::string sets = " --set train.steps=4 --set train.eval_interval=2 --set train.checkpoint_interval=4";
   const std::string one = dir_->file("mpi1"), two = dir_->file("mpi2");
-  run("sft --config " + dir_->file("sft.toml") + sets + " --set out_dir=" + one);
+  run_tsumugi("sft --config " + dir_->file("sft.toml") + sets + " --set out_dir=" + one);
   std::string out;
   int st = run_command("ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1 timeout 300 mpirun --allow-run-as-root "
-                       "--oversubscribe -np 2 " + kBin + " sft --config " + dir_->file("sft.toml") + sets +
+                       "--oversubscribe -np 2 " + tsumugi_binary() + " sft --config " + dir_->file("sft.toml") + sets +
                            " --set out_dir=" + two + " 2>&1",
                        out);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("data parallel over 2 MPI ranks"), std::string::npos) << out;
-  auto a = metrics(one), b = metrics(two);
+  auto a = run_metrics(one), b = run_metrics(two);
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i)
     for (const char* k : {"loss", "val_loss"})

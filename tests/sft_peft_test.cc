@@ -108,11 +108,10 @@ class SftPeft : public ::testing::Test {
     cases_ = new std::vector<Case>{make_case(*dir_, "gpt2", Family::GPT2, {}),
                                    make_case(*dir_, "llama", Family::LLaMA, {}),
                                    make_case(*dir_, "llama-qv", Family::LLaMA, {"q_proj", "v_proj"})};
-    std::string probe;
-    if (run_command(kPython + " -c 'import torch, transformers, peft' 2>&1", probe) != 0) {
+    if (!tsumugi::testing::python_has(kPython, "torch transformers peft")) {
       oracle_error_ = new std::string(
           "the peft oracle needs Debian's python3-torch plus transformers and peft for /usr/bin/python3: `make test` "
-          "installs them (tests/requirements-torch.txt, tests/requirements-nodeps.txt)\n" + probe);
+          "installs them (tests/requirements-torch.txt, tests/requirements-nodeps.txt)");
       return;
     }
     std::string cmd = kPython + " " + kOracle;

@@ -1,6 +1,9 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -59,5 +62,33 @@ int run_command(const std::string& cmd, std::string& output) {
   int status = ::pclose(p);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+bool python_has(const std::string& python, const std::string& modules) {
+  std::string out;
+  return run_command(python + " -c 'import importlib.util, sys; "
+                              "sys.exit(not all(importlib.util.find_spec(m) for m in sys.argv[1:]))' " + modules,
+                     out) == 0;
+}
+
+const std::string& tsumugi_binary() {
+  static const std::string bin = TSUMUGI_BINARY;
+  return bin;
+}
+
+std::string run_tsumugi(const std::string& args, int* status, const std::string& env) {
+  std::string out;
+  const int st = run_command((env.empty() ? "" : env + " ") + tsumugi_binary() + " " + args, out);
+  if (status) *status = st;
+  else EXPECT_EQ(st, 0) << "tsumugi " << args << "\n" << out;
+  return out;
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (const auto& l : read_lines(path)) out.push_back(nlohmann::json::parse(l));
+  return out;
+}
+
+std::vector<nlohmann::json> run_metrics(const std::string& run_dir) { return read_jsonl(run_dir + "/metrics.jsonl"); }
 
 }  // namespace tsumugi::testing

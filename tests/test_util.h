@@ -1,5 +1,7 @@
 #pragma once
-// Shared helpers for tests: scratch directories and whole-file reads.
+// Shared helpers for tests: scratch directories, whole-file reads, running the tsumugi program.
+#include <nlohmann/json_fwd.hpp>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -27,5 +29,21 @@ std::vector<std::string> read_lines(const std::string& path);
 std::vector<std::string> read_lines_with_prefix(const std::string& dir, const std::string& prefix);
 // Runs a shell command, returning its exit status and filling output with stdout+stderr.
 int run_command(const std::string& cmd, std::string& output);
+
+// Whether `python` (a path) has every module in `modules` (space-separated) installed. The modules
+// are looked up, not imported: importing torch or transformers costs seconds, and the oracle
+// scripts that need them import them anyway.
+bool python_has(const std::string& python, const std::string& modules);
+
+// The tsumugi program built with these tests.
+const std::string& tsumugi_binary();
+// Runs `tsumugi ARGS` and returns stdout+stderr. With `status`, the exit status goes there;
+// without, a non-zero exit fails the calling test, showing the arguments and the output.
+// `env` is put in front of the command line ("OMP_NUM_THREADS=1").
+std::string run_tsumugi(const std::string& args, int* status = nullptr, const std::string& env = "");
+// Every line of a JSONL file (metrics.jsonl, samples.jsonl), parsed.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+// The records of RUN_DIR/metrics.jsonl, which `pretrain` and `sft` runs write.
+std::vector<nlohmann::json> run_metrics(const std::string& run_dir);
 
 }  // namespace tsumugi::testing

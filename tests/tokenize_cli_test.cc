@@ -13,6 +13,7 @@
 
 #include "data/indexed_dataset.h"
 #include "test_util.h"
+#include "tokenizer/spm_oracle.h"
 #include "tokenizer/tokenizer.h"
 #include "util/io.h"
 
@@ -21,6 +22,8 @@ using tsumugi::testing::read_lines;
 using tsumugi::testing::run_command;
 using tsumugi::testing::TempDir;
 using tsumugi::testing::write_bytes;
+namespace fs = std::filesystem;
+namespace spm = tsumugi::testing::spm;
 
 namespace {
 
@@ -69,7 +72,6 @@ class TokenizeCli : public ::testing::Test {
       if (i == 20) input += nlohmann::json({{"text", ""}}).dump() + "\n";  // empty: skipped
       if (i == 30) input += "\n";                                 // blank line: not a record
     }
-    write_bytes(g->dir.file("train.txt"), train);
     g->input = g->dir.file("input.jsonl.zst");
     OutputFile f(g->input);
     f.write(input);
@@ -79,20 +81,26 @@ class TokenizeCli : public ::testing::Test {
     write_bytes(g->lines_txt, lines_txt);
     write_bytes(g->lines_jsonl, lines_jsonl);
 
-    const std::string common = " --input=" + g->dir.file("train.txt") +
-                               " --character_coverage=0.9995 --num_threads=2 --minloglevel=2";
-    g->eod_model = g->dir.file("eod.model");
-    if (run_command("spm_train" + common + " --model_prefix=" + g->dir.file("eod") +
-                        " --vocab_size=1000 --user_defined_symbols='<EOD>'",
-                    out) != 0) {
-      g->skip_reason = "spm_train failed: " + out;
+    // ctest runs each test in its own process: the two models are trained once, into the spm
+    // oracle's cache (keyed by the spm version, the options and the training text), not per test.
+    const std::string common = " --character_coverage=0.9995 --num_threads=2 --minloglevel=2";
+    const std::string eod_opts = " --vocab_size=1000 --user_defined_symbols='<EOD>'", plain_opts = " --vocab_size=800";
+    const fs::path models = spm::cache_root() / ("tokenize-cli-" + std::to_string(spm::fnv1a(
+                                                     spm::spm_version() + common + eod_opts + plain_opts + "|" + train)));
+    try {
+      spm::build_once(models, [&](const fs::path& tmp) {
+        const std::string in = " --input=" + spm::shell_quote((tmp / "train.txt").string());
+        write_bytes((tmp / "train.txt").string(), train);
+        spm::run_or_throw("spm_train" + in + common + " --model_prefix=" + (tmp / "eod").string() + eod_opts);
+        spm::run_or_throw("spm_train" + in + common + " --model_prefix=" + (tmp / "plain").string() + plain_opts);
+        fs::remove(tmp / "train.txt");
+      });
+    } catch (const Error& e) {
+      g->skip_reason = std::string("spm_train failed: ") + e.what();
       return;
     }
-    g->plain_model = g->dir.file("plain.model");
-    if (run_command("spm_train" + common + " --model_prefix=" + g->dir.file("plain") + " --vocab_size=800", out) != 0) {
-      g->skip_reason = "spm_train failed: " + out;
-      return;
-    }
+    g->eod_model = (models / "eod.model").string();
+    g->plain_model = (models / "plain.model").string();
   }
   static void TearDownTestSuite() {
     delete g;

@@ -1,16 +1,13 @@
 #include "data/indexed_dataset.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <bit>
-#include <cerrno>
 #include <limits>
 
 #include "util/error.h"
 #include "util/io.h"
+#include "util/mapped_file.h"
 
 namespace tsumugi::data {
 
@@ -271,31 +268,6 @@ void TokenView::append_to(std::vector<int32_t>& out) const {
 
 namespace {
 
-// Maps a whole file read-only; an empty file maps to nullptr.
-const char* map_file(const std::string& path, size_t& size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open '{}': {}", path, errno_message(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    fail("cannot stat '{}': {}", path, errno_message(e));
-  }
-  size = size_t(st.st_size);
-  const char* p = nullptr;
-  if (size > 0) {
-    void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      ::close(fd);
-      fail("cannot map '{}': {}", path, errno_message(e));
-    }
-    p = static_cast<const char*>(m);
-  }
-  ::close(fd);
-  return p;
-}
-
 uint64_t load_u64(const char* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
@@ -312,28 +284,29 @@ bool IndexedDataset::exists(const std::string& prefix) {
 IndexedDataset::IndexedDataset(const std::string& prefix, Verify verify) : prefix_(prefix) {
   const std::string ip = idx_path(prefix), bp = bin_path(prefix);
   try {
-    idx_ = map_file(ip, idx_size_);
-    if (idx_size_ < kIndexHeaderBytes)
-      fail("{}: truncated index: {} bytes, but the header alone is {}", ip, idx_size_, kIndexHeaderBytes);
-    if (std::memcmp(idx_, kIndexMagic, sizeof kIndexMagic) != 0)
+    idx_ = MappedFile(ip);
+    const char* idx = idx_.chars();
+    if (idx_.size() < kIndexHeaderBytes)
+      fail("{}: truncated index: {} bytes, but the header alone is {}", ip, idx_.size(), kIndexHeaderBytes);
+    if (std::memcmp(idx, kIndexMagic, sizeof kIndexMagic) != 0)
       fail("{}: not a Megatron indexed dataset index (missing the \"MMIDIDX\" header)", ip);
-    uint64_t version = load_u64(idx_ + 9);
+    uint64_t version = load_u64(idx + 9);
     if (version != kIndexVersion) fail("{}: index version {} (only version 1 is defined)", ip, version);
-    uint8_t code = uint8_t(idx_[17]);
+    uint8_t code = uint8_t(idx[17]);
     if (!valid_dtype_code(code)) fail("{}: unknown dtype code {} (Megatron defines 1..8)", ip, code);
     dtype_ = DType(code);
-    uint64_t S = load_u64(idx_ + 18), D = load_u64(idx_ + 26);
-    const uint64_t avail = idx_size_ - kIndexHeaderBytes;
+    uint64_t S = load_u64(idx + 18), D = load_u64(idx + 26);
+    const uint64_t avail = idx_.size() - kIndexHeaderBytes;
     // Sizes in 128 bits so absurd counts in a corrupt header cannot wrap around.
     unsigned __int128 need = (unsigned __int128)S * 12 + (unsigned __int128)D * 8;
     if (D == 0) fail("{}: corrupt index: empty document index (it always starts with 0)", ip);
     if (need > avail) {
       if (need >> 63) fail("{}: corrupt index header: {} sequences, {} documents", ip, S, D - 1);
       fail("{}: truncated index: {} sequences and {} documents need {} bytes, the file has {}", ip, S, D - 1,
-           uint64_t(need) + kIndexHeaderBytes, idx_size_);
+           uint64_t(need) + kIndexHeaderBytes, idx_.size());
     }
     uint64_t extra = avail - uint64_t(need);
-    const char* p = idx_ + kIndexHeaderBytes;
+    const char* p = idx + kIndexHeaderBytes;
     lengths_ = PackedArray<int32_t>(p, S);
     pointers_ = PackedArray<int64_t>(p + S * 4, S);
     doc_idx_ = PackedArray<int64_t>(p + S * 12, D);
@@ -345,7 +318,7 @@ IndexedDataset::IndexedDataset(const std::string& prefix, Verify verify) : prefi
     if (doc_idx_[0] != 0) fail("{}: corrupt index: document indices start at {}, not 0", ip, doc_idx_[0]);
     if (uint64_t(doc_idx_.back()) != S)
       fail("{}: corrupt index: the last document ends at sequence {}, but there are {}", ip, doc_idx_.back(), S);
-    bin_ = map_file(bp, bin_size_);
+    bin_ = MappedFile(bp);
     const uint64_t w = dtype_size(dtype_);
     auto check_sequence = [&](size_t i) -> uint64_t {  // returns the byte after the sequence
       int32_t len = lengths_[i];
@@ -355,8 +328,8 @@ IndexedDataset::IndexedDataset(const std::string& prefix, Verify verify) : prefi
         fail("{}: corrupt index: sequence {} starts at byte {}, not a multiple of {} ({})", ip, i, ptr, w,
              dtype_name(dtype_));
       uint64_t e = uint64_t(ptr) + uint64_t(len) * w;
-      if (e > bin_size_)
-        fail("{}: truncated data file: sequence {} ends at byte {}, but the file has {} bytes", bp, i, e, bin_size_);
+      if (e > bin_.size())
+        fail("{}: truncated data file: sequence {} ends at byte {}, but the file has {} bytes", bp, i, e, bin_.size());
       return e;
     };
     uint64_t end = 0;
@@ -376,8 +349,8 @@ IndexedDataset::IndexedDataset(const std::string& prefix, Verify verify) : prefi
       end = check_sequence(S - 1);  // Megatron's writer lays sequences out in order
       total_tokens_ = (end - uint64_t(pointers_[0])) / w;
     }
-    if (end != bin_size_)
-      fail("{}: data file has {} bytes but the index {} accounts for {} (mismatched .bin/.idx pair?)", bp, bin_size_,
+    if (end != bin_.size())
+      fail("{}: data file has {} bytes but the index {} accounts for {} (mismatched .bin/.idx pair?)", bp, bin_.size(),
            ip, end);
   } catch (...) {
     close();
@@ -386,10 +359,8 @@ IndexedDataset::IndexedDataset(const std::string& prefix, Verify verify) : prefi
 }
 
 void IndexedDataset::close() {
-  if (idx_) ::munmap(const_cast<char*>(idx_), idx_size_);
-  if (bin_) ::munmap(const_cast<char*>(bin_), bin_size_);
-  idx_ = bin_ = nullptr;
-  idx_size_ = bin_size_ = 0;
+  idx_.reset();
+  bin_.reset();
   lengths_ = {};
   pointers_ = {};
   doc_idx_ = {};
@@ -405,17 +376,13 @@ IndexedDataset& IndexedDataset::operator=(IndexedDataset&& o) noexcept {
   close();
   prefix_ = std::move(o.prefix_);
   dtype_ = o.dtype_;
-  idx_ = o.idx_;
-  idx_size_ = o.idx_size_;
-  bin_ = o.bin_;
-  bin_size_ = o.bin_size_;
+  idx_ = std::move(o.idx_);
+  bin_ = std::move(o.bin_);
   lengths_ = o.lengths_;
   pointers_ = o.pointers_;
   doc_idx_ = o.doc_idx_;
   modes_ = o.modes_;
   total_tokens_ = o.total_tokens_;
-  o.idx_ = o.bin_ = nullptr;
-  o.idx_size_ = o.bin_size_ = 0;
   o.lengths_ = {};
   o.pointers_ = {};
   o.doc_idx_ = {};
@@ -428,10 +395,10 @@ TokenView IndexedDataset::sequence(size_t i) const {
   int64_t ptr = pointers_[i];
   int32_t len = lengths_[i];
   const uint64_t w = dtype_size(dtype_);
-  if (len < 0 || ptr < 0 || uint64_t(ptr) % w != 0 || uint64_t(ptr) + uint64_t(len) * w > bin_size_)
+  if (len < 0 || ptr < 0 || uint64_t(ptr) % w != 0 || uint64_t(ptr) + uint64_t(len) * w > bin_.size())
     fail("{}: corrupt index: sequence {} (byte {}, {} tokens) lies outside the {}-byte data file", prefix_, i, ptr, len,
-         bin_size_);
-  return TokenView(bin_ ? bin_ + ptr : nullptr, size_t(len), dtype_);
+         bin_.size());
+  return TokenView(bin_.data() ? bin_.chars() + ptr : nullptr, size_t(len), dtype_);
 }
 
 void IndexedDataset::get(size_t i, std::vector<int32_t>& out) const {

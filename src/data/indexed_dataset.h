@@ -26,6 +26,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "util/mapped_file.h"
+
 namespace tsumugi {
 class OutputFile;
 }
@@ -237,10 +239,7 @@ class IndexedDataset {
   void close();
   std::string prefix_;
   DType dtype_ = DType::int32;
-  const char* idx_ = nullptr;
-  size_t idx_size_ = 0;
-  const char* bin_ = nullptr;
-  size_t bin_size_ = 0;
+  MappedFile idx_, bin_;
   PackedArray<int32_t> lengths_;
   PackedArray<int64_t> pointers_, doc_idx_;
   const char* modes_ = nullptr;

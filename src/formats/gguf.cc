@@ -1,10 +1,5 @@
 #include "formats/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -367,115 +362,90 @@ uint64_t GgufTensorInfo::numel() const {
   return n;
 }
 
-GgufFile::GgufFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, errno_message(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, errno_message(e));
+GgufFile::GgufFile(const std::string& path) : path_(path), file_(path) {
+  map_ = reinterpret_cast<const std::byte*>(file_.data());
+  size_ = file_.size();
+  Cursor c(path_, map_, size_);
+  const uint32_t magic = c.get<uint32_t>("the magic number");
+  if (magic != kMagic) c.bad(0, "not a GGUF file (the magic number is not \"GGUF\")");
+  version_ = c.get<uint32_t>("the version");
+  // Version 1 used 32-bit counts and lengths; 2 and 3 share this layout.
+  if (version_ != 2 && version_ != 3) c.bad(4, fmt::format("GGUF version {} is not supported (2 or 3)", version_));
+  const uint64_t n_tensors = c.get<uint64_t>("the tensor count");
+  const uint64_t n_kv = c.get<uint64_t>("the metadata count");
+  // A key-value takes at least 12 bytes and a tensor info at least 24; larger counts are corrupt.
+  if (n_kv > size_ / 12)
+    c.bad(16, fmt::format("metadata count {} cannot fit in a {}-byte file: truncated or corrupt", n_kv, size_));
+  if (n_tensors > size_ / 24)
+    c.bad(8, fmt::format("tensor count {} cannot fit in a {}-byte file: truncated or corrupt", n_tensors, size_));
+  std::set<std::string, std::less<>> keys;
+  for (uint64_t k = 0; k < n_kv; ++k) {
+    const uint64_t at = c.pos();
+    std::string key = c.str("a metadata key");
+    if (!keys.insert(key).second) c.bad(at, fmt::format("metadata key '{}' appears twice", key));
+    const uint64_t type_at = c.pos();
+    const uint32_t type = c.get<uint32_t>("a metadata value type");
+    GgufValue v = c.value(type, key, 0, type_at);
+    if (key == "general.alignment") {
+      if (v.type != GgufType::UINT32) c.bad(at, fmt::format("general.alignment is a {}, not a uint32", gguf_type_name(v.type)));
+      if (v.u == 0 || (v.u & (v.u - 1)) != 0) c.bad(at, fmt::format("general.alignment {} is not a power of two", v.u));
+      alignment_ = uint32_t(v.u);
+    }
+    metadata_.emplace_back(std::move(key), std::move(v));
   }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      const int e = errno;
-      ::close(fd);
-      fail("{}: cannot map: {}", path, errno_message(e));
+  for (uint64_t k = 0; k < n_tensors; ++k) {
+    GgufTensorInfo t;
+    t.info_offset = c.pos();
+    t.name = c.str("a tensor name");
+    const uint32_t n_dims = c.get<uint32_t>("a tensor's dimension count");
+    if (n_dims == 0 || n_dims > kMaxDims)
+      c.bad(t.info_offset, fmt::format("tensor '{}' has {} dimensions (1 to {})", t.name, n_dims, kMaxDims));
+    for (uint32_t d = 0; d < n_dims; ++d) {
+      t.ne.push_back(c.get<uint64_t>("a tensor dimension"));
+      if (t.ne.back() == 0 || t.ne.back() > (uint64_t(1) << 62))
+        c.bad(t.info_offset, fmt::format("tensor '{}' has dimension {} = {}", t.name, d, t.ne.back()));
     }
-    map_ = static_cast<const std::byte*>(m);
+    t.type = c.get<uint32_t>("a tensor type");
+    uint64_t be, bb;
+    if (!ggml_type_block(t.type, be, bb)) c.bad(t.info_offset, fmt::format("tensor '{}' has unknown type {}", t.name, t.type));
+    t.offset = c.get<uint64_t>("a tensor offset");
+    if (!tensor_index_.emplace(t.name, tensors_.size()).second)
+      c.bad(t.info_offset, fmt::format("tensor '{}' appears twice", t.name));
+    tensors_.push_back(std::move(t));
   }
-  ::close(fd);
-  try {
-    Cursor c(path_, map_, size_);
-    const uint32_t magic = c.get<uint32_t>("the magic number");
-    if (magic != kMagic) c.bad(0, "not a GGUF file (the magic number is not \"GGUF\")");
-    version_ = c.get<uint32_t>("the version");
-    // Version 1 used 32-bit counts and lengths; 2 and 3 share this layout.
-    if (version_ != 2 && version_ != 3) c.bad(4, fmt::format("GGUF version {} is not supported (2 or 3)", version_));
-    const uint64_t n_tensors = c.get<uint64_t>("the tensor count");
-    const uint64_t n_kv = c.get<uint64_t>("the metadata count");
-    // A key-value takes at least 12 bytes and a tensor info at least 24; larger counts are corrupt.
-    if (n_kv > size_ / 12)
-      c.bad(16, fmt::format("metadata count {} cannot fit in a {}-byte file: truncated or corrupt", n_kv, size_));
-    if (n_tensors > size_ / 24)
-      c.bad(8, fmt::format("tensor count {} cannot fit in a {}-byte file: truncated or corrupt", n_tensors, size_));
-    std::set<std::string, std::less<>> keys;
-    for (uint64_t k = 0; k < n_kv; ++k) {
-      const uint64_t at = c.pos();
-      std::string key = c.str("a metadata key");
-      if (!keys.insert(key).second) c.bad(at, fmt::format("metadata key '{}' appears twice", key));
-      const uint64_t type_at = c.pos();
-      const uint32_t type = c.get<uint32_t>("a metadata value type");
-      GgufValue v = c.value(type, key, 0, type_at);
-      if (key == "general.alignment") {
-        if (v.type != GgufType::UINT32) c.bad(at, fmt::format("general.alignment is a {}, not a uint32", gguf_type_name(v.type)));
-        if (v.u == 0 || (v.u & (v.u - 1)) != 0) c.bad(at, fmt::format("general.alignment {} is not a power of two", v.u));
-        alignment_ = uint32_t(v.u);
-      }
-      metadata_.emplace_back(std::move(key), std::move(v));
+  data_offset_ = align_up(c.pos(), alignment_);
+  if (n_tensors > 0 && data_offset_ > size_)
+    c.bad(c.pos(), fmt::format("truncated file: the data section would start at byte {}, past the end", data_offset_));
+  const uint64_t data_size = n_tensors > 0 ? size_ - data_offset_ : 0;
+  std::vector<std::pair<uint64_t, size_t>> by_offset;
+  for (size_t k = 0; k < tensors_.size(); ++k) {
+    auto& t = tensors_[k];
+    uint64_t nbytes;
+    try {
+      nbytes = ggml_nbytes(t.type, t.ne);
+    } catch (const Error& e) {
+      c.bad(t.info_offset, fmt::format("tensor '{}': {}", t.name, e.what()));
     }
-    for (uint64_t k = 0; k < n_tensors; ++k) {
-      GgufTensorInfo t;
-      t.info_offset = c.pos();
-      t.name = c.str("a tensor name");
-      const uint32_t n_dims = c.get<uint32_t>("a tensor's dimension count");
-      if (n_dims == 0 || n_dims > kMaxDims)
-        c.bad(t.info_offset, fmt::format("tensor '{}' has {} dimensions (1 to {})", t.name, n_dims, kMaxDims));
-      for (uint32_t d = 0; d < n_dims; ++d) {
-        t.ne.push_back(c.get<uint64_t>("a tensor dimension"));
-        if (t.ne.back() == 0 || t.ne.back() > (uint64_t(1) << 62))
-          c.bad(t.info_offset, fmt::format("tensor '{}' has dimension {} = {}", t.name, d, t.ne.back()));
-      }
-      t.type = c.get<uint32_t>("a tensor type");
-      uint64_t be, bb;
-      if (!ggml_type_block(t.type, be, bb)) c.bad(t.info_offset, fmt::format("tensor '{}' has unknown type {}", t.name, t.type));
-      t.offset = c.get<uint64_t>("a tensor offset");
-      if (!tensor_index_.emplace(t.name, tensors_.size()).second)
-        c.bad(t.info_offset, fmt::format("tensor '{}' appears twice", t.name));
-      tensors_.push_back(std::move(t));
-    }
-    data_offset_ = align_up(c.pos(), alignment_);
-    if (n_tensors > 0 && data_offset_ > size_)
-      c.bad(c.pos(), fmt::format("truncated file: the data section would start at byte {}, past the end", data_offset_));
-    const uint64_t data_size = n_tensors > 0 ? size_ - data_offset_ : 0;
-    std::vector<std::pair<uint64_t, size_t>> by_offset;
-    for (size_t k = 0; k < tensors_.size(); ++k) {
-      auto& t = tensors_[k];
-      uint64_t nbytes;
-      try {
-        nbytes = ggml_nbytes(t.type, t.ne);
-      } catch (const Error& e) {
-        c.bad(t.info_offset, fmt::format("tensor '{}': {}", t.name, e.what()));
-      }
-      if (t.offset % alignment_ != 0)
-        c.bad(t.info_offset, fmt::format("tensor '{}' data offset {} is not a multiple of the alignment {}", t.name,
-                                         t.offset, alignment_));
-      if (t.offset > data_size || nbytes > data_size - t.offset)
-        c.bad(t.info_offset,
-              fmt::format("tensor '{}' data [{}, {}) lies outside the data section ({} bytes from byte {}): truncated file?",
-                          t.name, t.offset, t.offset + nbytes, data_size, data_offset_));
-      t.data = std::span<const std::byte>(map_ + data_offset_ + t.offset, nbytes);
-      by_offset.emplace_back(t.offset, k);
-    }
-    std::sort(by_offset.begin(), by_offset.end());
-    for (size_t k = 1; k < by_offset.size(); ++k) {
-      const auto& prev = tensors_[by_offset[k - 1].second];
-      const auto& cur = tensors_[by_offset[k].second];
-      if (prev.offset + prev.data.size() > cur.offset)
-        c.bad(cur.info_offset, fmt::format("tensor '{}' data overlaps tensor '{}'", cur.name, prev.name));
-    }
-  } catch (...) {
-    if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
-    map_ = nullptr;
-    throw;
+    if (t.offset % alignment_ != 0)
+      c.bad(t.info_offset, fmt::format("tensor '{}' data offset {} is not a multiple of the alignment {}", t.name,
+                                       t.offset, alignment_));
+    if (t.offset > data_size || nbytes > data_size - t.offset)
+      c.bad(t.info_offset,
+            fmt::format("tensor '{}' data [{}, {}) lies outside the data section ({} bytes from byte {}): truncated file?",
+                        t.name, t.offset, t.offset + nbytes, data_size, data_offset_));
+    t.data = std::span<const std::byte>(map_ + data_offset_ + t.offset, nbytes);
+    by_offset.emplace_back(t.offset, k);
+  }
+  std::sort(by_offset.begin(), by_offset.end());
+  for (size_t k = 1; k < by_offset.size(); ++k) {
+    const auto& prev = tensors_[by_offset[k - 1].second];
+    const auto& cur = tensors_[by_offset[k].second];
+    if (prev.offset + prev.data.size() > cur.offset)
+      c.bad(cur.info_offset, fmt::format("tensor '{}' data overlaps tensor '{}'", cur.name, prev.name));
   }
 }
 
-GgufFile::~GgufFile() {
-  if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
-}
+GgufFile::~GgufFile() = default;
 
 const GgufValue* GgufFile::find(std::string_view key) const {
   for (const auto& [k, v] : metadata_)

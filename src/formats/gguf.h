@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/mapped_file.h"
+
 namespace tsumugi::formats {
 
 // Metadata value types, numbered as in the file.
@@ -143,7 +145,8 @@ class GgufFile {
 
  private:
   std::string path_;
-  const std::byte* map_ = nullptr;
+  MappedFile file_;
+  const std::byte* map_ = nullptr;  // file_'s bytes
   size_t size_ = 0;
   uint32_t version_ = 0, alignment_ = kGgufDefaultAlignment;
   uint64_t data_offset_ = 0;

@@ -3,10 +3,6 @@
 #include "index/dedup_exact.h"
 
 #include <divsufsort.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -23,6 +19,7 @@
 #include "util/error.h"
 #include "util/io.h"
 #include "util/log.h"
+#include "util/mapped_file.h"
 #include "util/progress.h"
 
 namespace fs = std::filesystem;
@@ -46,51 +43,6 @@ uint32_t separator_for(int width) { return width == 4 ? 0xFFFFFFFFu : (1u << (8 
 void put_be(std::string& out, uint32_t v, int width) {
   for (int b = width - 1; b >= 0; --b) out.push_back(char((v >> (8 * b)) & 0xFF));
 }
-
-// A read-only mapping of a whole file; empty files map to nothing.
-class Mapping {
- public:
-  Mapping() = default;
-  explicit Mapping(const std::string& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("cannot open '{}': {}", path, errno_message(errno));
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      int e = errno;
-      ::close(fd);
-      fail("cannot stat '{}': {}", path, errno_message(e));
-    }
-    size_ = size_t(st.st_size);
-    if (size_ > 0) {
-      void* m = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-      if (m == MAP_FAILED) {
-        int e = errno;
-        ::close(fd);
-        fail("cannot map '{}': {}", path, errno_message(e));
-      }
-      data_ = static_cast<const uint8_t*>(m);
-    }
-    ::close(fd);
-  }
-  ~Mapping() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  Mapping(Mapping&& o) noexcept { *this = std::move(o); }
-  Mapping& operator=(Mapping&& o) noexcept {
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(path_, o.path_);
-    return *this;
-  }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-
- private:
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  std::string path_;
-};
 
 uint64_t load_u64(const uint8_t* p) {
   uint64_t v;
@@ -144,7 +96,7 @@ struct Shard {
   int width = 2, ptr_bytes = 4;
   uint32_t sep = 0xFFFF;
   uint64_t n = 0, ndocs = 0, doc_base = 0;
-  Mapping tokens_map, sa_map, docs_map, meta_map, meta_idx_map;
+  MappedFile tokens_map, sa_map, docs_map, meta_map, meta_idx_map;
   const uint8_t* tok = nullptr;
   const uint8_t* sa = nullptr;
 
@@ -281,7 +233,7 @@ void verify_file(const std::string& path, const nlohmann::json& want, bool check
   if (have != want_bytes)
     fail("{}: {} bytes, the manifest says {} (truncated or replaced; rebuild the index)", path, have, want_bytes);
   if (checksum) {
-    Mapping m(path);
+    MappedFile m(path);
     uint64_t h = XXH3_64bits(m.data(), m.size());
     if (hex64(h) != want.at("xxh3").get<std::string>())
       fail("{}: checksum mismatch (xxh3 {} != manifest {}); the file is corrupt, rebuild the index", path, hex64(h),
@@ -346,11 +298,11 @@ Index Index::open(const std::string& dir, Verify verify) {
       expect("docs.bin", (s->ndocs + 1) * 8);
       expect("meta.idx", (s->ndocs + 1) * 8);
       verify_file((fs::path(s->dir) / "meta.bin").string(), files.at("meta.bin"), checksum);
-      s->tokens_map = Mapping((fs::path(s->dir) / "tokens.bin").string());
-      s->sa_map = Mapping((fs::path(s->dir) / "sa.bin").string());
-      s->docs_map = Mapping((fs::path(s->dir) / "docs.bin").string());
-      s->meta_map = Mapping((fs::path(s->dir) / "meta.bin").string());
-      s->meta_idx_map = Mapping((fs::path(s->dir) / "meta.idx").string());
+      s->tokens_map = MappedFile((fs::path(s->dir) / "tokens.bin").string());
+      s->sa_map = MappedFile((fs::path(s->dir) / "sa.bin").string());
+      s->docs_map = MappedFile((fs::path(s->dir) / "docs.bin").string());
+      s->meta_map = MappedFile((fs::path(s->dir) / "meta.bin").string());
+      s->meta_idx_map = MappedFile((fs::path(s->dir) / "meta.idx").string());
       s->tok = s->tokens_map.data();
       s->sa = s->sa_map.data();
       // Document starts must rise, start at 0, end at n, and each document end with a separator.

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "model/lora.h"
 #include "util/config_file.h"
 #include "util/error.h"
 #include "util/io.h"
@@ -203,7 +204,7 @@ class Loader {
           for (int64_t o = 0; o < rows; ++o) tr[o * cols + i] = w[i * rows + o];
         w.swap(tr);
       }
-      if (lora) merge(*lora, w, rows, cols);
+      if (lora) model::merge_lora_matrix(w.data(), lora->a.data(), lora->b.data(), rows, cols, ad_->r, ad_->scale);
       convert(w, m);
     }
     if (count) mw_.matrix_bytes += m.bytes();
@@ -229,19 +230,6 @@ class Loader {
     if (t->shape != shape)
       fail("{}: tensor '{}' has shape {}, the model config needs {}", f->path(), name, shape_str(t->shape), shape_str(shape));
     return {t, f};
-  }
-  void merge(const Adapter::Pair& p, std::vector<float>& w, int64_t rows, int64_t cols) {
-    const int r = ad_->r;
-    const float s = ad_->scale;
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < rows; ++o) {
-      float* wr = w.data() + o * cols;
-      for (int k = 0; k < r; ++k) {
-        const float bk = s * p.b[o * r + k];
-        const float* ar = p.a.data() + static_cast<int64_t>(k) * cols;
-        for (int64_t i = 0; i < cols; ++i) wr[i] += bk * ar[i];
-      }
-    }
   }
   void convert(const std::vector<float>& w, WMat& m) {
     const uint64_t n = w.size();

@@ -53,6 +53,11 @@ std::vector<ParamTensor> lora_layout(const std::vector<LoraModule>& mods, int r)
 // A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0; deterministic for a seed.
 std::vector<float> lora_init(const std::vector<LoraModule>& mods, int r, uint64_t seed);
 
+// W [out, in] += scaling * B A for one adapter, A [r, in], B [out, r]. The one merge both `sft merge`
+// and the inference loader's --adapter use, so a merged checkpoint and base + adapter load the same
+// weights. Each entry sums over the rank in double, in rank order (independent of threads).
+void merge_lora_matrix(float* W, const float* A, const float* B, int64_t out, int64_t in, int r, double scaling);
+
 // W += scaling * B A for every adapter, on weights in tsumugi's layout (what `sft merge` writes).
 void merge_lora(const ModelConfig& cfg, const LoraConfig& lora, const std::vector<float>& adapter,
                 std::vector<float>& weights);
