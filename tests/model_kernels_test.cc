@@ -1,6 +1,7 @@
 // Every CPU kernel's backward against central finite differences of its forward.
 // Scalar objective: L = sum(out * R) for a fixed random R, so dL/dout = R.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <functional>
@@ -264,6 +265,48 @@ TEST(CpuKernels, AdamWMatchesClosedFormFirstStep) {
     for (float x : g0) s += static_cast<double>(x) * x;
     return s;
   }(), 1e-5);
+}
+
+// The gradient norm: several 64Ki chunks plus a ragged tail (not a multiple of the 16 partial
+// sums), against a long-double sum, and the same bits with one thread as with two (resume and
+// ranks depend on it).
+TEST(CpuKernels, SumSquaresIsExactEnoughAndThreadCountFree) {
+  Fx fx;
+  const std::size_t n = 3 * (1 << 16) + 1000 + 7;
+  Buf g = fx.rand(n, 2.0f, 0.5f);
+  auto h = fx.get(g, n);
+  long double ref = 0;
+  for (float x : h) ref += static_cast<long double>(x) * x;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double one = fx.be->sum_squares(g, n);
+  omp_set_num_threads(2);
+  const double two = fx.be->sum_squares(g, n);
+  omp_set_num_threads(threads);
+  EXPECT_NEAR(one, static_cast<double>(ref), 1e-12 * static_cast<double>(ref));
+  EXPECT_EQ(one, two);
+  EXPECT_NEAR(fx.be->sum_squares(g, 5), static_cast<double>(h[0]) * h[0] + static_cast<double>(h[1]) * h[1] +
+                                            static_cast<double>(h[2]) * h[2] + static_cast<double>(h[3]) * h[3] +
+                                            static_cast<double>(h[4]) * h[4], 1e-9);
+}
+
+// The bias gradient sums dout's rows per column on top of what dbias held; odd widths split
+// unevenly across threads.
+TEST(CpuKernels, BiasGradientSumsRowsAndAccumulates) {
+  Fx fx;
+  for (int OC : {1, 7, 130}) {
+    const int N = 37;
+    Buf dout = fx.rand(static_cast<std::size_t>(N) * OC), db = fx.rand(OC);
+    auto d = fx.get(dout, static_cast<std::size_t>(N) * OC), db0 = fx.get(db, OC);
+    Buf none;
+    fx.be->matmul_backward(none, none, db, dout, none, none, N, 3, OC, false);
+    auto db1 = fx.get(db, OC);
+    for (int o = 0; o < OC; ++o) {
+      double s = db0[o];
+      for (int r = 0; r < N; ++r) s += d[static_cast<std::size_t>(r) * OC + o];
+      EXPECT_NEAR(db1[o], s, 1e-5) << "OC " << OC << " column " << o;
+    }
+  }
 }
 
 }  // namespace

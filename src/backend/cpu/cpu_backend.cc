@@ -36,10 +36,19 @@ inline uint16_t to_bf16(float f) {
 
 // exp(x) by range reduction (x = n ln2 + r, |r| <= ln2/2) and a degree-6 Taylor polynomial: about
 // 1e-7 relative error, plain arithmetic so `omp simd` loops vectorize (libm's expf does not here).
-// Inputs are clamped to [-87, 88], so exp of a very negative number is ~1e-38, not 0.
+// Inputs are clamped to [-87, 87] (NaN stays NaN), so exp of a very negative number is ~1e-38, not 0.
+// Under GCC's default -ftrapping-math neither a float clamp (std::min/max) nor std::floor would
+// vectorize, which left every loop calling this scalar: the clamp compares the bits as integers
+// and n is rounded by adding and subtracting 1.5 * 2^23.
 inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t mag = u & 0x7fffffffu;
+  constexpr uint32_t k87 = 0x42ae0000u;  // 87.0f
+  u = (mag > k87 && mag <= 0x7f800000u) ? (u & 0x80000000u) | k87 : u;
+  std::memcpy(&x, &u, 4);
+  constexpr float kRound = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
   const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
   float p = 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -159,11 +168,21 @@ class CpuBackend final : public Backend {
     if (dbias) {
       const float* d = F(dout);
       float* db = F(dbias);
-#pragma omp parallel for schedule(static)
-      for (int o = 0; o < OC; ++o) {
-        double s = 0;
-        for (int n = 0; n < N; ++n) s += d[static_cast<std::size_t>(n) * OC + o];
-        db[o] += static_cast<float>(s);
+      // Each thread owns a block of columns and walks the rows in order: contiguous (vector)
+      // reads instead of one strided pass per column, and each column's sum keeps its order.
+#pragma omp parallel
+      {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int o0 = static_cast<int>(static_cast<long>(OC) * id / nt);
+        const int o1 = static_cast<int>(static_cast<long>(OC) * (id + 1) / nt);
+        std::vector<double> s(static_cast<std::size_t>(o1 - o0), 0.0);
+        double* sp = s.data();
+        for (int n = 0; n < N; ++n) {
+          const float* row = d + static_cast<std::size_t>(n) * OC + o0;
+#pragma omp simd
+          for (int o = 0; o < o1 - o0; ++o) sp[o] += row[o];
+        }
+        for (int o = o0; o < o1; ++o) db[o] += static_cast<float>(sp[o - o0]);
       }
     }
   }
@@ -516,8 +535,19 @@ class CpuBackend final : public Backend {
     std::vector<double> part(nchunks, 0.0);
 #pragma omp parallel for schedule(static)
     for (std::size_t c = 0; c < nchunks; ++c) {
+      // 16 interleaved partial sums (element i goes to lane i % 16): the loop vectorizes and is
+      // no longer one long chain of dependent double adds, and the order is still fixed.
+      constexpr int kLanes = 16;
+      double acc[kLanes] = {};
+      const std::size_t lo = c * chunk, hi = std::min(n, (c + 1) * chunk);
+      std::size_t i = lo;
+      for (; i + kLanes <= hi; i += kLanes) {
+#pragma omp simd
+        for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * x[i + j];
+      }
+      for (int j = 0; i < hi; ++i, ++j) acc[j] += static_cast<double>(x[i]) * x[i];
       double s = 0;
-      for (std::size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) s += static_cast<double>(x[i]) * x[i];
+      for (double a : acc) s += a;
       part[c] = s;
     }
     double s = 0;
