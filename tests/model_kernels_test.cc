@@ -4,6 +4,8 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -265,6 +267,52 @@ TEST(CpuKernels, AdamWMatchesClosedFormFirstStep) {
     for (float x : g0) s += static_cast<double>(x) * x;
     return s;
   }(), 1e-5);
+}
+
+// A matmul whose B is large is split into K panels (the vocabulary projection's input gradient);
+// a small panel size sends a small problem down that path, ragged last panel included, in fp32
+// and bf16, overwriting and accumulating, against a double-precision product.
+TEST(CpuKernels, MatmulSplitIntoKPanelsMatchesReference) {
+  setenv("TSUMUGI_GEMM_PANEL_KB", "4", 1);
+  for (bool bf16 : {false, true}) {
+    std::unique_ptr<Backend> be = make_cpu_backend(bf16);
+    const int N = 5, IC = 24, OC = 3000;  // dinp[N,IC] = dout[N,OC] W[OC,IC]: K = OC, B = 288 KB
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> d(N * OC), w(OC * IC), x0(N * IC);
+    for (auto* v : {&d, &w, &x0})
+      for (auto& e : *v) e = nd(rng);
+    Buf dout = be->alloc(d.size(), Kind::Activation), wt = be->alloc(w.size(), Kind::Param),
+        dx = be->alloc(x0.size(), Kind::Activation), none;
+    be->upload(dout, d.data(), d.size());
+    be->upload(wt, w.data(), w.size());
+    // bf16 rounds both inputs, so compare against the product of rounded values
+    auto round = [&](float f) {
+      if (!bf16) return static_cast<double>(f);
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+      float r;
+      std::memcpy(&r, &u, 4);
+      return static_cast<double>(r);
+    };
+    for (bool acc : {false, true}) {
+      be->upload(dx, x0.data(), x0.size());
+      be->matmul_backward(dx, none, none, dout, none, wt, N, IC, OC, acc);
+      std::vector<float> got(x0.size());
+      be->download(got.data(), dx, got.size());
+      for (int n = 0; n < N; ++n)
+        for (int i = 0; i < IC; ++i) {
+          double ref = acc ? x0[n * IC + i] : 0.0;
+          for (int o = 0; o < OC; ++o) ref += round(d[n * OC + o]) * round(w[o * IC + i]);
+          EXPECT_NEAR(got[n * IC + i], ref, 2e-3) << (bf16 ? "bf16" : "fp32") << " acc " << acc << " at " << n << "," << i;
+        }
+    }
+    be->free(dout);
+    be->free(wt);
+    be->free(dx);
+  }
+  unsetenv("TSUMUGI_GEMM_PANEL_KB");
 }
 
 // The gradient norm: several 64Ki chunks plus a ragged tail (not a multiple of the 16 partial

@@ -632,10 +632,51 @@ class CpuBackend final : public Backend {
   // `b_bf16`: B already rounded to bf16 in B's layout (a cached weight), used instead of converting b.
   void gemm(const float* a, Dims ad, Dims as, const float* b, Dims bd, Dims bs, float* c, Dims cd,
             const float* bias, bool accumulate, const uint16_t* b_bf16 = nullptr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const char* ap = reinterpret_cast<const char*>(a);
+    const char* bp = reinterpret_cast<const char*>(b);
+    if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors are built with
+      ap = static_cast<const char*>(convert(a, ad, as, scratch_a_));
+      bp = b_bf16 ? reinterpret_cast<const char*>(b_bf16) : static_cast<const char*>(convert(b, bd, bs, scratch_b_));
+    }
+    const long M = ad[0], K = ad[1], N = bd[1], esz = bf16_ ? 2 : 4;
+    // A B matrix far larger than the cache (the vocabulary projection's input gradient reads all
+    // 154 MB of the 124M model's embedding) is streamed from memory once per block of A's rows:
+    // that matmul ran at ~65% of the layers' rate. Splitting K into panels of B that stay in the
+    // cache (each accumulating into C) keeps B's traffic to one pass. Splitting N instead (the
+    // forward's shape) measured no faster, so only K is split.
+    const long b_bytes = K * N * esz;
+    if (K > N && b_bytes > 4 * gemm_panel_bytes_) {
+      const long panels = (b_bytes + gemm_panel_bytes_ - 1) / gemm_panel_bytes_;
+      const long kc = ((K + panels - 1) / panels + 63) / 64 * 64;
+      for (long k0 = 0; k0 < K; k0 += kc) {
+        const long kn = std::min(kc, K - k0);
+        const char* a_panel = ap + k0 * as[1] * esz;
+        Dims a_strides = as;
+        if (as[1] == 1) {
+          // A row-major: its panel is strided, which sends oneDNN to a gemm that runs 4x slower
+          // with two threads than with one; a dense copy of the panel keeps it on brgemm.
+          panel_a_.resize(static_cast<std::size_t>(M * kn * esz));
+          char* dst = panel_a_.data();
+#pragma omp parallel for schedule(static)
+          for (long m = 0; m < M; ++m) std::memcpy(dst + m * kn * esz, a_panel + m * as[0] * esz, kn * esz);
+          a_panel = dst;
+          a_strides = {kn, 1};
+        }
+        gemm_run(a_panel, {M, kn}, a_strides, bp + k0 * bs[0] * esz, {kn, N}, bs, c, {M, N},
+                 k0 == 0 ? bias : nullptr, accumulate || k0 > 0);
+      }
+    } else {
+      gemm_run(ap, {M, K}, as, bp, {K, N}, bs, c, {M, N}, bias, accumulate);
+    }
+  }
+
+  // One oneDNN matmul, dense C[M,N]; a and b already in the matmul's input type.
+  void gemm_run(const void* a, Dims ad, Dims as, const void* b, Dims bd, Dims bs, float* c, Dims cd,
+                const float* bias, bool accumulate) {
     using dt = dnnl::memory::data_type;
     const dt in_type = bf16_ ? dt::bf16 : dt::f32;
     Key key{ad[0], ad[1], bd[1], as[0], as[1], bs[0], bs[1], bias != nullptr, accumulate};
-    std::lock_guard<std::mutex> lock(mu_);
     auto it = cache_.find(key);
     if (it == cache_.end()) {
       dnnl::memory::desc amd({ad[0], ad[1]}, in_type, {as[0], as[1]});
@@ -660,14 +701,8 @@ class CpuBackend final : public Backend {
       it = cache_.emplace(key, Prim{pd, dnnl::matmul(pd)}).first;
     }
     Prim& p = it->second;
-    const void* ap = a;
-    const void* bp = b;
-    if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors were built with
-      ap = convert(a, ad, as, scratch_a_);
-      bp = b_bf16 ? static_cast<const void*>(b_bf16) : convert(b, bd, bs, scratch_b_);
-    }
-    dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(ap));
-    dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(bp));
+    dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(a));
+    dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(b));
     dnnl::memory cm(p.pd.dst_desc(), engine_, c);
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
@@ -734,7 +769,14 @@ class CpuBackend final : public Backend {
   std::mutex mu_;
   std::map<Key, Prim> cache_;
   std::vector<uint16_t> scratch_a_, scratch_b_;
+  std::vector<char> panel_a_;
   uint64_t weights_version_ = 0;
+  // Bytes of B per K panel when a matmul's B is split (see gemm); TSUMUGI_GEMM_PANEL_KB sets it
+  // for tuning, and lets the tests reach the split path with small matrices.
+  long gemm_panel_bytes_ = [] {
+    const char* kb = std::getenv("TSUMUGI_GEMM_PANEL_KB");
+    return kb && std::atol(kb) > 0 ? std::atol(kb) * 1024 : 8l << 20;
+  }();
   std::unordered_map<const void*, CachedWeights> weight_cache_;
 };
 
