@@ -85,7 +85,7 @@ class CpuBackend final : public Backend {
     return b;
   }
   void free(Buf& b) override {
-    weights_written(b);
+    weights_written(b, nullptr, true);
     std::free(b.ptr);
     b.ptr = nullptr;
     b.count = 0;
@@ -512,12 +512,19 @@ class CpuBackend final : public Backend {
     const float step_size = p.lr / bc1;
     const float bc2_sqrt = std::sqrt(bc2);
     const float decay = 1.0f - p.lr * p.weight_decay;
-    weights_written(param);
-    weights_written(master);
+    // A weight matrix with a bf16 copy gets the copy written here, while each weight is in a
+    // register, instead of a second pass over the matrix at its next matmul.
+    uint16_t* bf = nullptr;
+    if (bf16_ && param.kind == Kind::Param) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = weight_cache_.find(param.ptr);
+      if (it != weight_cache_.end() && it->second.data.size() == n) bf = it->second.data.data();
+    }
+    weights_written(param, bf ? param.ptr : nullptr);
+    weights_written(master, bf ? param.ptr : nullptr);
     float *w = F(master), *mm = F(m), *vv = F(v), *pc = F(param);
     const float* g = F(grad);
-#pragma omp parallel for simd schedule(static)
-    for (std::size_t i = 0; i < n; ++i) {
+    auto update = [&](std::size_t i) {
       float gi = g[i] * p.grad_scale;
       mm[i] = mm[i] * p.beta1 + (1.0f - p.beta1) * gi;
       vv[i] = vv[i] * p.beta2 + (1.0f - p.beta2) * gi * gi;
@@ -525,6 +532,14 @@ class CpuBackend final : public Backend {
       wi -= step_size * mm[i] / (std::sqrt(vv[i]) / bc2_sqrt + p.eps);
       w[i] = wi;
       if (pc != w) pc[i] = wi;
+      return wi;
+    };
+    if (bf) {
+#pragma omp parallel for simd schedule(static)
+      for (std::size_t i = 0; i < n; ++i) bf[i] = to_bf16(update(i));
+    } else {
+#pragma omp parallel for simd schedule(static)
+      for (std::size_t i = 0; i < n; ++i) update(i);
     }
   }
 
@@ -725,28 +740,41 @@ class CpuBackend final : public Backend {
   // The bf16 matmul path rounds each weight matrix once per change instead of on every matmul
   // that reads it (forward and the input gradient read the same weights; with gradient
   // accumulation, every micro-batch does): rounding costs about as much as the matmul itself at
-  // small batches. Any backend call that may write a Param buffer bumps the version, which
-  // invalidates every cached copy; parameters only change through the backend (the optimizer
-  // update, uploads of gathered ZeRO shards or loaded checkpoints).
-  void weights_written(const Buf& b) {
-    if (b.kind == Kind::Param || b.kind == Kind::Master) ++weights_version_;
+  // small batches. Any backend call that may write a Param buffer invalidates the copies of the
+  // matrices it overlaps; parameters only change through the backend (the optimizer update,
+  // uploads of gathered ZeRO shards or loaded checkpoints). The optimizer refreshes a copy that
+  // covers exactly the tensor it updates (`refreshed`) instead of invalidating it.
+  void weights_written(const Buf& b, const void* refreshed = nullptr, bool freed = false) {
+    if (b.kind != Kind::Param && b.kind != Kind::Master) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto lo = reinterpret_cast<std::uintptr_t>(b.ptr), hi = lo + b.count * 4;
+    for (auto it = weight_cache_.begin(); it != weight_cache_.end();) {
+      const auto clo = reinterpret_cast<std::uintptr_t>(it->first), chi = clo + it->second.data.size() * 4;
+      const bool overlaps = clo < hi && lo < chi;
+      if (overlaps && freed) {
+        it = weight_cache_.erase(it);
+        continue;
+      }
+      if (overlaps && it->first != refreshed) it->second.valid = false;
+      ++it;
+    }
   }
   const uint16_t* weights_bf16(const Buf& w, std::size_t n) {
     if (!bf16_ || w.kind != Kind::Param) return nullptr;
     std::lock_guard<std::mutex> lock(mu_);
     CachedWeights& c = weight_cache_[w.ptr];
-    if (c.version != weights_version_ || c.data.size() != n) {
+    if (!c.valid || c.data.size() != n) {
       c.data.resize(n);
       const float* src = static_cast<const float*>(w.ptr);
       uint16_t* o = c.data.data();
 #pragma omp parallel for schedule(static)
       for (std::size_t i = 0; i < n; ++i) o[i] = to_bf16(src[i]);
-      c.version = weights_version_;
+      c.valid = true;
     }
     return c.data.data();
   }
   struct CachedWeights {
-    uint64_t version = UINT64_MAX;
+    bool valid = false;
     std::vector<uint16_t> data;
   };
 
@@ -770,7 +798,6 @@ class CpuBackend final : public Backend {
   std::map<Key, Prim> cache_;
   std::vector<uint16_t> scratch_a_, scratch_b_;
   std::vector<char> panel_a_;
-  uint64_t weights_version_ = 0;
   // Bytes of B per K panel when a matmul's B is split (see gemm); TSUMUGI_GEMM_PANEL_KB sets it
   // for tuning, and lets the tests reach the split path with small matrices.
   long gemm_panel_bytes_ = [] {
