@@ -315,6 +315,66 @@ TEST(CpuKernels, MatmulSplitIntoKPanelsMatchesReference) {
   unsetenv("TSUMUGI_GEMM_PANEL_KB");
 }
 
+// zero() on gradients is deferred in the CPU backend (the first weight gradient overwrites
+// instead of adding); whatever a zeroed gradient held before must never show through, whichever
+// kernel reads or writes it next, including a write that only partly covers a zeroed range.
+TEST(CpuKernels, ZeroedGradientsNeverShowOldValues) {
+  Fx fx;
+  const int N = 9, IC = 6, OC = 5;
+  const std::size_t nw = OC * IC, total = nw + OC + 2 * IC;
+  Buf x = fx.rand(N * IC), dout = fx.rand(N * OC), w = fx.rand(nw), none;
+  Buf g = fx.buf(total, Kind::Grad);
+  const std::vector<float> junk(total, 7.0f);
+  auto dw_of = [&](Buf gw) {  // weight and bias gradients into a view of g
+    fx.be->matmul_backward(none, gw, fx.be->view(g, nw, OC), dout, x, w, N, IC, OC, false);
+  };
+  // reference: gradients into a buffer that was really zeroed
+  Buf ref = fx.buf(total, Kind::Activation);
+  fx.be->matmul_backward(none, fx.be->view(ref, 0, nw), fx.be->view(ref, nw, OC), dout, x, w, N, IC, OC, false);
+  auto want = fx.get(ref, nw + OC);
+
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  for (float v : fx.get(g, total)) ASSERT_EQ(v, 0.0f);  // a download sees zeros
+
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  dw_of(fx.be->view(g, 0, nw));  // both overwrite their pending ranges
+  auto got = fx.get(g, total);
+  for (std::size_t i = 0; i < nw + OC; ++i) EXPECT_FLOAT_EQ(got[i], want[i]) << i;
+  for (std::size_t i = nw + OC; i < total; ++i) EXPECT_EQ(got[i], 0.0f) << i;
+  dw_of(fx.be->view(g, 0, nw));  // no longer pending: adds
+  got = fx.get(g, nw + OC);
+  for (std::size_t i = 0; i < nw + OC; ++i) EXPECT_NEAR(got[i], 2 * want[i], 1e-5) << i;
+
+  // Part of the weight range written after the zeroing: the gradient must add to it.
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  fx.be->copy(fx.be->view(g, 3, 4), fx.be->view(ref, 3, 4), 4);  // g[3..7) = want[3..7)
+  dw_of(fx.be->view(g, 0, nw));
+  got = fx.get(g, nw);
+  for (std::size_t i = 0; i < nw; ++i) EXPECT_NEAR(got[i], (i >= 3 && i < 7 ? 2 : 1) * want[i], 1e-5) << i;
+
+  // Norm statistics' gradients, and an element-wise kernel reading a zeroed gradient.
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  Buf mean = fx.buf(N, Kind::Float32), rstd = fx.buf(N, Kind::Float32), y = fx.buf(N * IC), dx = fx.buf(N * IC);
+  Buf lw = fx.rand(IC), lb = fx.rand(IC), dy = fx.rand(N * IC);
+  fx.be->layernorm_forward(y, mean, rstd, x, lw, lb, N, IC, 1e-5f);
+  fx.be->layernorm_backward(dx, fx.be->view(g, nw + OC, IC), fx.be->view(g, nw + OC + IC, IC), dy, x, lw, mean, rstd, N, IC);
+  Buf lref = fx.buf(2 * IC);
+  fx.be->layernorm_backward(dx, fx.be->view(lref, 0, IC), fx.be->view(lref, IC, IC), dy, x, lw, mean, rstd, N, IC);
+  auto lwant = fx.get(lref, 2 * IC);
+  got = fx.get(g, total);
+  for (int i = 0; i < 2 * IC; ++i) EXPECT_FLOAT_EQ(got[nw + OC + i], lwant[i]) << i;
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  Buf acc = fx.rand(total);
+  auto acc0 = fx.get(acc, total);
+  fx.be->accumulate(acc, g, total);
+  EXPECT_EQ(fx.get(acc, total), acc0);
+}
+
 // The gradient norm: several 64Ki chunks plus a ragged tail (not a multiple of the 16 partial
 // sums), against a long-double sum, and the same bits with one thread as with two (resume and
 // ranks depend on it).
