@@ -375,6 +375,48 @@ TEST(CpuKernels, ZeroedGradientsNeverShowOldValues) {
   EXPECT_EQ(fx.get(acc, total), acc0);
 }
 
+// bf16 matmuls: both gradients of one backward call (they share the rounded dout) against a
+// double-precision product of the bf16-rounded inputs.
+TEST(CpuKernels, Bf16MatmulBackwardMatchesRoundedReference) {
+  auto be = make_cpu_backend(true);
+  const int N = 7, IC = 9, OC = 11;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> d(N * OC), w(OC * IC), x(N * IC);
+  for (auto* v : {&d, &w, &x})
+    for (auto& e : *v) e = nd(rng);
+  auto r = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&f, &u, 4);
+    return static_cast<double>(f);
+  };
+  Buf dout = be->alloc(d.size(), Kind::Activation), wt = be->alloc(w.size(), Kind::Param),
+      inp = be->alloc(x.size(), Kind::Activation), dx = be->alloc(x.size(), Kind::Activation),
+      dw = be->alloc(w.size(), Kind::Grad), none;
+  be->upload(dout, d.data(), d.size());
+  be->upload(wt, w.data(), w.size());
+  be->upload(inp, x.data(), x.size());
+  be->matmul_backward(dx, dw, none, dout, inp, wt, N, IC, OC, false);
+  std::vector<float> gx(x.size()), gw(w.size());
+  be->download(gx.data(), dx, gx.size());
+  be->download(gw.data(), dw, gw.size());
+  for (int n = 0; n < N; ++n)
+    for (int i = 0; i < IC; ++i) {
+      double ref = 0;
+      for (int o = 0; o < OC; ++o) ref += r(d[n * OC + o]) * r(w[o * IC + i]);
+      EXPECT_NEAR(gx[n * IC + i], ref, 1e-4) << "dinp " << n << "," << i;
+    }
+  for (int o = 0; o < OC; ++o)
+    for (int i = 0; i < IC; ++i) {
+      double ref = 0;
+      for (int n = 0; n < N; ++n) ref += r(d[n * OC + o]) * r(x[n * IC + i]);
+      EXPECT_NEAR(gw[o * IC + i], ref, 1e-4) << "dweight " << o << "," << i;
+    }
+  for (Buf* b : {&dout, &wt, &inp, &dx, &dw}) be->free(*b);
+}
+
 // The gradient norm: several 64Ki chunks plus a ragged tail (not a multiple of the 16 partial
 // sums), against a long-double sum, and the same bits with one thread as with two (resume and
 // ranks depend on it).
