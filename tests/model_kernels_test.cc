@@ -1,8 +1,11 @@
 // Every CPU kernel's backward against central finite differences of its forward.
 // Scalar objective: L = sum(out * R) for a fixed random R, so dL/dout = R.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -264,6 +267,196 @@ TEST(CpuKernels, AdamWMatchesClosedFormFirstStep) {
     for (float x : g0) s += static_cast<double>(x) * x;
     return s;
   }(), 1e-5);
+}
+
+// A matmul whose B is large is split into K panels (the vocabulary projection's input gradient);
+// a small panel size sends a small problem down that path, ragged last panel included, in fp32
+// and bf16, overwriting and accumulating, against a double-precision product.
+TEST(CpuKernels, MatmulSplitIntoKPanelsMatchesReference) {
+  setenv("TSUMUGI_GEMM_PANEL_KB", "4", 1);
+  for (bool bf16 : {false, true}) {
+    std::unique_ptr<Backend> be = make_cpu_backend(bf16);
+    const int N = 5, IC = 24, OC = 3000;  // dinp[N,IC] = dout[N,OC] W[OC,IC]: K = OC, B = 288 KB
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> d(N * OC), w(OC * IC), x0(N * IC);
+    for (auto* v : {&d, &w, &x0})
+      for (auto& e : *v) e = nd(rng);
+    Buf dout = be->alloc(d.size(), Kind::Activation), wt = be->alloc(w.size(), Kind::Param),
+        dx = be->alloc(x0.size(), Kind::Activation), none;
+    be->upload(dout, d.data(), d.size());
+    be->upload(wt, w.data(), w.size());
+    // bf16 rounds both inputs, so compare against the product of rounded values
+    auto round = [&](float f) {
+      if (!bf16) return static_cast<double>(f);
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+      float r;
+      std::memcpy(&r, &u, 4);
+      return static_cast<double>(r);
+    };
+    for (bool acc : {false, true}) {
+      be->upload(dx, x0.data(), x0.size());
+      be->matmul_backward(dx, none, none, dout, none, wt, N, IC, OC, acc);
+      std::vector<float> got(x0.size());
+      be->download(got.data(), dx, got.size());
+      for (int n = 0; n < N; ++n)
+        for (int i = 0; i < IC; ++i) {
+          double ref = acc ? x0[n * IC + i] : 0.0;
+          for (int o = 0; o < OC; ++o) ref += round(d[n * OC + o]) * round(w[o * IC + i]);
+          EXPECT_NEAR(got[n * IC + i], ref, 2e-3) << (bf16 ? "bf16" : "fp32") << " acc " << acc << " at " << n << "," << i;
+        }
+    }
+    be->free(dout);
+    be->free(wt);
+    be->free(dx);
+  }
+  unsetenv("TSUMUGI_GEMM_PANEL_KB");
+}
+
+// zero() on gradients is deferred in the CPU backend (the first weight gradient overwrites
+// instead of adding); whatever a zeroed gradient held before must never show through, whichever
+// kernel reads or writes it next, including a write that only partly covers a zeroed range.
+TEST(CpuKernels, ZeroedGradientsNeverShowOldValues) {
+  Fx fx;
+  const int N = 9, IC = 6, OC = 5;
+  const std::size_t nw = OC * IC, total = nw + OC + 2 * IC;
+  Buf x = fx.rand(N * IC), dout = fx.rand(N * OC), w = fx.rand(nw), none;
+  Buf g = fx.buf(total, Kind::Grad);
+  const std::vector<float> junk(total, 7.0f);
+  auto dw_of = [&](Buf gw) {  // weight and bias gradients into a view of g
+    fx.be->matmul_backward(none, gw, fx.be->view(g, nw, OC), dout, x, w, N, IC, OC, false);
+  };
+  // reference: gradients into a buffer that was really zeroed
+  Buf ref = fx.buf(total, Kind::Activation);
+  fx.be->matmul_backward(none, fx.be->view(ref, 0, nw), fx.be->view(ref, nw, OC), dout, x, w, N, IC, OC, false);
+  auto want = fx.get(ref, nw + OC);
+
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  for (float v : fx.get(g, total)) ASSERT_EQ(v, 0.0f);  // a download sees zeros
+
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  dw_of(fx.be->view(g, 0, nw));  // both overwrite their pending ranges
+  auto got = fx.get(g, total);
+  for (std::size_t i = 0; i < nw + OC; ++i) EXPECT_FLOAT_EQ(got[i], want[i]) << i;
+  for (std::size_t i = nw + OC; i < total; ++i) EXPECT_EQ(got[i], 0.0f) << i;
+  dw_of(fx.be->view(g, 0, nw));  // no longer pending: adds
+  got = fx.get(g, nw + OC);
+  for (std::size_t i = 0; i < nw + OC; ++i) EXPECT_NEAR(got[i], 2 * want[i], 1e-5) << i;
+
+  // Part of the weight range written after the zeroing: the gradient must add to it.
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  fx.be->copy(fx.be->view(g, 3, 4), fx.be->view(ref, 3, 4), 4);  // g[3..7) = want[3..7)
+  dw_of(fx.be->view(g, 0, nw));
+  got = fx.get(g, nw);
+  for (std::size_t i = 0; i < nw; ++i) EXPECT_NEAR(got[i], (i >= 3 && i < 7 ? 2 : 1) * want[i], 1e-5) << i;
+
+  // Norm statistics' gradients, and an element-wise kernel reading a zeroed gradient.
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  Buf mean = fx.buf(N, Kind::Float32), rstd = fx.buf(N, Kind::Float32), y = fx.buf(N * IC), dx = fx.buf(N * IC);
+  Buf lw = fx.rand(IC), lb = fx.rand(IC), dy = fx.rand(N * IC);
+  fx.be->layernorm_forward(y, mean, rstd, x, lw, lb, N, IC, 1e-5f);
+  fx.be->layernorm_backward(dx, fx.be->view(g, nw + OC, IC), fx.be->view(g, nw + OC + IC, IC), dy, x, lw, mean, rstd, N, IC);
+  Buf lref = fx.buf(2 * IC);
+  fx.be->layernorm_backward(dx, fx.be->view(lref, 0, IC), fx.be->view(lref, IC, IC), dy, x, lw, mean, rstd, N, IC);
+  auto lwant = fx.get(lref, 2 * IC);
+  got = fx.get(g, total);
+  for (int i = 0; i < 2 * IC; ++i) EXPECT_FLOAT_EQ(got[nw + OC + i], lwant[i]) << i;
+  fx.set(g, junk);
+  fx.be->zero(g, total);
+  Buf acc = fx.rand(total);
+  auto acc0 = fx.get(acc, total);
+  fx.be->accumulate(acc, g, total);
+  EXPECT_EQ(fx.get(acc, total), acc0);
+}
+
+// bf16 matmuls: both gradients of one backward call (they share the rounded dout) against a
+// double-precision product of the bf16-rounded inputs.
+TEST(CpuKernels, Bf16MatmulBackwardMatchesRoundedReference) {
+  auto be = make_cpu_backend(true);
+  const int N = 7, IC = 9, OC = 11;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> d(N * OC), w(OC * IC), x(N * IC);
+  for (auto* v : {&d, &w, &x})
+    for (auto& e : *v) e = nd(rng);
+  auto r = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&f, &u, 4);
+    return static_cast<double>(f);
+  };
+  Buf dout = be->alloc(d.size(), Kind::Activation), wt = be->alloc(w.size(), Kind::Param),
+      inp = be->alloc(x.size(), Kind::Activation), dx = be->alloc(x.size(), Kind::Activation),
+      dw = be->alloc(w.size(), Kind::Grad), none;
+  be->upload(dout, d.data(), d.size());
+  be->upload(wt, w.data(), w.size());
+  be->upload(inp, x.data(), x.size());
+  be->matmul_backward(dx, dw, none, dout, inp, wt, N, IC, OC, false);
+  std::vector<float> gx(x.size()), gw(w.size());
+  be->download(gx.data(), dx, gx.size());
+  be->download(gw.data(), dw, gw.size());
+  for (int n = 0; n < N; ++n)
+    for (int i = 0; i < IC; ++i) {
+      double ref = 0;
+      for (int o = 0; o < OC; ++o) ref += r(d[n * OC + o]) * r(w[o * IC + i]);
+      EXPECT_NEAR(gx[n * IC + i], ref, 1e-4) << "dinp " << n << "," << i;
+    }
+  for (int o = 0; o < OC; ++o)
+    for (int i = 0; i < IC; ++i) {
+      double ref = 0;
+      for (int n = 0; n < N; ++n) ref += r(d[n * OC + o]) * r(x[n * IC + i]);
+      EXPECT_NEAR(gw[o * IC + i], ref, 1e-4) << "dweight " << o << "," << i;
+    }
+  for (Buf* b : {&dout, &wt, &inp, &dx, &dw}) be->free(*b);
+}
+
+// The gradient norm: several 64Ki chunks plus a ragged tail (not a multiple of the 16 partial
+// sums), against a long-double sum, and the same bits with one thread as with two (resume and
+// ranks depend on it).
+TEST(CpuKernels, SumSquaresIsExactEnoughAndThreadCountFree) {
+  Fx fx;
+  const std::size_t n = 3 * (1 << 16) + 1000 + 7;
+  Buf g = fx.rand(n, 2.0f, 0.5f);
+  auto h = fx.get(g, n);
+  long double ref = 0;
+  for (float x : h) ref += static_cast<long double>(x) * x;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double one = fx.be->sum_squares(g, n);
+  omp_set_num_threads(2);
+  const double two = fx.be->sum_squares(g, n);
+  omp_set_num_threads(threads);
+  EXPECT_NEAR(one, static_cast<double>(ref), 1e-12 * static_cast<double>(ref));
+  EXPECT_EQ(one, two);
+  EXPECT_NEAR(fx.be->sum_squares(g, 5), static_cast<double>(h[0]) * h[0] + static_cast<double>(h[1]) * h[1] +
+                                            static_cast<double>(h[2]) * h[2] + static_cast<double>(h[3]) * h[3] +
+                                            static_cast<double>(h[4]) * h[4], 1e-9);
+}
+
+// The bias gradient sums dout's rows per column on top of what dbias held; odd widths split
+// unevenly across threads.
+TEST(CpuKernels, BiasGradientSumsRowsAndAccumulates) {
+  Fx fx;
+  for (int OC : {1, 7, 130}) {
+    const int N = 37;
+    Buf dout = fx.rand(static_cast<std::size_t>(N) * OC), db = fx.rand(OC);
+    auto d = fx.get(dout, static_cast<std::size_t>(N) * OC), db0 = fx.get(db, OC);
+    Buf none;
+    fx.be->matmul_backward(none, none, db, dout, none, none, N, 3, OC, false);
+    auto db1 = fx.get(db, OC);
+    for (int o = 0; o < OC; ++o) {
+      double s = db0[o];
+      for (int r = 0; r < N; ++r) s += d[static_cast<std::size_t>(r) * OC + o];
+      EXPECT_NEAR(db1[o], s, 1e-5) << "OC " << OC << " column " << o;
+    }
+  }
 }
 
 }  // namespace

@@ -36,10 +36,19 @@ inline uint16_t to_bf16(float f) {
 
 // exp(x) by range reduction (x = n ln2 + r, |r| <= ln2/2) and a degree-6 Taylor polynomial: about
 // 1e-7 relative error, plain arithmetic so `omp simd` loops vectorize (libm's expf does not here).
-// Inputs are clamped to [-87, 88], so exp of a very negative number is ~1e-38, not 0.
+// Inputs are clamped to [-87, 87] (NaN stays NaN), so exp of a very negative number is ~1e-38, not 0.
+// Under GCC's default -ftrapping-math neither a float clamp (std::min/max) nor std::floor would
+// vectorize, which left every loop calling this scalar: the clamp compares the bits as integers
+// and n is rounded by adding and subtracting 1.5 * 2^23.
 inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t mag = u & 0x7fffffffu;
+  constexpr uint32_t k87 = 0x42ae0000u;  // 87.0f
+  u = (mag > k87 && mag <= 0x7f800000u) ? (u & 0x80000000u) | k87 : u;
+  std::memcpy(&x, &u, 4);
+  constexpr float kRound = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
   const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
   float p = 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -76,24 +85,37 @@ class CpuBackend final : public Backend {
     return b;
   }
   void free(Buf& b) override {
-    weights_written(b);
+    weights_written(b, nullptr, true);
+    drop_pending(b);
     std::free(b.ptr);
     b.ptr = nullptr;
     b.count = 0;
   }
   void upload(Buf dst, const float* src, std::size_t n) override {
+    touch(dst);
     weights_written(dst);
     std::memcpy(dst.ptr, src, n * 4);
   }
   void upload_ints(Buf dst, const int32_t* src, std::size_t n) override {
+    touch(dst);
     std::memcpy(dst.ptr, src, n * 4);
   }
-  void download(float* dst, const Buf& src, std::size_t n) override { std::memcpy(dst, src.ptr, n * 4); }
+  void download(float* dst, const Buf& src, std::size_t n) override {
+    touch(src);
+    std::memcpy(dst, src.ptr, n * 4);
+  }
   void zero(Buf b, std::size_t n) override {
+    if (b.kind == Kind::Grad) {  // deferred: see `pending_`
+      const auto lo = reinterpret_cast<std::uintptr_t>(b.ptr);
+      drop_pending(lo, lo + n * 4);
+      pending_.emplace(lo, lo + n * 4);
+      return;
+    }
     weights_written(b);
     std::memset(b.ptr, 0, n * 4);
   }
   void copy(Buf dst, const Buf& src, std::size_t n) override {
+    touch(dst, src);
     weights_written(dst);
     if (dst.ptr != src.ptr) std::memcpy(dst.ptr, src.ptr, n * 4);
   }
@@ -101,6 +123,7 @@ class CpuBackend final : public Backend {
   // ---------------------------------------------------------------- embeddings
   void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe, int B, int T,
                          int C) override {
+    touch(out, tokens, wte, wpe);
     float* o = F(out);
     const float* e = F(wte);
     const float* p = wpe ? F(wpe) : nullptr;
@@ -119,6 +142,7 @@ class CpuBackend final : public Backend {
 
   void embedding_backward(Buf dwte, Buf dwpe, const Buf& dout, const Buf& tokens, int B, int T,
                           int C) override {
+    touch(dwte, dwpe, dout, tokens);
     const float* d = F(dout);
     // Split the channels across threads: every thread walks all rows in order, so the result is
     // deterministic and there are no races on repeated tokens.
@@ -142,6 +166,7 @@ class CpuBackend final : public Backend {
   // ---------------------------------------------------------------- matmul (oneDNN)
   void matmul_forward(Buf out, const Buf& inp, const Buf& weight, const Buf& bias, int N, int IC,
                       int OC) override {
+    touch(out, inp, weight, bias);
     // out[N,OC] = inp[N,IC] * W^T, W stored [OC,IC]: the weights matrix is W viewed with strides.
     gemm(F(inp), {N, IC}, {IC, 1}, F(weight), {IC, OC}, {1, IC}, F(out), {N, OC}, bias ? F(bias) : nullptr,
          false, weights_bf16(weight, static_cast<std::size_t>(IC) * OC));
@@ -149,21 +174,42 @@ class CpuBackend final : public Backend {
 
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                        const Buf& weight, int N, int IC, int OC, bool accumulate_dinp) override {
+    touch(dinp, dout, inp, weight);
+    const bool dw_fresh = dweight && claim(dweight, static_cast<std::size_t>(OC) * IC);
+    const bool db_fresh = dbias && claim(dbias, OC);
+    // bf16: both products read dout (as itself and transposed, the same block), so it is rounded
+    // once here rather than in each (the vocabulary projection's is 12.9M values at 124M).
+    const uint16_t* dout_bf16 = nullptr;
+    if (bf16_ && dinp && dweight) {
+      std::lock_guard<std::mutex> lock(mu_);
+      dout_bf16 = static_cast<const uint16_t*>(convert(F(dout), {N, OC}, {OC, 1}, scratch_dout_));
+    }
     if (dinp) {  // dinp[N,IC] = dout[N,OC] W[OC,IC]
       gemm(F(dout), {N, OC}, {OC, 1}, F(weight), {OC, IC}, {IC, 1}, F(dinp), {N, IC}, nullptr,
-           accumulate_dinp, weights_bf16(weight, static_cast<std::size_t>(IC) * OC));
+           accumulate_dinp, weights_bf16(weight, static_cast<std::size_t>(IC) * OC), dout_bf16);
     }
     // dW[OC,IC] += dout^T[OC,N] inp[N,IC]  (no dweight: a frozen weight, e.g. under LoRA)
     if (dweight)
-      gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, true);
+      gemm(F(dout), {OC, N}, {1, OC}, F(inp), {N, IC}, {IC, 1}, F(dweight), {OC, IC}, nullptr, !dw_fresh, nullptr,
+           dout_bf16);
     if (dbias) {
       const float* d = F(dout);
       float* db = F(dbias);
-#pragma omp parallel for schedule(static)
-      for (int o = 0; o < OC; ++o) {
-        double s = 0;
-        for (int n = 0; n < N; ++n) s += d[static_cast<std::size_t>(n) * OC + o];
-        db[o] += static_cast<float>(s);
+      // Each thread owns a block of columns and walks the rows in order: contiguous (vector)
+      // reads instead of one strided pass per column, and each column's sum keeps its order.
+#pragma omp parallel
+      {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int o0 = static_cast<int>(static_cast<long>(OC) * id / nt);
+        const int o1 = static_cast<int>(static_cast<long>(OC) * (id + 1) / nt);
+        std::vector<double> s(static_cast<std::size_t>(o1 - o0), 0.0);
+        double* sp = s.data();
+        for (int n = 0; n < N; ++n) {
+          const float* row = d + static_cast<std::size_t>(n) * OC + o0;
+#pragma omp simd
+          for (int o = 0; o < o1 - o0; ++o) sp[o] += row[o];
+        }
+        for (int o = o0; o < o1; ++o) db[o] = (db_fresh ? 0.0f : db[o]) + static_cast<float>(sp[o - o0]);
       }
     }
   }
@@ -171,6 +217,7 @@ class CpuBackend final : public Backend {
   // ---------------------------------------------------------------- norms
   void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
                          const Buf& bias, int N, int C, float eps) override {
+    touch(out, mean, rstd, inp, weight, bias);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; ++n) {
       const float* x = F(inp) + static_cast<std::size_t>(n) * C;
@@ -195,6 +242,8 @@ class CpuBackend final : public Backend {
   void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                           const Buf& weight, const Buf& mean, const Buf& rstd, int N,
                           int C) override {
+    touch(dinp, dout, inp, weight, mean, rstd);
+    const bool dw_fresh = dweight && claim(dweight, C), db_fresh = dbias && claim(dbias, C);
     const float* w = F(weight);
     // Per-thread partial sums for dweight/dbias, reduced in a fixed order (deterministic).
     int nt = omp_get_max_threads();
@@ -229,15 +278,16 @@ class CpuBackend final : public Backend {
     }
     reduce_parts(part, nt, 2 * C, [&](int c, float v) {
       if (c < C) {
-        if (dweight) F(dweight)[c] += v;
+        if (dweight) F(dweight)[c] = (dw_fresh ? 0.0f : F(dweight)[c]) + v;
       } else if (dbias) {
-        F(dbias)[c - C] += v;
+        F(dbias)[c - C] = (db_fresh ? 0.0f : F(dbias)[c - C]) + v;
       }
     });
   }
 
   void rmsnorm_forward(Buf out, Buf rstd, const Buf& inp, const Buf& weight, int N, int C,
                        float eps) override {
+    touch(out, rstd, inp, weight);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; ++n) {
       const float* x = F(inp) + static_cast<std::size_t>(n) * C;
@@ -254,6 +304,8 @@ class CpuBackend final : public Backend {
 
   void rmsnorm_backward(Buf dinp, Buf dweight, const Buf& dout, const Buf& inp, const Buf& weight,
                         const Buf& rstd, int N, int C) override {
+    touch(dinp, dout, inp, weight, rstd);
+    const bool dw_fresh = dweight && claim(dweight, C);
     const float* w = F(weight);
     int nt = omp_get_max_threads();
     std::vector<float> part(static_cast<std::size_t>(nt) * C, 0.0f);
@@ -275,17 +327,19 @@ class CpuBackend final : public Backend {
         for (int c = 0; c < C; ++c) dx[c] += (dy[c] * w[c] - x[c] * k) * s;
       }
     }
-    if (dweight) reduce_parts(part, nt, C, [&](int c, float v) { F(dweight)[c] += v; });
+    if (dweight) reduce_parts(part, nt, C, [&](int c, float v) { F(dweight)[c] = (dw_fresh ? 0.0f : F(dweight)[c]) + v; });
   }
 
   // ---------------------------------------------------------------- elementwise
   void add(Buf out, const Buf& a, const Buf& b, std::size_t n) override {
+    touch(out, a, b);
     float* o = F(out);
     const float *x = F(a), *y = F(b);
 #pragma omp parallel for schedule(static)
     for (std::size_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
   }
   void accumulate(Buf dst, const Buf& src, std::size_t n) override {
+    touch(dst, src);
     float* o = F(dst);
     const float* x = F(src);
 #pragma omp parallel for schedule(static)
@@ -295,6 +349,7 @@ class CpuBackend final : public Backend {
   static constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 
   void gelu_forward(Buf out, const Buf& inp, std::size_t n) override {
+    touch(out, inp);
     float* o = F(out);
     const float* x = F(inp);
 #pragma omp parallel for simd schedule(static)
@@ -304,6 +359,7 @@ class CpuBackend final : public Backend {
     }
   }
   void gelu_backward(Buf dinp, const Buf& inp, const Buf& dout, std::size_t n) override {
+    touch(dinp, inp, dout);
     float* dx = F(dinp);
     const float *x = F(inp), *dy = F(dout);
 #pragma omp parallel for simd schedule(static)
@@ -317,6 +373,7 @@ class CpuBackend final : public Backend {
   }
 
   void swiglu_forward(Buf out, const Buf& inp, int N, int F_) override {
+    touch(out, inp);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; ++n) {
       const float* g = F(inp) + static_cast<std::size_t>(n) * 2 * F_;
@@ -327,6 +384,7 @@ class CpuBackend final : public Backend {
     }
   }
   void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F_) override {
+    touch(dinp, inp, dout);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; ++n) {
       const float* g = F(inp) + static_cast<std::size_t>(n) * 2 * F_;
@@ -346,14 +404,17 @@ class CpuBackend final : public Backend {
 
   // ---------------------------------------------------------------- rope
   void rope_forward(Buf out, const Buf& qkv, const AttentionShape& s, float theta) override {
+    touch(out, qkv);
     rope(F(out), F(qkv), s, theta, 1.0f);
   }
   void rope_backward(Buf dqkv, const Buf& dout, const AttentionShape& s, float theta) override {
+    touch(dqkv, dout);
     rope(F(dqkv), F(dout), s, theta, -1.0f);  // the inverse rotation is the transpose
   }
 
   // ---------------------------------------------------------------- attention
   void attention_forward(Buf out, Buf lse, const Buf& qkv, const AttentionShape& s) override {
+    touch(out, lse, qkv);
     const int B = s.B, T = s.T, H = s.n_head, KV = s.n_kv_head, hd = s.head_dim;
     const int row = (H + 2 * KV) * hd;
     const int group = H / KV;
@@ -399,6 +460,7 @@ class CpuBackend final : public Backend {
 
   void attention_backward(Buf dqkv, const Buf& dout, const Buf& qkv, const Buf& out,
                           const Buf& lse, const AttentionShape& s) override {
+    touch(dqkv, dout, qkv, out, lse);
     const int B = s.B, T = s.T, H = s.n_head, KV = s.n_kv_head, hd = s.head_dim;
     const int row = (H + 2 * KV) * hd;
     const int group = H / KV;
@@ -451,6 +513,7 @@ class CpuBackend final : public Backend {
   // ---------------------------------------------------------------- loss
   void cross_entropy_forward_backward(Buf losses, Buf logits, const Buf& targets, int N, int V,
                                       float dloss) override {
+    touch(losses, logits, targets);
     // Checked before the parallel loop: an exception must not leave an OpenMP region.
     for (int n = 0; n < N; ++n)
       if (I(targets)[n] >= V) fail("target id {} is outside the vocabulary ({})", I(targets)[n], V);
@@ -487,18 +550,26 @@ class CpuBackend final : public Backend {
   // ---------------------------------------------------------------- optimizer
   void adamw_update(Buf master, Buf param, const Buf& grad, Buf m, Buf v, std::size_t n,
                     const AdamWParams& p) override {
+    touch(master, param, grad, m, v);
     // Same operation order as torch.optim.AdamW, so 10 steps agree to rounding.
     const float bc1 = 1.0f - std::pow(p.beta1, static_cast<float>(p.step));
     const float bc2 = 1.0f - std::pow(p.beta2, static_cast<float>(p.step));
     const float step_size = p.lr / bc1;
     const float bc2_sqrt = std::sqrt(bc2);
     const float decay = 1.0f - p.lr * p.weight_decay;
-    weights_written(param);
-    weights_written(master);
+    // A weight matrix with a bf16 copy gets the copy written here, while each weight is in a
+    // register, instead of a second pass over the matrix at its next matmul.
+    uint16_t* bf = nullptr;
+    if (bf16_ && param.kind == Kind::Param) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = weight_cache_.find(param.ptr);
+      if (it != weight_cache_.end() && it->second.data.size() == n) bf = it->second.data.data();
+    }
+    weights_written(param, bf ? param.ptr : nullptr);
+    weights_written(master, bf ? param.ptr : nullptr);
     float *w = F(master), *mm = F(m), *vv = F(v), *pc = F(param);
     const float* g = F(grad);
-#pragma omp parallel for simd schedule(static)
-    for (std::size_t i = 0; i < n; ++i) {
+    auto update = [&](std::size_t i) {
       float gi = g[i] * p.grad_scale;
       mm[i] = mm[i] * p.beta1 + (1.0f - p.beta1) * gi;
       vv[i] = vv[i] * p.beta2 + (1.0f - p.beta2) * gi * gi;
@@ -506,18 +577,38 @@ class CpuBackend final : public Backend {
       wi -= step_size * mm[i] / (std::sqrt(vv[i]) / bc2_sqrt + p.eps);
       w[i] = wi;
       if (pc != w) pc[i] = wi;
+      return wi;
+    };
+    if (bf) {
+#pragma omp parallel for simd schedule(static)
+      for (std::size_t i = 0; i < n; ++i) bf[i] = to_bf16(update(i));
+    } else {
+#pragma omp parallel for simd schedule(static)
+      for (std::size_t i = 0; i < n; ++i) update(i);
     }
   }
 
   double sum_squares(const Buf& b, std::size_t n) override {
+    touch(b);
     // Fixed chunks combined in order: the same bits for any thread count (resume is bitwise).
     const float* x = F(b);
     const std::size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
     std::vector<double> part(nchunks, 0.0);
 #pragma omp parallel for schedule(static)
     for (std::size_t c = 0; c < nchunks; ++c) {
+      // 16 interleaved partial sums (element i goes to lane i % 16): the loop vectorizes and is
+      // no longer one long chain of dependent double adds, and the order is still fixed.
+      constexpr int kLanes = 16;
+      double acc[kLanes] = {};
+      const std::size_t lo = c * chunk, hi = std::min(n, (c + 1) * chunk);
+      std::size_t i = lo;
+      for (; i + kLanes <= hi; i += kLanes) {
+#pragma omp simd
+        for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * x[i + j];
+      }
+      for (int j = 0; i < hi; ++i, ++j) acc[j] += static_cast<double>(x[i]) * x[i];
       double s = 0;
-      for (std::size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) s += static_cast<double>(x[i]) * x[i];
+      for (double a : acc) s += a;
       part[c] = s;
     }
     double s = 0;
@@ -526,6 +617,7 @@ class CpuBackend final : public Backend {
   }
   void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed, uint64_t first_row,
                      float scale) override {
+    touch(out, inp);
     const float* x = F(inp);
     float* y = F(out);
     const float keep_scale = p > 0.0f ? scale / (1.0f - p) : scale;
@@ -540,6 +632,7 @@ class CpuBackend final : public Backend {
   }
   void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
                     bool accumulate) override {
+    touch(dst, src);
     const float* x = F(src);
     float* y = F(dst);
 #pragma omp parallel for schedule(static)
@@ -554,6 +647,7 @@ class CpuBackend final : public Backend {
   }
 
   double sum(const Buf& b, std::size_t n) override {
+    touch(b);
     const float* x = F(b);
     double s = 0;
     for (std::size_t i = 0; i < n; ++i) s += x[i];  // serial: order fixed for determinism
@@ -561,6 +655,62 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Deferred gradient zeroing. zero() on a Grad buffer (the trainer's zero_grad of all weights
+  // every step) only records the range here. The first weight/bias gradient written into a
+  // whole pending range then overwrites it instead of adding (claim): a matmul without oneDNN's
+  // sum post-op, which measured 15-20% faster for the weight gradients (K = tokens is short, so
+  // reading C back is a large share), and no separate 0.5 GB memset at 124M. Every other kernel
+  // first writes real zeros into the pending parts of any Grad buffer it is given (touch), so
+  // nothing ever reads a stale gradient. Ranges are [lo, hi) byte addresses, disjoint.
+  std::map<std::uintptr_t, std::uintptr_t> pending_;
+
+  static std::pair<std::uintptr_t, std::uintptr_t> range(const Buf& b, std::size_t n) {
+    const auto lo = reinterpret_cast<std::uintptr_t>(b.ptr);
+    return {lo, lo + n * 4};
+  }
+  // Removes [lo, hi) from the pending set; with `fill`, writes zeros there first.
+  void drop_pending(std::uintptr_t lo, std::uintptr_t hi, bool fill = false) {
+    if (pending_.empty() || lo >= hi) return;
+    auto it = pending_.upper_bound(lo);
+    if (it != pending_.begin()) --it;
+    while (it != pending_.end() && it->first < hi) {
+      const std::uintptr_t a = it->first, b = it->second;
+      if (b <= lo) {
+        ++it;
+        continue;
+      }
+      const std::uintptr_t x = std::max(a, lo), y = std::min(b, hi);
+      if (fill) std::memset(reinterpret_cast<void*>(x), 0, y - x);
+      it = pending_.erase(it);
+      if (a < x) pending_.emplace(a, x);
+      if (y < b) it = pending_.emplace(y, b).first, ++it;
+    }
+  }
+  void drop_pending(const Buf& b) {
+    auto [lo, hi] = range(b, b.count);
+    drop_pending(lo, hi);
+  }
+  template <typename... B>
+  void touch(const B&... b) {
+    if (pending_.empty()) return;
+    for (const Buf* x : {&b...}) {
+      if (x->ptr && x->kind == Kind::Grad) {
+        auto [lo, hi] = range(*x, x->count);
+        drop_pending(lo, hi, true);
+      }
+    }
+  }
+  // True when all of b[0, n) is pending zero: the caller then overwrites it (and it is no longer
+  // pending). Otherwise the pending parts are zeroed and the caller adds as usual.
+  bool claim(const Buf& b, std::size_t n) {
+    if (pending_.empty() || b.kind != Kind::Grad) return false;
+    auto [lo, hi] = range(b, n);
+    auto it = pending_.upper_bound(lo);
+    const bool whole = it != pending_.begin() && std::prev(it)->second >= hi;
+    drop_pending(lo, hi, !whole);
+    return whole;
+  }
+
   template <typename Fn>
   static void reduce_parts(const std::vector<float>& part, int nt, int width, Fn&& apply) {
     for (int c = 0; c < width; ++c) {
@@ -599,13 +749,55 @@ class CpuBackend final : public Backend {
 
   // C[M,N] (+)= A[M,K] * B[K,N] with arbitrary strides; optional bias[N].
   using Dims = std::array<long, 2>;
-  // `b_bf16`: B already rounded to bf16 in B's layout (a cached weight), used instead of converting b.
+  // `b_bf16` / `a_bf16`: that input already rounded to bf16 in its layout (a cached weight, a
+  // gradient used twice), used instead of converting b / a.
   void gemm(const float* a, Dims ad, Dims as, const float* b, Dims bd, Dims bs, float* c, Dims cd,
-            const float* bias, bool accumulate, const uint16_t* b_bf16 = nullptr) {
+            const float* bias, bool accumulate, const uint16_t* b_bf16 = nullptr, const uint16_t* a_bf16 = nullptr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const char* ap = reinterpret_cast<const char*>(a);
+    const char* bp = reinterpret_cast<const char*>(b);
+    if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors are built with
+      ap = a_bf16 ? reinterpret_cast<const char*>(a_bf16) : static_cast<const char*>(convert(a, ad, as, scratch_a_));
+      bp = b_bf16 ? reinterpret_cast<const char*>(b_bf16) : static_cast<const char*>(convert(b, bd, bs, scratch_b_));
+    }
+    const long M = ad[0], K = ad[1], N = bd[1], esz = bf16_ ? 2 : 4;
+    // A B matrix far larger than the cache (the vocabulary projection's input gradient reads all
+    // 154 MB of the 124M model's embedding) is streamed from memory once per block of A's rows:
+    // that matmul ran at ~65% of the layers' rate. Splitting K into panels of B that stay in the
+    // cache (each accumulating into C) keeps B's traffic to one pass. Splitting N instead (the
+    // forward's shape) measured no faster, so only K is split.
+    const long b_bytes = K * N * esz;
+    if (K > N && b_bytes > 4 * gemm_panel_bytes_) {
+      const long panels = (b_bytes + gemm_panel_bytes_ - 1) / gemm_panel_bytes_;
+      const long kc = ((K + panels - 1) / panels + 63) / 64 * 64;
+      for (long k0 = 0; k0 < K; k0 += kc) {
+        const long kn = std::min(kc, K - k0);
+        const char* a_panel = ap + k0 * as[1] * esz;
+        Dims a_strides = as;
+        if (as[1] == 1) {
+          // A row-major: its panel is strided, which sends oneDNN to a gemm that runs 4x slower
+          // with two threads than with one; a dense copy of the panel keeps it on brgemm.
+          panel_a_.resize(static_cast<std::size_t>(M * kn * esz));
+          char* dst = panel_a_.data();
+#pragma omp parallel for schedule(static)
+          for (long m = 0; m < M; ++m) std::memcpy(dst + m * kn * esz, a_panel + m * as[0] * esz, kn * esz);
+          a_panel = dst;
+          a_strides = {kn, 1};
+        }
+        gemm_run(a_panel, {M, kn}, a_strides, bp + k0 * bs[0] * esz, {kn, N}, bs, c, {M, N},
+                 k0 == 0 ? bias : nullptr, accumulate || k0 > 0);
+      }
+    } else {
+      gemm_run(ap, {M, K}, as, bp, {K, N}, bs, c, {M, N}, bias, accumulate);
+    }
+  }
+
+  // One oneDNN matmul, dense C[M,N]; a and b already in the matmul's input type.
+  void gemm_run(const void* a, Dims ad, Dims as, const void* b, Dims bd, Dims bs, float* c, Dims cd,
+                const float* bias, bool accumulate) {
     using dt = dnnl::memory::data_type;
     const dt in_type = bf16_ ? dt::bf16 : dt::f32;
     Key key{ad[0], ad[1], bd[1], as[0], as[1], bs[0], bs[1], bias != nullptr, accumulate};
-    std::lock_guard<std::mutex> lock(mu_);
     auto it = cache_.find(key);
     if (it == cache_.end()) {
       dnnl::memory::desc amd({ad[0], ad[1]}, in_type, {as[0], as[1]});
@@ -630,14 +822,8 @@ class CpuBackend final : public Backend {
       it = cache_.emplace(key, Prim{pd, dnnl::matmul(pd)}).first;
     }
     Prim& p = it->second;
-    const void* ap = a;
-    const void* bp = b;
-    if (bf16_) {  // round inputs to bf16, keeping the strides the descriptors were built with
-      ap = convert(a, ad, as, scratch_a_);
-      bp = b_bf16 ? static_cast<const void*>(b_bf16) : convert(b, bd, bs, scratch_b_);
-    }
-    dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(ap));
-    dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(bp));
+    dnnl::memory am(p.pd.src_desc(), engine_, const_cast<void*>(a));
+    dnnl::memory bm(p.pd.weights_desc(), engine_, const_cast<void*>(b));
     dnnl::memory cm(p.pd.dst_desc(), engine_, c);
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
@@ -660,28 +846,41 @@ class CpuBackend final : public Backend {
   // The bf16 matmul path rounds each weight matrix once per change instead of on every matmul
   // that reads it (forward and the input gradient read the same weights; with gradient
   // accumulation, every micro-batch does): rounding costs about as much as the matmul itself at
-  // small batches. Any backend call that may write a Param buffer bumps the version, which
-  // invalidates every cached copy; parameters only change through the backend (the optimizer
-  // update, uploads of gathered ZeRO shards or loaded checkpoints).
-  void weights_written(const Buf& b) {
-    if (b.kind == Kind::Param || b.kind == Kind::Master) ++weights_version_;
+  // small batches. Any backend call that may write a Param buffer invalidates the copies of the
+  // matrices it overlaps; parameters only change through the backend (the optimizer update,
+  // uploads of gathered ZeRO shards or loaded checkpoints). The optimizer refreshes a copy that
+  // covers exactly the tensor it updates (`refreshed`) instead of invalidating it.
+  void weights_written(const Buf& b, const void* refreshed = nullptr, bool freed = false) {
+    if (b.kind != Kind::Param && b.kind != Kind::Master) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto lo = reinterpret_cast<std::uintptr_t>(b.ptr), hi = lo + b.count * 4;
+    for (auto it = weight_cache_.begin(); it != weight_cache_.end();) {
+      const auto clo = reinterpret_cast<std::uintptr_t>(it->first), chi = clo + it->second.data.size() * 4;
+      const bool overlaps = clo < hi && lo < chi;
+      if (overlaps && freed) {
+        it = weight_cache_.erase(it);
+        continue;
+      }
+      if (overlaps && it->first != refreshed) it->second.valid = false;
+      ++it;
+    }
   }
   const uint16_t* weights_bf16(const Buf& w, std::size_t n) {
     if (!bf16_ || w.kind != Kind::Param) return nullptr;
     std::lock_guard<std::mutex> lock(mu_);
     CachedWeights& c = weight_cache_[w.ptr];
-    if (c.version != weights_version_ || c.data.size() != n) {
+    if (!c.valid || c.data.size() != n) {
       c.data.resize(n);
       const float* src = static_cast<const float*>(w.ptr);
       uint16_t* o = c.data.data();
 #pragma omp parallel for schedule(static)
       for (std::size_t i = 0; i < n; ++i) o[i] = to_bf16(src[i]);
-      c.version = weights_version_;
+      c.valid = true;
     }
     return c.data.data();
   }
   struct CachedWeights {
-    uint64_t version = UINT64_MAX;
+    bool valid = false;
     std::vector<uint16_t> data;
   };
 
@@ -703,8 +902,14 @@ class CpuBackend final : public Backend {
   dnnl::stream stream_;
   std::mutex mu_;
   std::map<Key, Prim> cache_;
-  std::vector<uint16_t> scratch_a_, scratch_b_;
-  uint64_t weights_version_ = 0;
+  std::vector<uint16_t> scratch_a_, scratch_b_, scratch_dout_;
+  std::vector<char> panel_a_;
+  // Bytes of B per K panel when a matmul's B is split (see gemm); TSUMUGI_GEMM_PANEL_KB sets it
+  // for tuning, and lets the tests reach the split path with small matrices.
+  long gemm_panel_bytes_ = [] {
+    const char* kb = std::getenv("TSUMUGI_GEMM_PANEL_KB");
+    return kb && std::atol(kb) > 0 ? std::atol(kb) * 1024 : 8l << 20;
+  }();
   std::unordered_map<const void*, CachedWeights> weight_cache_;
 };
 
