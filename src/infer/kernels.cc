@@ -256,16 +256,16 @@ void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
   const float* d = xd.data();
   // Chunks of 32 rows, numbered across the matrices, claimed by the threads of a ChunkPool (see
   // there why not OpenMP).
-  constexpr int64_t chunk = 32;
   constexpr int kMaxOuts = 8;
   if (n > kMaxOuts) fail("matvec_many: {} matrices, at most {}", n, kMaxOuts);
-  int64_t total_rows = 0;
-  int64_t first_chunk[kMaxOuts + 1] = {0};
-  for (int i = 0; i < n; ++i) {
-    total_rows += outs[i].W->rows;
-    first_chunk[i + 1] = first_chunk[i] + (outs[i].W->rows + chunk - 1) / chunk;
-  }
   const int nt = threads > 0 ? threads : omp_get_max_threads();
+  int64_t total_rows = 0;
+  for (int i = 0; i < n; ++i) total_rows += outs[i].W->rows;
+  // At least 32 rows a chunk, and about 16 chunks a thread for large matrices (the output matrix):
+  // each claim is an atomic on a line the cores share.
+  const int64_t chunk = std::max<int64_t>(32, (total_rows / (16 * std::max(nt, 1)) + 3) / 4 * 4);
+  int64_t first_chunk[kMaxOuts + 1] = {0};
+  for (int i = 0; i < n; ++i) first_chunk[i + 1] = first_chunk[i] + (outs[i].W->rows + chunk - 1) / chunk;
   if (nt <= 1 || total_rows * K < 32768) {
     for (int i = 0; i < n; ++i) fn(*outs[i].W, 0, outs[i].W->rows, x, q, d, outs[i].y);
     return;

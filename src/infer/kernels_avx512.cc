@@ -140,7 +140,10 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
 // adds 128 * sum(x) to each block's sum; starting the sum at -128 * sum(x), computed once per group
 // of rows, takes it out again. Lanes 0-7 hold the first block's partial sums, 8-15 the second's;
 // each half is scaled by its block's d_w * d_x. Four rows share each load of x, and each row
-// prefetches the row four ahead so the next group's weights are on their way.
+// prefetches the row four ahead (non-temporal: the weights are read once per token) so the next
+// group's weights are on their way; without it, 2-thread decoding of the 124M shape ran at 106
+// tokens/s instead of ~200 (the hardware prefetcher does not follow four interleaved rows).
+template <int R>
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
   const int64_t K = W.cols, nb = K / kQ8Block, nb8 = nb / 8 * 8;
   const uint8_t* base = reinterpret_cast<const uint8_t*>(W.data);
@@ -162,7 +165,6 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
     s = _mm_hadd_ps(s, s);
     return _mm_cvtss_f32(s);
   };
-  constexpr int R = 4;
   int64_t r = r0;
   for (; r + R <= r1; r += R) {
     const uint8_t* q[R];
@@ -293,7 +295,7 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
       rows_float<WType::BF16>(W, r0, r1, x, y);
       break;
     case WType::F16: rows_float<WType::F16>(W, r0, r1, x, y); break;
-    case WType::Q8_0: rows_q8(W, r0, r1, xq, xd, y); break;
+    case WType::Q8_0: rows_q8<4>(W, r0, r1, xq, xd, y); break;
   }
 }
 
