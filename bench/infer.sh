@@ -58,6 +58,7 @@ fi
 echo "model: $model"
 
 # The ceiling: decoding reads every weight once per token, so tok/s <= read bandwidth / weight bytes.
+# (On a shared host the bandwidth a VM gets moves from minute to minute: compare within one run.)
 membw=$(dirname "$bin")/bench/membw_bench
 bw_4k=0 bw_huge=0
 if [[ -x $membw ]]; then
@@ -71,7 +72,7 @@ except Exception:
     rows = []
 get = lambda n: next((r["bytes_per_second"] for r in rows if r["name"].startswith(n)), 0)
 print(get("BM_ReadPages4K"), get("BM_ReadHugePages"))' "$work/membw.json")
-  printf 'memory read bandwidth, %d threads: %.1f GB/s with 4 KiB pages, %.1f GB/s with huge pages\n' "$threads" \
+  printf 'memory read bandwidth, %d threads: %.1f GB/s with 4 KiB pages, %.1f GB/s with huge pages (decode ceiling: that / MB of weights per token)\n' "$threads" \
     "$(python3 -c "print($bw_4k / 1e9)")" "$(python3 -c "print($bw_huge / 1e9)")"
 else
   echo "no $membw (configure with TSUMUGI_BUILD_BENCH=ON): no bandwidth ceiling" >&2
@@ -113,8 +114,8 @@ fi
 
 echo
 echo "GPT-2 124M shape, $threads threads, pp$prompt / tg$gen, $(lscpu | sed -n 's/^Model name: *//p'); load at the end $(load)"
-echo "| weights | tsumugi pp tok/s | llama.cpp pp tok/s | pp ratio | tsumugi tg tok/s | llama.cpp tg tok/s | tg ratio | tg ceiling (huge pages) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| weights | tsumugi pp tok/s | llama.cpp pp tok/s | pp ratio | tsumugi tg tok/s | llama.cpp tg tok/s | tg ratio |"
+echo "|---|---|---|---|---|---|---|"
 for dt in $dtypes; do
   peer=$dt
   [[ $dt == bf16 ]] && peer=f16  # llama.cpp's CPU 16-bit comparison point
@@ -122,10 +123,10 @@ for dt in $dtypes; do
   lt=${ll_tg[$peer]:-}
   python3 -c '
 import sys
-dt, peer, tp, tt, lp, lt, bw, nb = sys.argv[1:]
+dt, peer, tp, tt, lp, lt = sys.argv[1:]
 f = lambda a, b: f"{float(a) / float(b):.2f}x" if b else "-"
 name = dt if dt == peer else dt + " (vs llama.cpp " + peer + ")"
 show = lambda v: f"{float(v):.1f}" if v else "-"
-print(f"| {name} | {show(tp)} | {show(lp)} | {f(tp, lp)} | {show(tt)} | {show(lt)} | {f(tt, lt)} | {show(float(bw) / float(nb) if float(bw) else 0)} |")' \
-    "$dt" "$peer" "${ts_pp[$dt]}" "${ts_tg[$dt]}" "$lp" "$lt" "$bw_huge" "${ts_bytes[$dt]}"
+print(f"| {name} | {show(tp)} | {show(lp)} | {f(tp, lp)} | {show(tt)} | {show(lt)} | {f(tt, lt)} |")' \
+    "$dt" "$peer" "${ts_pp[$dt]}" "${ts_tg[$dt]}" "$lp" "$lt"
 done
