@@ -277,6 +277,24 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
   }
 }
 
+// The vector bf16 split of x rounds as formats::float_to_bf16 does, ties and tails included.
+TEST(InferKernels, VectorBf16SplitEqualsScalar) {
+  if (infer::kernel_isa() != "avx512" || !__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 10.0f);
+  std::vector<float> x(77);
+  for (auto& v : x) v = nd(rng);
+  x[0] = 1.0f + 1.0f / 256;  // a tie between two bf16 values: rounds to even
+  x[1] = -0.0f;
+  std::vector<uint16_t> hi(x.size()), lo(x.size());
+  infer::detail::split_bf16_avx512(x.data(), static_cast<int64_t>(x.size()), hi.data(), lo.data());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const uint16_t h = formats::float_to_bf16(x[i]);
+    ASSERT_EQ(hi[i], h) << i;
+    ASSERT_EQ(lo[i], formats::float_to_bf16(x[i] - formats::bf16_to_float(h))) << i;
+  }
+}
+
 // Matrices multiplied together (one conversion of x, one dispatch) give what each gives alone.
 TEST(InferKernels, MatvecManyEqualsOneByOne) {
   std::mt19937 rng(3);

@@ -247,10 +247,7 @@ void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
   if (W0.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
     // x as bf16 hi + lo halves for the vdpbf16ps kernel (rows_avx512 reads them through xq).
     xbf.resize(2 * K);
-    for (int64_t i = 0; i < K; ++i) {
-      xbf[i] = formats::float_to_bf16(x[i]);
-      xbf[K + i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(xbf[i]));
-    }
+    detail::split_bf16_avx512(x, K, xbf.data(), xbf.data() + K);
     q = reinterpret_cast<const int8_t*>(xbf.data());
   }
   const float* d = xd.data();

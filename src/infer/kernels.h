@@ -73,6 +73,9 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
                  float* y);
 // dequantize_rows with AVX-512 (the prompt path widens every weight once per prompt chunk).
 void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out);
+// x as bf16 hi = bf16(x) and lo = bf16(x - hi) for the vdpbf16ps kernel, 16 values per step
+// (the same round-to-nearest-even as formats::float_to_bf16).
+void split_bf16_avx512(const float* x, int64_t n, uint16_t* hi, uint16_t* lo);
 // x quantized for the q8_0 kernels: GGML's Q8_0 (as quantize_q8_0) with the scales widened to f32.
 using QuantizeFn = void (*)(const float* x, int64_t n, int8_t* q, float* d);
 void quantize_x_scalar(const float* x, int64_t n, int8_t* q, float* d);

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "formats/safetensors.h"
 #include "util/error.h"
 
 namespace tsumugi::infer::detail {
@@ -249,6 +250,27 @@ void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) {
   }
 }
 
+#if defined(__AVX512BF16__)
+void split_bf16_avx512(const float* x, int64_t n, uint16_t* hi, uint16_t* lo) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+    const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hv));
+    _mm256_mask_storeu_epi16(hi + i, m, h);
+    _mm256_mask_storeu_epi16(lo + i, m, l);
+  }
+}
+#else
+void split_bf16_avx512(const float* x, int64_t n, uint16_t* hi, uint16_t* lo) {
+  for (int64_t i = 0; i < n; ++i) {
+    hi[i] = formats::float_to_bf16(x[i]);
+    lo[i] = formats::float_to_bf16(x[i] - formats::bf16_to_float(hi[i]));
+  }
+}
+#endif
+
 void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out) {
   const int64_t K = W.cols, count = n * K, full = count / 16 * 16;
   switch (W.type) {
@@ -307,6 +329,7 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
 }
 void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) { quantize_x_scalar(x, n, q, d); }
 void dequantize_rows_avx512(const WMat&, int64_t, int64_t, float*) { fail("no AVX-512 kernels in this build"); }
+void split_bf16_avx512(const float*, int64_t, uint16_t*, uint16_t*) { fail("no AVX-512 kernels in this build"); }
 
 #endif
 
