@@ -116,6 +116,34 @@ TEST_F(PretrainCli, ResumeIsBitwiseIdentical) {
   EXPECT_TRUE(oa == ob) << "optimizer state differs";
 }
 
+// Hidden dropout and activation recomputation: masks keyed by (seed, step, global row), so a
+// resumed run is still bitwise the straight one; recomputation leaves the numbers as they were.
+TEST_F(PretrainCli, DropoutAndRecomputationResumeBitwise) {
+  const std::string sets = " --set train.dropout=0.1 --set train.recompute=true";
+  std::string straight = dir_.file("d-straight"), split = dir_.file("d-split"), keep = dir_.file("d-keep");
+  run_tsumugi("pretrain --config " + config_ + sets + " --set out_dir=" + straight);
+  run_tsumugi("pretrain --config " + config_ + sets + " --set out_dir=" + split + " --set train.stop_after=4");
+  run_tsumugi("pretrain --config " + config_ + sets + " --set out_dir=" + split + " --resume");
+  run_tsumugi("pretrain --config " + config_ + " --set train.dropout=0.1 --set out_dir=" + keep);
+  auto a = run_metrics(straight), b = run_metrics(split), c = run_metrics(keep);
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  ASSERT_EQ(c.size(), 8u);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(a[i]["loss"].get<double>(), c[i]["loss"].get<double>()) << "step " << i + 1 << " (recompute vs keep)";
+  }
+  EXPECT_TRUE(read_file(straight + "/checkpoints/step_00000008/model.safetensors") ==
+              read_file(split + "/checkpoints/step_00000008/model.safetensors"));
+  // And dropout did change the run.
+  auto plain = dir_.file("d-plain");
+  run_tsumugi("pretrain --config " + config_ + " --set out_dir=" + plain);
+  EXPECT_NE(run_metrics(plain)[0]["loss"].get<double>(), a[0]["loss"].get<double>());
+  int st = 0;
+  const std::string out = run_tsumugi("pretrain --config " + config_ + " --set train.dropout=1 --set out_dir=" + dir_.file("bad"), &st);
+  EXPECT_NE(out.find("train.dropout must be in [0, 1)"), std::string::npos) << out;
+}
+
 TEST_F(PretrainCli, LlamaFamilyTrainsAndResumes) {
   std::string out_dir = dir_.file("llama");
   std::string sets = " --set model.preset=llama-tiny --set model.n_layer=2 --set model.d_model=32 --set model.n_head=4 "

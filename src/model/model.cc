@@ -26,7 +26,7 @@ struct Model::Acts {
   Buf tokens, targets, encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
   std::vector<Layer> layers;
   // backward scratch
-  Buf dres, dln, datt, dqkv, dqkv2, dfc, dfc_act;
+  Buf dres, dln, datt, dqkv, dqkv2, dfc, dfc_act, ddrop;
   // LoRA: each adapter's scaled A x [N, r] (kept for dB), and scratch shared by all adapters
   std::vector<Buf> lora_u;
   Buf lora_x, lora_y, lora_du, lora_dx;
@@ -230,16 +230,25 @@ void Model::ensure_acts(int B, int T) {
   const std::size_t hd = cfg_.head_dim(), H = cfg_.n_head, KV = cfg_.n_kv_head;
   const std::size_t QKV = (H + 2 * KV) * hd;
   const bool llama = cfg_.family == Family::LLaMA;
+  act_elems_ = 0;
   auto mk = [&](std::size_t n, Kind k = Kind::Activation) {
     Buf b = be_.alloc(n, k);
     a.all.push_back(b);
+    act_elems_ += n;
     return b;
   };
   a.tokens = mk(N, Kind::Int32);
   a.targets = mk(N, Kind::Int32);
   a.encoded = mk(N * C);
   a.layers.resize(cfg_.n_layer);
-  for (auto& L : a.layers) {
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    auto& L = a.layers[l];
+    if (recompute_ && l > 0) {
+      // Recomputation: every layer works in layer 0's buffers and keeps only its own output.
+      L = a.layers[0];
+      L.res3 = mk(N * C);
+      continue;
+    }
     L.ln1 = mk(N * C);
     if (!llama) L.ln1_mean = mk(N, Kind::Float32);
     L.ln1_rstd = mk(N, Kind::Float32);
@@ -263,6 +272,7 @@ void Model::ensure_acts(int B, int T) {
   a.logits = mk(N * cfg_.vocab_size);
   a.losses = mk(N, Kind::Float32);
   a.dres = mk(N * C);
+  if (hidden_p_ > 0.0f) a.ddrop = mk(N * C);
   a.dln = mk(N * C);
   a.datt = mk(N * H * hd);
   a.dqkv = mk(N * QKV);
@@ -298,59 +308,43 @@ struct Dims {
 };
 }  // namespace
 
+namespace {
+// Each hidden-dropout site (0: embeddings, 2l+1: layer l's attention output, 2l+2: its MLP
+// output) draws from its own stream, apart from the adapters' (adapter_seed).
+uint64_t hidden_seed(uint64_t seed, int site) {
+  return seed ^ ((static_cast<uint64_t>(site) + 1) * 0x9FB21C651E98DF25ull) ^ 0x5851F42D4C957F2Dull;
+}
+}  // namespace
+
+void Model::set_hidden_dropout(float p) {
+  if (!(p >= 0.0f && p < 1.0f)) fail("dropout probability {} is outside [0, 1)", p);
+  if (p != hidden_p_) acts_B_ = acts_T_ = 0;  // a gradient buffer for the masks is laid out at the next pass
+  hidden_p_ = p;
+}
+
+void Model::set_recompute(bool on) {
+  if (on == recompute_) return;
+  recompute_ = on;
+  acts_B_ = acts_T_ = 0;  // the activation buffers are laid out again at the next pass
+}
+
+void Model::hidden_dropout(Buf out, const Buf& inp, int N, int site) {
+  if (!hidden_on_) return;
+  be_.dropout_scale(out, inp, N, cfg_.d_model, hidden_p_, hidden_seed(dropout_seed_, site), dropout_row_, 1.0f);
+}
+
 void Model::run_forward(int B, int T) {
   Acts& a = *acts_;
   const Dims d(cfg_, B, T);
-  const int N = d.N, C = d.C, F = d.F, V = d.V, hd = d.hd, H = d.H, KV = d.KV, QKV = d.QKV;
+  const int N = d.N, C = d.C, V = d.V;
   const bool llama = d.llama;
-  const AttentionShape as{B, T, H, KV, hd};
   const Buf none;
-  using S = LinearSite;
-  auto lora = [&](int l, S site, const Buf& x, Buf y) {
-    if (const LoraModule* m = adapter(l, site)) adapter_forward(static_cast<std::size_t>(m - lora_mods_.data()), x, y, N, true);
-  };
-
   be_.embedding_forward(a.encoded, a.tokens, P(0), llama ? none : P(1), B, T, C);
+  hidden_dropout(a.encoded, a.encoded, N, 0);
   Buf residual = a.encoded;
   for (int l = 0; l < cfg_.n_layer; ++l) {
-    auto& L = a.layers[l];
-    const std::size_t p = first_layer_ + l * per_layer_;
-    if (!llama) {
-      // ln_1.w, ln_1.b, c_attn.w, c_attn.b, c_proj.w, c_proj.b, ln_2.w, ln_2.b, c_fc.w, c_fc.b, mlp.c_proj.w, .b
-      be_.layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, residual, P(p), P(p + 1), N, C, cfg_.norm_eps);
-      be_.matmul_forward(L.qkv, L.ln1, P(p + 2), P(p + 3), N, C, QKV);
-      lora(l, S::AttnQKV, L.ln1, L.qkv);
-      be_.attention_forward(L.att, L.lse, L.qkv, as);
-      be_.matmul_forward(L.attproj, L.att, P(p + 4), P(p + 5), N, C, C);
-      lora(l, S::AttnOut, L.att, L.attproj);
-      be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
-      be_.layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, P(p + 6), P(p + 7), N, C, cfg_.norm_eps);
-      be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
-      lora(l, S::MlpUp, L.ln2, L.fc);
-      be_.gelu_forward(L.fc_act, L.fc, static_cast<std::size_t>(N) * F);
-      be_.matmul_forward(L.fcproj, L.fc_act, P(p + 10), P(p + 11), N, F, C);
-      lora(l, S::MlpDown, L.fc_act, L.fcproj);
-    } else {
-      // input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down
-      be_.rmsnorm_forward(L.ln1, L.ln1_rstd, residual, P(p), N, C, cfg_.norm_eps);
-      Buf wqkv = be_.view(params_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
-      be_.matmul_forward(L.qkv_raw, L.ln1, wqkv, none, N, C, QKV);
-      for (S site : {S::Q, S::K, S::V}) lora(l, site, L.ln1, L.qkv_raw);
-      be_.rope_forward(L.qkv, L.qkv_raw, as, cfg_.rope_theta);
-      be_.attention_forward(L.att, L.lse, L.qkv, as);
-      be_.matmul_forward(L.attproj, L.att, P(p + 4), none, N, H * hd, C);
-      lora(l, S::AttnOut, L.att, L.attproj);
-      be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
-      be_.rmsnorm_forward(L.ln2, L.ln2_rstd, L.res2, P(p + 5), N, C, cfg_.norm_eps);
-      Buf wgu = be_.view(params_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
-      be_.matmul_forward(L.fc, L.ln2, wgu, none, N, C, 2 * F);
-      for (S site : {S::Gate, S::Up}) lora(l, site, L.ln2, L.fc);
-      be_.swiglu_forward(L.fc_act, L.fc, N, F);
-      be_.matmul_forward(L.fcproj, L.fc_act, P(p + 8), none, N, F, C);
-      lora(l, S::MlpDown, L.fc_act, L.fcproj);
-    }
-    be_.add(L.res3, L.res2, L.fcproj, static_cast<std::size_t>(N) * C);
-    residual = L.res3;
+    forward_layer(l, B, T, residual);
+    residual = a.layers[l].res3;
   }
   const std::size_t f = first_layer_ + cfg_.n_layer * per_layer_;
   if (!llama) {
@@ -360,6 +354,60 @@ void Model::run_forward(int B, int T) {
   }
   const std::size_t head = cfg_.tie_embeddings ? 0 : f + 1;
   be_.matmul_forward(a.logits, a.lnf, P(head), none, N, C, V);
+}
+
+// One layer's forward pass from its input `residual` into a.layers[l] (its output is res3).
+void Model::forward_layer(int l, int B, int T, const Buf& residual) {
+  Acts& a = *acts_;
+  const Dims d(cfg_, B, T);
+  const int N = d.N, C = d.C, F = d.F, H = d.H, KV = d.KV, QKV = d.QKV, hd = d.hd;
+  const bool llama = d.llama;
+  const AttentionShape as{B, T, H, KV, hd};
+  const Buf none;
+  using S = LinearSite;
+  auto lora = [&](int layer, S site, const Buf& x, Buf y) {
+    if (const LoraModule* m = adapter(layer, site)) adapter_forward(static_cast<std::size_t>(m - lora_mods_.data()), x, y, N, true);
+  };
+  auto& L = a.layers[l];
+  const std::size_t p = first_layer_ + l * per_layer_;
+  if (!llama) {
+    // ln_1.w, ln_1.b, c_attn.w, c_attn.b, c_proj.w, c_proj.b, ln_2.w, ln_2.b, c_fc.w, c_fc.b, mlp.c_proj.w, .b
+    be_.layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, residual, P(p), P(p + 1), N, C, cfg_.norm_eps);
+    be_.matmul_forward(L.qkv, L.ln1, P(p + 2), P(p + 3), N, C, QKV);
+    lora(l, S::AttnQKV, L.ln1, L.qkv);
+    be_.attention_forward(L.att, L.lse, L.qkv, as);
+    be_.matmul_forward(L.attproj, L.att, P(p + 4), P(p + 5), N, C, C);
+    lora(l, S::AttnOut, L.att, L.attproj);
+    hidden_dropout(L.attproj, L.attproj, N, 2 * l + 1);
+    be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
+    be_.layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, P(p + 6), P(p + 7), N, C, cfg_.norm_eps);
+    be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
+    lora(l, S::MlpUp, L.ln2, L.fc);
+    be_.gelu_forward(L.fc_act, L.fc, static_cast<std::size_t>(N) * F);
+    be_.matmul_forward(L.fcproj, L.fc_act, P(p + 10), P(p + 11), N, F, C);
+    lora(l, S::MlpDown, L.fc_act, L.fcproj);
+  } else {
+    // input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down
+    be_.rmsnorm_forward(L.ln1, L.ln1_rstd, residual, P(p), N, C, cfg_.norm_eps);
+    Buf wqkv = be_.view(params_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
+    be_.matmul_forward(L.qkv_raw, L.ln1, wqkv, none, N, C, QKV);
+    for (S site : {S::Q, S::K, S::V}) lora(l, site, L.ln1, L.qkv_raw);
+    be_.rope_forward(L.qkv, L.qkv_raw, as, cfg_.rope_theta);
+    be_.attention_forward(L.att, L.lse, L.qkv, as);
+    be_.matmul_forward(L.attproj, L.att, P(p + 4), none, N, H * hd, C);
+    lora(l, S::AttnOut, L.att, L.attproj);
+    hidden_dropout(L.attproj, L.attproj, N, 2 * l + 1);
+    be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
+    be_.rmsnorm_forward(L.ln2, L.ln2_rstd, L.res2, P(p + 5), N, C, cfg_.norm_eps);
+    Buf wgu = be_.view(params_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
+    be_.matmul_forward(L.fc, L.ln2, wgu, none, N, C, 2 * F);
+    for (S site : {S::Gate, S::Up}) lora(l, site, L.ln2, L.fc);
+    be_.swiglu_forward(L.fc_act, L.fc, N, F);
+    be_.matmul_forward(L.fcproj, L.fc_act, P(p + 8), none, N, F, C);
+    lora(l, S::MlpDown, L.fc_act, L.fcproj);
+  }
+  hidden_dropout(L.fcproj, L.fcproj, N, 2 * l + 2);
+  be_.add(L.res3, L.res2, L.fcproj, static_cast<std::size_t>(N) * C);
 }
 
 void Model::run_backward(int B, int T) {
@@ -391,31 +439,41 @@ void Model::run_backward(int B, int T) {
     auto& L = a.layers[l];
     const std::size_t p = first_layer_ + l * per_layer_;
     Buf residual = l == 0 ? a.encoded : a.layers[l - 1].res3;
-    // dres is dL/d(res3); res3 = res2 + fcproj, so dfcproj = dres and dres flows on to res2.
+    // Under recomputation the shared buffers hold the last layer's activations after the forward
+    // pass; every other layer is recomputed from its input first.
+    if (recompute_ && l != cfg_.n_layer - 1) forward_layer(l, B, T, residual);
+    // dres is dL/d(res3); res3 = res2 + dropout(fcproj), so dfcproj = dropout(dres) (the same
+    // mask) and dres flows on to res2 unchanged.
+    const Buf dmlp = hidden_on_ ? a.ddrop : a.dres;
+    hidden_dropout(a.ddrop, a.dres, N, 2 * l + 2);
     if (!llama) {
-      be_.matmul_backward(a.dfc_act, G(p + 10), G(p + 11), a.dres, L.fc_act, P(p + 10), N, F, C, false);
-      lora(l, S::MlpDown, a.dres, L.fc_act, a.dfc_act);
+      be_.matmul_backward(a.dfc_act, G(p + 10), G(p + 11), dmlp, L.fc_act, P(p + 10), N, F, C, false);
+      lora(l, S::MlpDown, dmlp, L.fc_act, a.dfc_act);
       be_.gelu_backward(a.dfc, L.fc, a.dfc_act, static_cast<std::size_t>(N) * F);
       be_.matmul_backward(a.dln, G(p + 8), G(p + 9), a.dfc, L.ln2, P(p + 8), N, C, F, false);
       lora(l, S::MlpUp, a.dfc, L.ln2, a.dln);
       be_.layernorm_backward(a.dres, G(p + 6), G(p + 7), a.dln, L.res2, P(p + 6), L.ln2_mean, L.ln2_rstd, N, C);
-      be_.matmul_backward(a.datt, G(p + 4), G(p + 5), a.dres, L.att, P(p + 4), N, C, C, false);
-      lora(l, S::AttnOut, a.dres, L.att, a.datt);
+      const Buf datt_out = hidden_on_ ? a.ddrop : a.dres;
+      hidden_dropout(a.ddrop, a.dres, N, 2 * l + 1);
+      be_.matmul_backward(a.datt, G(p + 4), G(p + 5), datt_out, L.att, P(p + 4), N, C, C, false);
+      lora(l, S::AttnOut, datt_out, L.att, a.datt);
       be_.attention_backward(a.dqkv, a.datt, L.qkv, L.att, L.lse, as);
       be_.matmul_backward(a.dln, G(p + 2), G(p + 3), a.dqkv, L.ln1, P(p + 2), N, C, QKV, false);
       lora(l, S::AttnQKV, a.dqkv, L.ln1, a.dln);
       be_.layernorm_backward(a.dres, G(p), G(p + 1), a.dln, residual, P(p), L.ln1_mean, L.ln1_rstd, N, C);
     } else {
-      be_.matmul_backward(a.dfc_act, G(p + 8), none, a.dres, L.fc_act, P(p + 8), N, F, C, false);
-      lora(l, S::MlpDown, a.dres, L.fc_act, a.dfc_act);
+      be_.matmul_backward(a.dfc_act, G(p + 8), none, dmlp, L.fc_act, P(p + 8), N, F, C, false);
+      lora(l, S::MlpDown, dmlp, L.fc_act, a.dfc_act);
       be_.swiglu_backward(a.dfc, L.fc, a.dfc_act, N, F);
       Buf wgu = be_.view(params_, layout_[p + 6].offset, static_cast<std::size_t>(2) * F * C);
       Buf dwgu = Gview(p + 6, static_cast<std::size_t>(2) * F * C);
       be_.matmul_backward(a.dln, dwgu, none, a.dfc, L.ln2, wgu, N, C, 2 * F, false);
       for (S site : {S::Gate, S::Up}) lora(l, site, a.dfc, L.ln2, a.dln);
       be_.rmsnorm_backward(a.dres, G(p + 5), a.dln, L.res2, P(p + 5), L.ln2_rstd, N, C);
-      be_.matmul_backward(a.datt, G(p + 4), none, a.dres, L.att, P(p + 4), N, H * hd, C, false);
-      lora(l, S::AttnOut, a.dres, L.att, a.datt);
+      const Buf datt_out = hidden_on_ ? a.ddrop : a.dres;
+      hidden_dropout(a.ddrop, a.dres, N, 2 * l + 1);
+      be_.matmul_backward(a.datt, G(p + 4), none, datt_out, L.att, P(p + 4), N, H * hd, C, false);
+      lora(l, S::AttnOut, datt_out, L.att, a.datt);
       be_.attention_backward(a.dqkv, a.datt, L.qkv, L.att, L.lse, as);
       be_.rope_backward(a.dqkv2, a.dqkv, as, cfg_.rope_theta);
       Buf wqkv = be_.view(params_, layout_[p + 1].offset, static_cast<std::size_t>(QKV) * C);
@@ -425,6 +483,7 @@ void Model::run_backward(int B, int T) {
       be_.rmsnorm_backward(a.dres, G(p), a.dln, residual, P(p), L.ln1_rstd, N, C);
     }
   }
+  hidden_dropout(a.dres, a.dres, N, 0);  // encoded = dropout(embeddings)
   if (grads_.ptr) be_.embedding_backward(G(0), llama ? none : G(1), a.dres, a.tokens, B, T, C);
 }
 
@@ -434,6 +493,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   be_.upload_ints(acts_->tokens, tokens, N);
   // Adapter dropout only in training passes; evaluation and generation see the deterministic model.
   dropout_on_ = has_lora() && lora_.dropout > 0.0f && targets && loss_scale != 0.0f;
+  hidden_on_ = hidden_p_ > 0.0f && targets && loss_scale != 0.0f;
   run_forward(B, T);
   if (!targets) {
     logits_are_grads_ = false;

@@ -64,6 +64,20 @@ class Model {
     dropout_row_ = first_row;
   }
 
+  // ---- training-time options (train.dropout, train.recompute)
+  // Hidden dropout with probability p, as GPT-2's embd_pdrop / resid_pdrop and Megatron's
+  // hidden_dropout: on the embeddings and on the attention and MLP outputs before each residual
+  // add, in training passes only (forward_backward with a loss scale). Masks are keyed like the
+  // adapters' (set_dropout_seed), so they do not depend on how a batch is split. Attention
+  // probabilities are not dropped (the attention kernels recompute them in the backward pass).
+  void set_hidden_dropout(float p);
+  // Activation recomputation: only each layer's output (the residual stream) is kept through the
+  // forward pass; the backward pass recomputes a layer's other activations just before it needs
+  // them, so one layer's buffers serve every layer. Gradients are bit-identical either way.
+  void set_recompute(bool on);
+  // Activation elements allocated for the current (B, T) (0 before the first pass).
+  std::size_t activation_elements() const { return act_elems_; }
+
   // ---- what the optimizer updates: the adapters under LoRA, else every base parameter
   std::size_t num_trainable() const { return has_lora() ? lora_n_ : n_params_; }
   const std::vector<ParamTensor>& trainable_layout() const { return has_lora() ? lora_layout_ : layout_; }
@@ -90,6 +104,11 @@ class Model {
   void adapter_backward(std::size_t mod, const backend::Buf& dy, const backend::Buf& x, backend::Buf dx, int N);
   bool dropout_on_ = false;
   void run_forward(int B, int T);
+  void forward_layer(int l, int B, int T, const backend::Buf& residual);
+  void hidden_dropout(backend::Buf out, const backend::Buf& inp, int N, int site);
+  float hidden_p_ = 0.0f;
+  bool hidden_on_ = false, recompute_ = false;
+  std::size_t act_elems_ = 0;
   void run_backward(int B, int T);
 
   ModelConfig cfg_;

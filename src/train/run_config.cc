@@ -132,7 +132,10 @@ const std::vector<Key>& keys() {
       INT_KEY("train.report_interval", train.report_interval, "rewrite report.html every N steps"),
       INT_KEY("train.zero_stage", train.zero_stage,
               "with several ranks: 1 shards the AdamW state and master weights' update (ZeRO-1), 0 replicates it"),
-      FLOAT_KEY("train.dropout", train.dropout, "dropout probability (only 0 is supported)"),
+      FLOAT_KEY("train.dropout", train.dropout,
+                "hidden dropout probability on the embeddings and on each attention and MLP output before its residual add (GPT-2's resid_pdrop / embd_pdrop, Megatron's hidden_dropout); attention probabilities are not dropped"),
+      BOOL_KEY("train.recompute", train.recompute,
+               "activation recomputation: keep only each layer's output and recompute the rest in the backward pass (less memory, about one more forward pass of time; identical gradients)"),
       INT_KEY("train.sample_interval", train.sample_interval, "print a sample generation every N steps (0 = at the end only)"),
       INT_KEY("train.sample_tokens", train.sample_tokens, "tokens per sample generation"),
       STRING_KEY("train.sample_prompt", train.sample_prompt, "prompt for sample generations"),
@@ -295,7 +298,7 @@ void check(const RunConfig& c) {
   need(t.checkpoint_interval >= 0 && t.eval_interval >= 0 && t.report_interval >= 0 && t.sample_interval >= 0,
        "intervals must be >= 0");
   need(t.zero_stage == 0 || t.zero_stage == 1, "train.zero_stage must be 0 or 1");
-  need(t.dropout == 0.0, "train.dropout > 0 is not supported yet (the engine trains without dropout, as LLM-jp did)");
+  need(t.dropout >= 0.0 && t.dropout < 1.0, "train.dropout must be in [0, 1)");
   if (c.kind == RunKind::Sft) {
     check_sft(c);
     return;  // the shape is the checkpoint's, checked when it is loaded

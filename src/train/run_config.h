@@ -35,7 +35,8 @@ struct TrainOptions {
   int keep_checkpoints = 2;
   int64_t log_interval = 1;
   int64_t report_interval = 50;
-  double dropout = 0.0;
+  double dropout = 0.0;   // hidden dropout (embeddings, attention and MLP outputs), training passes only
+  bool recompute = false; // activation recomputation: keep only each layer's output through the forward pass
   int zero_stage = 1;  // with several ranks: 1 = shard the AdamW state (ZeRO-1), 0 = replicate it
   int64_t sample_interval = 0;  // 0: only at the end
   int sample_tokens = 32;

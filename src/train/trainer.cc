@@ -178,6 +178,8 @@ void Trainer::setup_model() {
   if (cfg_.train.seq_len > mc.max_seq)
     fail("{}: train.seq_len ({}) exceeds the model's context ({})", cfg_.config_path, cfg_.train.seq_len, mc.max_seq);
   model_ = std::make_unique<model::Model>(mc, *be_, sft_ ? cfg_.lora : model::LoraConfig{});
+  model_->set_hidden_dropout(static_cast<float>(cfg_.train.dropout));
+  model_->set_recompute(cfg_.train.recompute);
   const std::size_t n = model_->num_trainable();
   zero_ = world_ > 1 && cfg_.train.zero_stage == 1;
   shard_counts_.clear();
@@ -493,7 +495,7 @@ int Trainer::run() {
                                                     : static_cast<float>(1.0 / targets);
     for (int a = 0; a < accum_; ++a) {
       const uint64_t first = static_cast<uint64_t>(rank_) * per_rank + static_cast<uint64_t>(a) * micro_;
-      if (lora_) model_->set_dropout_seed(splitmix64(t.seed ^ splitmix64(static_cast<uint64_t>(step))), first * T);
+      if (lora_ || cfg_.train.dropout > 0) model_->set_dropout_seed(splitmix64(t.seed ^ splitmix64(static_cast<uint64_t>(step))), first * T);
       const std::size_t at = static_cast<std::size_t>(a) * micro_len;
       loss_sum += model_->forward_backward(in.data() + at, tg.data() + at, micro_, T, loss_scale);
     }
