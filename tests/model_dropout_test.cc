@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "test_util.h"
 #include "util/error.h"
 
 using namespace tsumugi;
@@ -19,19 +20,7 @@ using model::ModelConfig;
 
 namespace {
 
-ModelConfig small(Family f) {
-  ModelConfig c;
-  c.family = f;
-  c.n_layer = 3;
-  c.n_head = 4;
-  c.n_kv_head = f == Family::LLaMA ? 2 : 4;
-  c.d_model = 16;
-  c.d_ff = f == Family::LLaMA ? 24 : 64;
-  c.vocab_size = 32;
-  c.max_seq = 16;
-  c.tie_embeddings = f == Family::GPT2;
-  return c;
-}
+ModelConfig small(Family f) { return tsumugi::testing::tiny_model(f, 3); }
 
 struct Fixture {
   static constexpr int B = 2, T = 6;

@@ -22,19 +22,7 @@ using model::ModelConfig;
 
 namespace {
 
-ModelConfig small(Family f) {
-  ModelConfig c;
-  c.family = f;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_kv_head = f == Family::LLaMA ? 2 : 4;
-  c.d_model = 16;
-  c.d_ff = f == Family::LLaMA ? 24 : 64;
-  c.vocab_size = 32;
-  c.max_seq = 16;
-  c.tie_embeddings = f == Family::GPT2;
-  return c;
-}
+ModelConfig small(Family f) { return tsumugi::testing::tiny_model(f, 2); }
 
 struct Fixture {
   static constexpr int B = 2, T = 6;

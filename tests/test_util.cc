@@ -91,4 +91,18 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
 
 std::vector<nlohmann::json> run_metrics(const std::string& run_dir) { return read_jsonl(run_dir + "/metrics.jsonl"); }
 
+model::ModelConfig tiny_model(model::Family f, int n_layer) {
+  model::ModelConfig c;
+  c.family = f;
+  c.n_layer = n_layer;
+  c.n_head = 4;
+  c.n_kv_head = f == model::Family::LLaMA ? 2 : 4;
+  c.d_model = 16;
+  c.d_ff = f == model::Family::LLaMA ? 24 : 64;
+  c.vocab_size = 32;
+  c.max_seq = 16;
+  c.tie_embeddings = f == model::Family::GPT2;
+  return c;
+}
+
 }  // namespace tsumugi::testing

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "util/io.h"
 
 namespace tsumugi::testing {
@@ -37,6 +38,9 @@ bool python_has(const std::string& python, const std::string& modules);
 
 // The tsumugi program built with these tests.
 const std::string& tsumugi_binary();
+// A model small enough for finite differences: 4 heads of 4 (LLaMA: 2 kv heads), width 16,
+// vocabulary 32, context 16; GPT-2 tied, LLaMA untied.
+model::ModelConfig tiny_model(model::Family f, int n_layer = 2);
 // Runs `tsumugi ARGS` and returns stdout+stderr. With `status`, the exit status goes there;
 // without, a non-zero exit fails the calling test, showing the arguments and the output.
 // `env` is put in front of the command line ("OMP_NUM_THREADS=1").
