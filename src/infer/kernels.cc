@@ -125,8 +125,6 @@ void quantize_q8_0(const float* x, int64_t n, int8_t* q, uint16_t* d) {
   }
 }
 
-std::string_view kernel_isa();
-
 void dequantize_rows(const WMat& W, int64_t r0, int64_t n, float* out) {
   if (W.type != WType::F32 && kernel_isa() == "avx512") return detail::dequantize_rows_avx512(W, r0, n, out);
   const int64_t K = W.cols;
@@ -251,8 +249,8 @@ void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
     q = reinterpret_cast<const int8_t*>(xbf.data());
   }
   const float* d = xd.data();
-  // Chunks of 32 rows, numbered across the matrices, claimed by the threads of a ChunkPool (see
-  // there why not OpenMP).
+  // Chunks of rows, numbered across the matrices, claimed by the threads of a ChunkPool (see there
+  // why not OpenMP).
   constexpr int kMaxOuts = 8;
   if (n > kMaxOuts) fail("matvec_many: {} matrices, at most {}", n, kMaxOuts);
   const int nt = threads > 0 ? threads : omp_get_max_threads();
