@@ -145,10 +145,10 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
 // signed bytes, so one instruction takes 64 weights (two blocks) against x's signed quants. The +128
 // adds 128 * sum(x) to each block's sum; starting the sum at -128 * sum(x), computed once per group
 // of rows, takes it out again. Lanes 0-7 hold the first block's partial sums, 8-15 the second's;
-// each half is scaled by its block's d_w * d_x. Four rows share each load of x, and each row
-// prefetches the row four ahead (non-temporal: the weights are read once per token) so the next
-// group's weights are on their way; without it, 2-thread decoding of the 124M shape ran at 106
-// tokens/s instead of ~200 (the hardware prefetcher does not follow four interleaved rows).
+// each half is scaled by its block's d_w * d_x. Four rows share each load of x, and the next
+// group of four rows is prefetched in address order (non-temporal: the weights are read once per
+// token); without prefetching, 2-thread decoding of the 124M shape ran at 106 tokens/s instead of
+// ~200 (the hardware prefetcher does not follow four interleaved rows).
 template <int R>
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
   const int64_t K = W.cols, nb = K / kQ8Block, nb8 = nb / 8 * 8;
