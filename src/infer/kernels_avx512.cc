@@ -149,7 +149,6 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
 // group of four rows is prefetched in address order (non-temporal: the weights are read once per
 // token); without prefetching, 2-thread decoding of the 124M shape ran at 106 tokens/s instead of
 // ~200 (the hardware prefetcher does not follow four interleaved rows).
-template <int R>
 void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const float* xd, float* y) {
   const int64_t K = W.cols, nb = K / kQ8Block, nb8 = nb / 8 * 8;
   const uint8_t* base = reinterpret_cast<const uint8_t*>(W.data);
@@ -165,6 +164,7 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
   auto scales8 = [&](const uint16_t* d, const __m256 dx) {
     return _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d))), dx));
   };
+  constexpr int R = 4;
   auto hsum8 = [](__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_hadd_ps(s, s);
@@ -322,7 +322,7 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
       rows_float<WType::BF16>(W, r0, r1, x, y);
       break;
     case WType::F16: rows_float<WType::F16>(W, r0, r1, x, y); break;
-    case WType::Q8_0: rows_q8<4>(W, r0, r1, xq, xd, y); break;
+    case WType::Q8_0: rows_q8(W, r0, r1, xq, xd, y); break;
   }
 }
 

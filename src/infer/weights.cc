@@ -292,12 +292,6 @@ std::byte* WeightArena::alloc(uint64_t bytes) {
   return out;
 }
 
-uint64_t WeightArena::reserved_bytes() const {
-  uint64_t n = 0;
-  for (const auto& b : blocks_) n += b.size;
-  return n;
-}
-
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const WeightLoadOptions& opt) {
   const fs::path dir(dir_s);
   if (!fs::is_directory(dir)) fail("{}: not a model directory", dir_s);

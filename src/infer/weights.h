@@ -33,7 +33,6 @@ class WeightArena {
   WeightArena& operator=(const WeightArena&) = delete;
   // `bytes` of zeroed memory, 64-byte aligned, alive as long as the arena.
   std::byte* alloc(uint64_t bytes);
-  uint64_t reserved_bytes() const;
 
  private:
   struct Block {
