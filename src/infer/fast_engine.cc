@@ -11,6 +11,7 @@
 #include "infer/engine.h"
 #include "infer/weights.h"
 #include "util/error.h"
+#include "util/fast_math.h"
 
 namespace tsumugi::infer {
 
@@ -18,41 +19,21 @@ namespace {
 
 using model::Family;
 
-// exp for the activations, in plain arithmetic the compiler vectorizes (std::exp does not here):
-// Cody-Waite range reduction and a degree-6 polynomial, within 2 ulp over the float range.
-inline float exp_approx(float x) {
-  x = std::min(88.3762626647949f, std::max(-87.3365447505531f, x));
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r -= n * -2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-
 void gelu_tanh(float* x, int64_t n) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-    const float e = exp_approx(-2.0f * std::fabs(u));
-    const float t = std::copysign((1.0f - e) / (1.0f + e), u);
-    x[i] = 0.5f * v * (1.0f + t);
+    x[i] = 0.5f * v * (1.0f + util::fast_tanh(u));
   }
 }
 
 // a = silu(gate) * up
 void swiglu(float* gate, const float* up, int64_t n) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
+    gate[i] = g * util::fast_sigmoid(g) * up[i];
   }
 }
 
@@ -309,7 +290,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       for (int i = 0; i < len; ++i) mx = std::max(mx, sc[i]);
       float sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int i = 0; i < len; ++i) sum += (sc[i] = exp_approx(sc[i] - mx));
+      for (int i = 0; i < len; ++i) sum += (sc[i] = util::fast_exp(sc[i] - mx));
       const float inv = 1.0f / sum;
       float* o = &att_[t * Qd + h * hd];
       std::fill(o, o + hd, 0.0f);
