@@ -88,6 +88,39 @@ void expect_matches_reference(const std::string& dir) {
 TEST(InferDecoder, Gpt2KvCacheEqualsWholeWindowRecompute) { expect_matches_reference(models().gpt2); }
 TEST(InferDecoder, LlamaGqaKvCacheEqualsWholeWindowRecompute) { expect_matches_reference(models().llama); }
 
+// The cache starts at 64 positions and grows (copying each head's rows) as a sequence passes it:
+// past the growth, from one token and from a prompt that crosses it, still the reference's logits.
+TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
+  TempDir dir;
+  for (auto cfg : {testing::tiny_gpt2(), testing::tiny_llama()}) {
+    cfg.max_seq = 200;
+    const std::string path = dir.file(cfg.family == model::Family::GPT2 ? "gpt2" : "llama");
+    testing::write_checkpoint(path, cfg, testing::random_weights(cfg, 5));
+    auto fast = load(path, "auto");
+    auto ref = load(path, "reference");
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 50; ++i) prompt.push_back((i * 37 + 11) % cfg.vocab_size);
+    std::vector<int32_t> gf, gr;
+    auto tf = logit_trace(*fast, prompt, 30, &gf);  // 50 -> 80: grows once, from single tokens
+    auto tr = logit_trace(*ref, prompt, 30, &gr);
+    EXPECT_EQ(gf, gr);
+    for (std::size_t s = 0; s < tf.size(); ++s)
+      EXPECT_LT(max_abs_diff(tf[s], tr[s]), 2e-4 * std::max(1.0, max_abs(tr[s]))) << path << " step " << s;
+    // A prompt that crosses 64 and then 128 inside one append, then single tokens.
+    std::vector<int32_t> seq = prompt;
+    seq.insert(seq.end(), gr.begin(), gr.end());
+    for (int i = 0; seq.size() < 140; ++i) seq.push_back((i * 13 + 3) % cfg.vocab_size);
+    auto d = fast->new_decoder();
+    std::vector<float> a(cfg.vocab_size), b(cfg.vocab_size);
+    d->append(seq.data(), 60, a.data());
+    d->append(seq.data() + 60, 75, a.data());
+    for (std::size_t i = 135; i < seq.size(); ++i) d->append(&seq[i], 1, a.data());
+    auto rd = ref->new_decoder();
+    rd->append(seq.data(), static_cast<int>(seq.size()), b.data());
+    EXPECT_LT(max_abs_diff(a, b), 2e-4 * std::max(1.0, max_abs(b))) << path;
+  }
+}
+
 // Prompt processed at once, token by token, or in pieces: the same logits. (q8_0 differs within its
 // tolerance: the prompt multiplies f32 activations, single tokens int8-quantized ones, as GGML.)
 TEST(InferDecoder, PrefillInPiecesEqualsOneAppend) {

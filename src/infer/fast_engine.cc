@@ -74,7 +74,9 @@ class FastDecoder : public Decoder {
   FastEngine& e_;
   const ModelWeights& w_;
   int len_ = 0, cap_ = 0;
-  std::vector<std::vector<float>> kc_, vc_;  // per layer [cap, n_kv_head * head_dim]
+  // Per layer, head-major [n_kv_head, cap, head_dim]: one head's keys (values) are one contiguous
+  // run that attention reads front to back, which the hardware prefetcher follows.
+  std::vector<std::vector<float>> kc_, vc_;
   std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_;
 };
 
@@ -131,10 +133,16 @@ FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()) {
 void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
   const int cap = std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_)));
-  const std::size_t kvd = static_cast<std::size_t>(w_.cfg.n_kv_head) * w_.cfg.head_dim();
+  const std::size_t hd = w_.cfg.head_dim(), kvh = w_.cfg.n_kv_head;
+  auto grow = [&](std::vector<float>& c) {
+    std::vector<float> g(kvh * cap * hd);
+    for (std::size_t h = 0; h < kvh && len_ > 0; ++h)
+      std::memcpy(&g[h * cap * hd], &c[h * cap_ * hd], 4 * len_ * hd);
+    c.swap(g);
+  };
   for (int l = 0; l < w_.cfg.n_layer; ++l) {
-    kc_[l].resize(cap * kvd);
-    vc_[l].resize(cap * kvd);
+    grow(kc_[l]);
+    grow(vc_[l]);
   }
   cap_ = cap;
 }
@@ -246,10 +254,12 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     }
     float* kc = kc_[l].data();
     float* vc = vc_[l].data();
-    for (int t = 0; t < n; ++t) {
-      std::memcpy(kc + (pos0 + t) * KVd, &qkv_[t * QKVd + Qd], 4 * KVd);
-      std::memcpy(vc + (pos0 + t) * KVd, &qkv_[t * QKVd + Qd + KVd], 4 * KVd);
-    }
+    const int64_t hstride = static_cast<int64_t>(cap_) * hd;  // one kv head's cache
+    for (int t = 0; t < n; ++t)
+      for (int64_t h = 0; h < KVH; ++h) {
+        std::memcpy(kc + h * hstride + (pos0 + t) * hd, &qkv_[t * QKVd + Qd + h * hd], 4 * hd);
+        std::memcpy(vc + h * hstride + (pos0 + t) * hd, &qkv_[t * QKVd + Qd + KVd + h * hd], 4 * hd);
+      }
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
     ChunkPool::shared(n * (pos0 + n) * H * hd > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
@@ -262,10 +272,10 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       const int64_t kvh = h / group;
       // Four cache rows at a time: four independent sums for the scores, and one pass over o per
       // four value rows (a single running sum per row was bound by the FMA chain's latency).
-      const float* kb = kc + kvh * hd;
+      const float* kb = kc + kvh * hstride;
       int j = 0;
       for (; j + 4 <= len; j += 4) {
-        const float *k0 = kb + j * KVd, *k1 = k0 + KVd, *k2 = k1 + KVd, *k3 = k2 + KVd;
+        const float *k0 = kb + j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
         for (int64_t i = 0; i < hd; ++i) {
@@ -280,7 +290,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
         sc[j + 3] = s3 * scale;
       }
       for (; j < len; ++j) {
-        const float* k = kb + j * KVd;
+        const float* k = kb + j * hd;
         float s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
@@ -294,16 +304,16 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       const float inv = 1.0f / sum;
       float* o = &att_[t * Qd + h * hd];
       std::fill(o, o + hd, 0.0f);
-      const float* vb = vc + kvh * hd;
+      const float* vb = vc + kvh * hstride;
       j = 0;
       for (; j + 4 <= len; j += 4) {
-        const float *v0 = vb + j * KVd, *v1 = v0 + KVd, *v2 = v1 + KVd, *v3 = v2 + KVd;
+        const float *v0 = vb + j * hd, *v1 = v0 + hd, *v2 = v1 + hd, *v3 = v2 + hd;
         const float p0 = sc[j] * inv, p1 = sc[j + 1] * inv, p2 = sc[j + 2] * inv, p3 = sc[j + 3] * inv;
 #pragma omp simd
         for (int64_t i = 0; i < hd; ++i) o[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
       }
       for (; j < len; ++j) {
-        const float* v = vb + j * KVd;
+        const float* v = vb + j * hd;
         const float p = sc[j] * inv;
         for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
       }
