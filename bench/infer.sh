@@ -15,7 +15,8 @@
 #                  `tsumugi pretrain` step of configs/bench-124m.toml, which needs `make demo`'s data)
 #   THREADS        CPU threads for both (default 2)
 #   PROMPT, GEN    prompt tokens and decoded tokens (default 128 and 128, llama-bench's pp/tg)
-#   REPEAT         measured rounds, median reported (default 3; llama-bench averages -r rounds)
+#   ROUNDS         paired rounds (default 5): each runs every precision in both tools back to back
+#   REPEAT         timed repetitions inside each run (default 1: --bench-repeat, llama-bench -r)
 #   DTYPES         tsumugi weight types (default "f32 bf16 f16 q8_0")
 #   QUIET_LOAD=X   wait (up to 10 minutes) for the 1-minute load average to drop below X before each
 #                  timed run: the machine is shared
@@ -27,7 +28,8 @@ bin=${1:-$root/build}/tsumugi
 threads=${THREADS:-2}
 prompt=${PROMPT:-128}
 gen=${GEN:-128}
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-1}
+rounds=${ROUNDS:-5}
 dtypes=${DTYPES:-f32 bf16 f16 q8_0}
 llama_dir=${LLAMA_CPP_DIR:-/work/ext/llama.cpp}
 llama_bench=${LLAMA_BENCH:-$llama_dir/build/bin/llama-bench}
@@ -78,55 +80,94 @@ else
   echo "no $membw (configure with TSUMUGI_BUILD_BENCH=ON): no bandwidth ceiling" >&2
 fi
 
-declare -A ts_pp ts_tg ts_bytes ll_pp ll_tg
-for dt in $dtypes; do
-  settle
-  l0=$(load)
-  line=$("$bin" generate --model "$model" --bench --dtype "$dt" --threads "$threads" --bench-prompt "$prompt" \
-           --max-tokens "$gen" --bench-repeat "$repeat")
-  read -r ts_pp[$dt] ts_tg[$dt] ts_bytes[$dt] < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["prompt_tokens_per_s"], j["decode_tokens_per_s"], j["weights_bytes"])' "$line")
-  printf 'tsumugi %-5s pp%d %8.1f tok/s  tg%d %7.1f tok/s  (%s MB of weights per token; load %s -> %s)\n' \
-    "$dt" "$prompt" "${ts_pp[$dt]}" "$gen" "${ts_tg[$dt]}" "$((ts_bytes[$dt] / 1000000))" "$l0" "$(load)"
-done
-
+# Paired rounds: in each round every precision runs in tsumugi and in llama.cpp back to back (the
+# order alternating between rounds), so both see the same minute of the host; a round's ratio is
+# taken within the pair and the medians over rounds are reported, with the range of the ratios.
 if [[ ${SKIP_LLAMA:-0} != 1 ]]; then
   if [[ ! -x $llama_bench ]]; then
     echo "no llama-bench at $llama_bench: build llama.cpp as described at the top of $0, set LLAMA_CPP_DIR or LLAMA_BENCH, or SKIP_LLAMA=1" >&2
     exit 1
   fi
-  for dt in f32 f16 q8_0; do
-    gguf=$work/model-$dt.gguf
-    "$bin" export --format gguf --dtype "$dt" --model "$model" -o "$gguf" > "$work/export-$dt.log" 2>&1 ||
-      { cat "$work/export-$dt.log" >&2; echo "tsumugi export --format gguf failed" >&2; exit 1; }
-    settle
-    l0=$(load)
-    "$llama_bench" -m "$gguf" -t "$threads" -p "$prompt" -n "$gen" -r "$repeat" -o json > "$work/llama-$dt.json" 2> "$work/llama-$dt.log" ||
-      { cat "$work/llama-$dt.log" >&2; exit 1; }
-    read -r ll_pp[$dt] ll_tg[$dt] < <(python3 -c '
+  for dt in $dtypes; do
+    peer=$dt
+    [[ $dt == bf16 ]] && peer=f16  # llama.cpp's CPU 16-bit comparison point
+    gguf=$work/model-$peer.gguf
+    [[ -e $gguf ]] && continue
+    "$bin" export --format gguf --dtype "$peer" --model "$model" -o "$gguf" > "$work/export-$peer.log" 2>&1 ||
+      { cat "$work/export-$peer.log" >&2; echo "tsumugi export --format gguf failed" >&2; exit 1; }
+  done
+fi
+
+run_tsumugi() {  # dtype round
+  settle
+  local l0 line
+  l0=$(load)
+  line=$("$bin" generate --model "$model" --bench --dtype "$1" --threads "$threads" --bench-prompt "$prompt" \
+           --max-tokens "$gen" --bench-repeat "$repeat")
+  echo "$line" >> "$work/tsumugi-$1.jsonl"
+  python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+pp, tg, mb = j["prompt_tokens_per_s"], j["decode_tokens_per_s"], j["weights_bytes"] // 1000000
+print(f"round {sys.argv[2]}: tsumugi   {sys.argv[3]:<5} pp {pp:8.1f}  tg {tg:7.1f} tok/s  ({mb} MB of weights per token; load {sys.argv[4]} -> {sys.argv[5]})")' \
+    "$line" "$2" "$1" "$l0" "$(load)"
+}
+run_llama() {  # dtype round
+  local peer=$1
+  [[ $peer == bf16 ]] && peer=f16
+  settle
+  local l0
+  l0=$(load)
+  "$llama_bench" -m "$work/model-$peer.gguf" -t "$threads" -p "$prompt" -n "$gen" -r "$repeat" -o json > "$work/llama.json" 2> "$work/llama.log" ||
+    { cat "$work/llama.log" >&2; exit 1; }
+  python3 -c '
 import json, sys
 rows = json.load(open(sys.argv[1]))
 pp = [r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
 tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
-print(pp[0] if pp else 0, tg[0] if tg else 0)' "$work/llama-$dt.json")
-    printf 'llama.cpp %-5s pp%d %8.1f tok/s  tg%d %7.1f tok/s  (load %s -> %s)\n' "$dt" "$prompt" "${ll_pp[$dt]}" "$gen" "${ll_tg[$dt]}" "$l0" "$(load)"
+line = {"prompt_tokens_per_s": pp[0] if pp else 0, "decode_tokens_per_s": tg[0] if tg else 0}
+open(sys.argv[2], "a").write(json.dumps(line) + "\n")
+pp, tg = line["prompt_tokens_per_s"], line["decode_tokens_per_s"]
+print(f"round {sys.argv[3]}: llama.cpp {sys.argv[4]:<5} pp {pp:8.1f}  tg {tg:7.1f} tok/s  (load {sys.argv[5]} -> {sys.argv[6]})")' \
+    "$work/llama.json" "$work/llama-$1.jsonl" "$2" "$peer" "$l0" "$(load)"
+}
+
+for ((round = 1; round <= rounds; round++)); do
+  for dt in $dtypes; do
+    if [[ ${SKIP_LLAMA:-0} == 1 ]]; then
+      run_tsumugi "$dt" "$round"
+    elif ((round % 2)); then
+      run_tsumugi "$dt" "$round"
+      run_llama "$dt" "$round"
+    else
+      run_llama "$dt" "$round"
+      run_tsumugi "$dt" "$round"
+    fi
   done
-fi
+done
 
 echo
-echo "GPT-2 124M shape, $threads threads, pp$prompt / tg$gen, $(lscpu | sed -n 's/^Model name: *//p'); load at the end $(load)"
-echo "| weights | tsumugi pp tok/s | llama.cpp pp tok/s | pp ratio | tsumugi tg tok/s | llama.cpp tg tok/s | tg ratio |"
-echo "|---|---|---|---|---|---|---|"
-for dt in $dtypes; do
-  peer=$dt
-  [[ $dt == bf16 ]] && peer=f16  # llama.cpp's CPU 16-bit comparison point
-  lp=${ll_pp[$peer]:-}
-  lt=${ll_tg[$peer]:-}
-  python3 -c '
-import sys
-dt, peer, tp, tt, lp, lt = sys.argv[1:]
-f = lambda a, b: f"{float(a) / float(b):.2f}x" if b else "-"
-name = dt if dt == peer else dt + " (vs llama.cpp " + peer + ")"
-show = lambda v: f"{float(v):.1f}" if v else "-"
-print(f"| {name} | {show(tp)} | {show(lp)} | {f(tp, lp)} | {show(tt)} | {show(lt)} | {f(tt, lt)} |")' \
-    "$dt" "$peer" "${ts_pp[$dt]}" "${ts_tg[$dt]}" "$lp" "$lt"
-done
+echo "GPT-2 124M shape, $threads threads, pp$prompt / tg$gen, $(lscpu | sed -n 's/^Model name: *//p'); medians of $rounds paired rounds (ratio range in brackets); load at the end $(load)"
+python3 - "$work" "$dtypes" <<'PY'
+import json, os, statistics, sys
+work, dtypes = sys.argv[1], sys.argv[2].split()
+def rows(path):
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+med = statistics.median
+print("| weights | tsumugi pp tok/s | llama.cpp pp tok/s | pp ratio | tsumugi tg tok/s | llama.cpp tg tok/s | tg ratio |")
+print("|---|---|---|---|---|---|---|")
+for dt in dtypes:
+    ts, ll = rows(f"{work}/tsumugi-{dt}.jsonl"), rows(f"{work}/llama-{dt}.jsonl")
+    name = dt if dt != "bf16" else "bf16 (vs llama.cpp f16)"
+    cells = [name]
+    for key in ("prompt_tokens_per_s", "decode_tokens_per_s"):
+        a = [r[key] for r in ts]
+        b = [r[key] for r in ll]
+        cells += [f"{med(a):.1f}", f"{med(b):.1f}" if b else "-"]
+        if b:
+            ratios = sorted(x / y for x, y in zip(a, b) if y)
+            cells.append(f"{med(ratios):.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]" if len(ratios) > 1 else f"{ratios[0]:.2f}x")
+        else:
+            cells.append("-")
+    print("| " + " | ".join(cells) + " |")
+PY
