@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -124,6 +125,60 @@ TEST(Safetensors, RoundTripKeepsDtypesShapesBytesAndOrder) {
   // Moving keeps the mapping alive.
   SafetensorsFile g = std::move(f);
   EXPECT_EQ(g.to_float("z.first"), w);
+}
+
+// A model directory: one file, or shards through model.safetensors.index.json, each tensor found in
+// its shard; an index that names a missing shard, a path outside the directory or a shard without
+// the tensor is refused naming the file.
+TEST(SafetensorsDir, SingleFileAndShardsAndBadIndexes) {
+  TempDir dir;
+  std::vector<float> a{1, 2, 3}, b{4, 5};
+  auto write = [&](const std::string& path, const std::string& name, const std::vector<float>& v) {
+    write_safetensors(path, {{name, DType::F32, {static_cast<int64_t>(v.size())}, v.data(), {}}});
+  };
+  std::filesystem::create_directories(dir.file("one"));
+  write(dir.file("one/model.safetensors"), "a", a);
+  SafetensorsDir one(dir.file("one"));
+  EXPECT_TRUE(one.has("a"));
+  EXPECT_FALSE(one.has("b"));
+  EXPECT_EQ(one.get("a").first->numel(), 3);
+  EXPECT_EQ(one.files().size(), 1u);
+
+  const std::string sh = dir.file("sharded");
+  std::filesystem::create_directories(sh);
+  write(sh + "/model-00001-of-00002.safetensors", "a", a);
+  write(sh + "/model-00002-of-00002.safetensors", "b", b);
+  auto index = [&](const nlohmann::json& map) {
+    write_bytes(sh + "/model.safetensors.index.json", nlohmann::json({{"metadata", {}}, {"weight_map", map}}).dump());
+  };
+  index({{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}});
+  SafetensorsDir two(sh);
+  ASSERT_EQ(two.files().size(), 2u);
+  EXPECT_EQ(two.get("b").second->path(), sh + "/model-00002-of-00002.safetensors");
+  EXPECT_EQ(from_bytes<float>(two.get("b").first->data), b);
+  auto error = [&](const std::string& d) {
+    try {
+      SafetensorsDir x(d);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  try {
+    two.get("c");
+    ADD_FAILURE() << "no error for an absent tensor";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'c' is missing"), std::string::npos) << e.what();
+  }
+  index({{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00003-of-00003.safetensors"}});
+  EXPECT_NE(error(sh).find("missing shard"), std::string::npos) << error(sh);
+  index({{"a", "../one/model.safetensors"}});
+  EXPECT_NE(error(sh).find("is not a file in the directory"), std::string::npos) << error(sh);
+  index({{"b", "model-00001-of-00002.safetensors"}});
+  EXPECT_NE(error(sh).find("which does not hold it"), std::string::npos) << error(sh);
+  write_bytes(sh + "/model.safetensors.index.json", "{\"weight_map\": [");
+  EXPECT_NE(error(sh).find("model.safetensors.index.json"), std::string::npos) << error(sh);
+  EXPECT_NE(error(dir.file("none")).find("no model.safetensors or model.safetensors.index.json"), std::string::npos);
 }
 
 TEST(Safetensors, EmptyFileOfNoTensorsRoundTrips) {

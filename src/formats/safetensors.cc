@@ -9,9 +9,11 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "util/config_file.h"
 #include "util/error.h"
 #include "util/io.h"
 
@@ -416,6 +418,48 @@ std::vector<float> SafetensorsFile::to_float(std::string_view name) const {
            dtype_name(t.dtype));
   }
   return out;
+}
+
+SafetensorsDir::SafetensorsDir(const std::string& dir_s) {
+  namespace fs = std::filesystem;
+  const fs::path dir(dir_s);
+  const fs::path index = dir / "model.safetensors.index.json";
+  const fs::path single = dir / "model.safetensors";
+  if (fs::exists(index)) {
+    described_ = index.string();
+    const nlohmann::json j = parse_config_file(described_);
+    if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail("{}: no \"weight_map\" object", described_);
+    std::map<std::string, std::size_t> shard_of_file;
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) fail("{}: weight_map[\"{}\"] is not a file name", described_, name);
+      const std::string f = file.get<std::string>();
+      if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+        fail("{}: weight_map[\"{}\"] = \"{}\" is not a file in the directory", described_, name, f);
+      auto [it, added] = shard_of_file.emplace(f, files_.size());
+      if (added) {
+        const fs::path p = dir / f;
+        if (!fs::exists(p))
+          fail("{}: missing shard (model.safetensors.index.json lists it for tensor '{}')", p.string(), name);
+        files_.emplace_back(p.string());
+      }
+      if (!files_[it->second].contains(name))
+        fail("{}: lists tensor '{}' in {}, which does not hold it", described_, name, f);
+      where_.emplace(name, it->second);
+    }
+  } else if (fs::exists(single)) {
+    described_ = single.string();
+    files_.emplace_back(described_);
+    for (const auto& t : files_.back().tensors()) where_.emplace(t.name, 0);
+  } else {
+    fail("{}: no model.safetensors or model.safetensors.index.json", dir_s);
+  }
+}
+
+std::pair<const TensorView*, const SafetensorsFile*> SafetensorsDir::get(std::string_view name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) fail("{}: tensor '{}' is missing", described_, name);
+  const SafetensorsFile& f = files_[it->second];
+  return {&f.at(name), &f};
 }
 
 }  // namespace tsumugi::formats

@@ -110,4 +110,23 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// The safetensors of a model directory as transformers writes them: DIR/model.safetensors, or the
+// shards that DIR/model.safetensors.index.json maps tensor names to. Opening checks that every
+// shard the index names exists, is a file inside DIR and holds the tensors listed for it.
+class SafetensorsDir {
+ public:
+  explicit SafetensorsDir(const std::string& dir);
+  bool has(std::string_view name) const { return where_.find(name) != where_.end(); }
+  // The tensor and its file; throws naming the index (or file) and the tensor when it is absent.
+  std::pair<const TensorView*, const SafetensorsFile*> get(std::string_view name) const;
+  const std::vector<SafetensorsFile>& files() const { return files_; }
+  // The index, or the single file: what error messages name.
+  const std::string& described() const { return described_; }
+
+ private:
+  std::vector<SafetensorsFile> files_;
+  std::map<std::string, std::size_t, std::less<>> where_;
+  std::string described_;
+};
+
 }  // namespace tsumugi::formats

@@ -31,56 +31,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return "[" + out + "]";
 }
 
-// The tensors of one model, over one file or the shards an index names.
-class TensorSource {
- public:
-  TensorSource(const fs::path& dir, std::vector<formats::SafetensorsFile>& files) : files_(files) {
-    const fs::path index = dir / "model.safetensors.index.json";
-    const fs::path single = dir / "model.safetensors";
-    if (fs::exists(index)) {
-      const nlohmann::json j = parse_config_file(index.string());
-      if (!j.contains("weight_map") || !j["weight_map"].is_object())
-        fail("{}: no \"weight_map\" object", index.string());
-      std::map<std::string, std::size_t> shard_of_file;
-      for (auto& [name, file] : j["weight_map"].items()) {
-        if (!file.is_string()) fail("{}: weight_map[\"{}\"] is not a file name", index.string(), name);
-        const std::string f = file.get<std::string>();
-        if (!shard_of_file.count(f)) {
-          const fs::path p = dir / f;
-          if (!fs::exists(p))
-            fail("{}: missing shard (model.safetensors.index.json lists it for tensor '{}')", p.string(), name);
-          shard_of_file[f] = files_.size();
-          files_.emplace_back(p.string());
-        }
-        where_[name] = shard_of_file[f];
-      }
-      for (auto& [name, k] : where_)
-        if (!files_[k].contains(name))
-          fail("{}: tensor '{}' is missing (model.safetensors.index.json says it is here)", files_[k].path(), name);
-      described_ = index.string();
-    } else if (fs::exists(single)) {
-      files_.emplace_back(single.string());
-      for (const auto& t : files_.back().tensors()) where_[t.name] = 0;
-      described_ = single.string();
-    } else {
-      fail("{}: no model.safetensors or model.safetensors.index.json", dir.string());
-    }
-  }
-  bool has(const std::string& name) const { return where_.count(name) > 0; }
-  // The tensor and the file it is in.
-  std::pair<const TensorView*, const formats::SafetensorsFile*> get(const std::string& name) const {
-    auto it = where_.find(name);
-    if (it == where_.end()) fail("{}: tensor '{}' is missing", described_, name);
-    const auto& f = files_[it->second];
-    return {&f.at(name), &f};
-  }
-
- private:
-  std::vector<formats::SafetensorsFile>& files_;
-  std::map<std::string, std::size_t> where_;
-  std::string described_;
-};
-
 std::optional<WType> stored_wtype(DType t) {
   if (t == DType::F32) return WType::F32;
   if (t == DType::BF16) return WType::BF16;
@@ -149,7 +99,7 @@ Adapter load_adapter(const std::string& dir) {
 class Loader {
  public:
   Loader(const fs::path& dir, ModelWeights& mw, const WeightLoadOptions& opt, Adapter* ad)
-      : src_(dir, mw.files), mw_(mw), ad_(ad) {
+      : src_(*(mw.source = std::make_unique<formats::SafetensorsDir>(dir.string()))), mw_(mw), ad_(ad) {
     if (opt.dtype != "auto") {
       auto t = parse_wtype(opt.dtype);
       if (!t) fail("unknown weight dtype '{}' (auto | f32 | bf16 | f16 | q8_0)", opt.dtype);
@@ -258,7 +208,7 @@ class Loader {
     m.data = buf;
   }
 
-  TensorSource src_;
+  const formats::SafetensorsDir& src_;
   ModelWeights& mw_;
   Adapter* ad_;
   std::optional<WType> target_;
@@ -363,7 +313,7 @@ std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const Weigh
     mw->lm_head = c.tie_embeddings ? mw->embed : L.mat("lm_head.weight", V, C, false);
   }
   L.check_adapter_used();
-  for (const auto& f : mw->files) f.advise_huge_pages();
+  for (const auto& f : mw->source->files()) f.advise_huge_pages();
   return mw;
 }
 

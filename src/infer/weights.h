@@ -53,7 +53,7 @@ struct ModelWeights {
   uint64_t matrix_bytes = 0;  // bytes of all weight matrices read per token (lm_head once)
   uint64_t mapped_matrix_bytes = 0;  // of those, used straight from the mapping
 
-  std::vector<formats::SafetensorsFile> files;       // mappings the matrices may point into
+  std::unique_ptr<formats::SafetensorsDir> source;   // mappings the matrices may point into
   WeightArena owned;                                  // converted matrices
 };
 

@@ -113,56 +113,26 @@ std::vector<float> load_hf_weights(const std::string& path, const model::ModelCo
   return flat;
 }
 
-HfWeightsReader::HfWeightsReader(const std::string& dir, const model::ModelConfig& cfg) : dir_(dir), cfg_(cfg) {
-  const fs::path d(dir);
-  auto& files = files_;
-  auto& file_of = file_of_;
-  const fs::path index_path = d / "model.safetensors.index.json";
-  if (fs::exists(index_path)) {
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(read_file(index_path.string()));
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{}: invalid JSON: {}", index_path.string(), e.what());
-    }
-    if (!index.contains("weight_map") || !index["weight_map"].is_object())
-      fail("{}: no \"weight_map\" object", index_path.string());
-    std::map<std::string, size_t> shard_index;
-    for (const auto& [name, shard] : index["weight_map"].items()) {
-      if (!shard.is_string()) fail("{}: weight_map[\"{}\"] is not a file name", index_path.string(), name);
-      const std::string file = shard.get<std::string>();
-      if (file.find('/') != std::string::npos || file == "..")
-        fail("{}: weight_map[\"{}\"] = \"{}\" is not a file in the directory", index_path.string(), name, file);
-      auto [it, added] = shard_index.emplace(file, files.size());
-      if (added) files.push_back(std::make_unique<formats::SafetensorsFile>((d / file).string()));
-      if (!files[it->second]->contains(name))
-        fail("{}: lists tensor '{}' in {}, which does not hold it", index_path.string(), name, file);
-      file_of[name] = it->second;
-    }
-  } else if (fs::exists(d / "model.safetensors")) {
-    files.push_back(std::make_unique<formats::SafetensorsFile>((d / "model.safetensors").string()));
-    for (const auto& t : files[0]->tensors()) file_of[t.name] = 0;
-  } else {
-    fail("{}: no model.safetensors or model.safetensors.index.json", dir);
-  }
+HfWeightsReader::HfWeightsReader(const std::string& dir, const model::ModelConfig& cfg)
+    : dir_(dir), cfg_(cfg), files_(std::make_unique<formats::SafetensorsDir>(dir)) {
   // Every tensor is there before anything is read (a bad directory fails at once, not mid-export).
-  for (const auto& p : model::parameter_layout(cfg)) {
-    std::string name = p.name;
-    if (!file_of.count(name) && name.rfind("transformer.", 0) == 0 && file_of.count(name.substr(12)))
-      name = name.substr(12);
-    if (!file_of.count(name)) fail("{}: tensor '{}' is missing from the model's safetensors", dir, p.name);
-  }
+  for (const auto& p : model::parameter_layout(cfg))
+    if (file_name(p.name).empty()) fail("{}: tensor '{}' is missing from the model's safetensors", dir, p.name);
+}
+
+// The name a tensor has in the files: GPT-2 checkpoints from older code lack "transformer.".
+std::string HfWeightsReader::file_name(const std::string& name) const {
+  if (files_->has(name)) return name;
+  if (name.rfind("transformer.", 0) == 0 && files_->has(name.substr(12))) return name.substr(12);
+  return {};
 }
 
 HfWeightsReader::~HfWeightsReader() = default;
 
 void HfWeightsReader::read(const model::ParamTensor& p, float* dst) const {
-  std::string name = p.name;
-  if (!file_of_.count(name) && name.rfind("transformer.", 0) == 0 && file_of_.count(name.substr(12)))
-    name = name.substr(12);
-  auto it = file_of_.find(name);
-  if (it == file_of_.end()) fail("{}: tensor '{}' is missing from the model's safetensors", dir_, p.name);
-  read_into(*files_[it->second], name, hf_shape(p), dst, p.hf_transposed, p.shape);
+  const std::string name = file_name(p.name);
+  if (name.empty()) fail("{}: tensor '{}' is missing from the model's safetensors", dir_, p.name);
+  read_into(*files_->get(name).second, name, hf_shape(p), dst, p.hf_transposed, p.shape);
 }
 
 std::vector<float> HfWeightsReader::read(const model::ParamTensor& p) const {

@@ -55,10 +55,10 @@ class HfWeightsReader {
   std::vector<float> read_all() const;
 
  private:
+  std::string file_name(const std::string& name) const;
   std::string dir_;
   model::ModelConfig cfg_;
-  std::vector<std::unique_ptr<formats::SafetensorsFile>> files_;
-  std::map<std::string, size_t> file_of_;  // tensor name -> index into files_
+  std::unique_ptr<formats::SafetensorsDir> files_;
 };
 
 // Writes DIR atomically. `m`/`v` may be empty (weights-only export).
