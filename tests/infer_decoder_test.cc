@@ -121,6 +121,32 @@ TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
   }
 }
 
+// A long prompt goes through the widened-weights matrix-matrix path, a short one through the
+// few-token kernels: after the same 100 tokens (at once, in pieces of 10, or of 3) the logits agree
+// at every weight type.
+TEST(InferDecoder, LongAndShortPromptPathsAgree) {
+  TempDir dir;
+  for (auto cfg : {testing::tiny_gpt2(), testing::tiny_llama()}) {
+    cfg.max_seq = 128;
+    const std::string path = dir.file(cfg.family == model::Family::GPT2 ? "gpt2" : "llama");
+    testing::write_checkpoint(path, cfg, testing::random_weights(cfg, 8));
+    std::vector<int32_t> p;
+    for (int i = 0; i < 100; ++i) p.push_back((i * 29 + 5) % cfg.vocab_size);
+    for (const auto& [dtype, tol] : std::vector<std::pair<std::string, double>>{{"f32", 1e-4}, {"bf16", 1e-4}, {"f16", 1e-4}, {"q8_0", 5e-2}}) {
+      auto e = load(path, "auto", dtype);
+      std::vector<float> whole(cfg.vocab_size);
+      auto d1 = e->new_decoder();
+      d1->append(p.data(), 100, whole.data());
+      for (int piece : {10, 3}) {
+        std::vector<float> pieces(cfg.vocab_size);
+        auto d2 = e->new_decoder();
+        for (int s = 0; s < 100; s += piece) d2->append(p.data() + s, std::min(piece, 100 - s), pieces.data());
+        EXPECT_LT(max_abs_diff(whole, pieces), tol * std::max(1.0, max_abs(whole))) << path << " " << dtype << " " << piece;
+      }
+    }
+  }
+}
+
 // Prompt processed at once, token by token, or in pieces: the same logits. (q8_0 differs within its
 // tolerance: the prompt multiplies f32 activations, single tokens int8-quantized ones, as GGML.)
 TEST(InferDecoder, PrefillInPiecesEqualsOneAppend) {

@@ -348,6 +348,56 @@ TEST(InferKernels, MatvecManyEqualsOneByOne) {
   EXPECT_THROW(infer::matvec_many(bad, 2, x.data(), 1), Error);
 }
 
+// Several tokens through matmul_tokens: for each token exactly matvec's numbers (same sums in the
+// same order), on every ISA, for every type, token counts around the kernel's groups of 4 and row
+// counts around its groups of 4 rows.
+TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
+  const std::string best(infer::kernel_isa());
+  std::vector<std::string> isas = {"scalar"};
+  if (best == "avx2" || best == "avx512") isas.push_back("avx2");
+  if (best == "avx512") isas.push_back("avx512");
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 96}, {64, 800}, {6, 77}, {301, 256}}) {
+    std::vector<float> w(rows * cols), x(9 * cols);
+    for (auto& v : w) v = nd(rng);
+    for (auto& v : x) v = nd(rng);
+    for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::F16, infer::WType::Q8_0}) {
+      if (type == infer::WType::Q8_0 && cols % 32) continue;
+      std::vector<uint16_t> h, d(w.size() / 32);
+      std::vector<uint8_t> q(w.size());
+      infer::WMat m;
+      m.type = type;
+      m.rows = rows;
+      m.cols = cols;
+      if (type == infer::WType::F32) m.data = reinterpret_cast<const std::byte*>(w.data());
+      if (type == infer::WType::BF16 || type == infer::WType::F16) {
+        for (float v : w) h.push_back(type == infer::WType::BF16 ? formats::float_to_bf16(v) : formats::float_to_f16(v));
+        m.data = reinterpret_cast<const std::byte*>(h.data());
+      }
+      if (type == infer::WType::Q8_0) {
+        infer::quantize_q8_0_matrix(w.data(), rows * cols, q.data(), d.data());
+        m.data = reinterpret_cast<const std::byte*>(q.data());
+        m.scales = d.data();
+      }
+      for (const auto& isa : isas) {
+        infer::set_kernel_isa(isa);
+        for (int64_t n : {1, 2, 3, 4, 5, 8, 9}) {
+          std::vector<float> y(n * rows, -7.0f), one(rows);
+          infer::matmul_tokens(m, x.data(), n, y.data(), 2);
+          for (int64_t t = 0; t < n; ++t) {
+            infer::matvec(m, x.data() + t * cols, one.data(), 2);
+            for (int64_t r = 0; r < rows; ++r)
+              ASSERT_EQ(y[t * rows + r], one[r]) << isa << " " << infer::wtype_name(type) << " " << rows << "x" << cols
+                                                 << " n " << n << " token " << t << " row " << r;
+          }
+        }
+      }
+      infer::set_kernel_isa(best);
+    }
+  }
+}
+
 // The AVX-512 quantizer of x must give exactly the scalar quants and scales (the kernels are tested
 // against the scalar path with the same x quants), ties at .5 included.
 TEST(InferKernels, VectorQuantizerOfXEqualsScalar) {

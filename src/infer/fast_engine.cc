@@ -162,12 +162,22 @@ void FastDecoder::append(const int32_t* ids, int n, float* logits) {
   }
 }
 
+// Up to this many tokens a linear layer runs on the matrix-vector kernels (matmul_tokens), reading
+// each weight once for all tokens; beyond it, oneDNN's matrix-matrix product. For f32 weights oneDNN
+// wins early; the other types would first be widened to f32 panels, which costs more than the
+// kernels' arithmetic up to a few dozen tokens (bench: generate --bench --bench-prompt N).
+int few_tokens_limit(WType t) { return t == WType::F32 ? 16 : 64; }
+
 void FastDecoder::linear(const WMat& W, const float* bias, const float* in, float* out, int n) {
   const int64_t OC = W.rows, IC = W.cols;
-  if (n == 1) {
-    matvec(W, in, out, e_.threads());
+  if (n <= few_tokens_limit(W.type)) {  // one token, or a few: the matrix-vector kernels, weights read once
+    if (n == 1)
+      matvec(W, in, out, e_.threads());
+    else
+      matmul_tokens(W, in, n, out, e_.threads());
     if (bias)
-      for (int64_t o = 0; o < OC; ++o) out[o] += bias[o];
+      for (int t = 0; t < n; ++t)
+        for (int64_t o = 0; o < OC; ++o) out[t * OC + o] += bias[o];
     return;
   }
   using backend::Buf;

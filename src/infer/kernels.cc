@@ -219,6 +219,56 @@ void set_kernel_isa(std::string_view isa) {
   }
 }
 
+namespace {
+// x converted for the kernels: Q8_0 quants and scales, or bf16 hi/lo halves; null when not needed.
+struct PreparedX {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+};
+PreparedX prepare_x(WType type, const float* x, int64_t K, int64_t n) {
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> xd;
+  thread_local std::vector<uint16_t> xbf;
+  PreparedX p;
+  if (type == WType::Q8_0) {
+    xq.resize(n * K);
+    xd.resize(n * (K / kQ8Block));
+    for (int64_t t = 0; t < n; ++t)
+      current_isa().quantize(x + t * K, K, xq.data() + t * K, xd.data() + t * (K / kQ8Block));
+    p.q = xq.data();
+    p.d = xd.data();
+  } else if (type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
+    // x as bf16 hi + lo halves for the vdpbf16ps kernels (which read them through xq).
+    xbf.resize(2 * n * K);
+    for (int64_t t = 0; t < n; ++t) detail::split_bf16_avx512(x + t * K, K, xbf.data() + 2 * t * K, xbf.data() + 2 * t * K + K);
+    p.q = reinterpret_cast<const int8_t*>(xbf.data());
+  }
+  return p;
+}
+
+// Rows at least 32 at a time, about 16 chunks a thread for large matrices: each claim is an atomic
+// on a line the cores share.
+int64_t rows_per_chunk(int64_t rows, int nt) { return std::max<int64_t>(32, (rows / (16 * std::max(nt, 1)) + 3) / 4 * 4); }
+}  // namespace
+
+void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threads) {
+  const int64_t K = W.cols, R = W.rows;
+  const PreparedX px = prepare_x(W.type, x, K, n);
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  auto rows = [&](int64_t r0, int64_t r1) {
+    if (current_isa().name == "avx512") {
+      detail::rows_batch_avx512(W, r0, r1, n, x, px.q, px.d, y, R);
+      return;
+    }
+    const detail::RowsFn fn = current_isa().fn;
+    for (int64_t t = 0; t < n; ++t)
+      fn(W, r0, r1, x + t * K, px.q ? px.q + t * K : nullptr, px.d ? px.d + t * (K / kQ8Block) : nullptr, y + t * R);
+  };
+  const int64_t chunk = rows_per_chunk(R, nt);
+  if (nt <= 1 || R * K * n < 32768) return rows(0, R);
+  ChunkPool::shared(nt).run((R + chunk - 1) / chunk, [&](int64_t c) { rows(c * chunk, std::min(R, (c + 1) * chunk)); });
+}
+
 void matvec(const WMat& W, const float* x, float* y, int threads) {
   const MatvecOut one{&W, y};
   matvec_many(&one, 1, x, threads);
@@ -233,22 +283,9 @@ void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
            outs[i].W->cols, wtype_name(outs[i].W->type), W0.cols, wtype_name(W0.type));
   const detail::RowsFn fn = current_isa().fn;
   const int64_t K = W0.cols;
-  thread_local std::vector<int8_t> xq;
-  thread_local std::vector<float> xd;
-  if (W0.type == WType::Q8_0) {
-    xq.resize(K);
-    xd.resize(K / kQ8Block);
-    current_isa().quantize(x, K, xq.data(), xd.data());
-  }
-  thread_local std::vector<uint16_t> xbf;
-  const int8_t* q = xq.data();
-  if (W0.type == WType::BF16 && current_isa().name == "avx512" && cpu_has_avx512_bf16()) {
-    // x as bf16 hi + lo halves for the vdpbf16ps kernel (rows_avx512 reads them through xq).
-    xbf.resize(2 * K);
-    detail::split_bf16_avx512(x, K, xbf.data(), xbf.data() + K);
-    q = reinterpret_cast<const int8_t*>(xbf.data());
-  }
-  const float* d = xd.data();
+  const PreparedX px = prepare_x(W0.type, x, K, 1);
+  const int8_t* q = px.q;
+  const float* d = px.d;
   // Chunks of rows, numbered across the matrices, claimed by the threads of a ChunkPool (see there
   // why not OpenMP).
   constexpr int kMaxOuts = 8;
@@ -256,9 +293,7 @@ void matvec_many(const MatvecOut* outs, int n, const float* x, int threads) {
   const int nt = threads > 0 ? threads : omp_get_max_threads();
   int64_t total_rows = 0;
   for (int i = 0; i < n; ++i) total_rows += outs[i].W->rows;
-  // At least 32 rows a chunk, and about 16 chunks a thread for large matrices (the output matrix):
-  // each claim is an atomic on a line the cores share.
-  const int64_t chunk = std::max<int64_t>(32, (total_rows / (16 * std::max(nt, 1)) + 3) / 4 * 4);
+  const int64_t chunk = rows_per_chunk(total_rows, nt);
   int64_t first_chunk[kMaxOuts + 1] = {0};
   for (int i = 0; i < n; ++i) first_chunk[i + 1] = first_chunk[i] + (outs[i].W->rows + chunk - 1) / chunk;
   if (nt <= 1 || total_rows * K < 32768) {

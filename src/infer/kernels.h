@@ -55,6 +55,10 @@ struct MatvecOut {
 };
 void matvec_many(const MatvecOut* outs, int n, const float* x, int threads);
 
+// y[t * rows + r] = (W x_t)[r] for n tokens x[n * cols] (a short prompt): the weights are read once
+// for all n tokens, with the arithmetic of matvec for each (q8_0: x_t quantized to Q8_0).
+void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threads);
+
 // The instruction set the kernels use: "avx512" (AVX-512 F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C)
 // or "scalar". Chosen at start-up from the CPU; tests may force a lower one to compare paths.
 std::string_view kernel_isa();
@@ -71,6 +75,10 @@ void rows_avx2(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8
                float* y);
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y);
+// Rows [r0, r1) times n tokens: y[t * ldy + r]. x is [n, cols]; xq/xd (q8_0: [n, cols] quants and
+// [n, cols/32] scales; bf16 with AVX512-BF16: [n, 2 * cols] hi/lo halves) as matvec prepares them.
+void rows_batch_avx512(const WMat& W, int64_t r0, int64_t r1, int64_t n, const float* x, const int8_t* xq,
+                       const float* xd, float* y, int64_t ldy);
 // dequantize_rows with AVX-512 (the prompt path widens every weight once per prompt chunk).
 void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out);
 // x as bf16 hi = bf16(x) and lo = bf16(x - hi) for the vdpbf16ps kernel, 16 values per step

@@ -3,7 +3,9 @@
 
 #include "infer/kernels.h"
 
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "formats/safetensors.h"
 #include "util/error.h"
@@ -15,6 +17,14 @@ namespace tsumugi::infer::detail {
 namespace {
 
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// Four lines from `at`, non-temporal: weights are read once per token (or prompt chunk).
+inline void prefetch4_nta(const char* at) {
+  _mm_prefetch(at, _MM_HINT_NTA);
+  _mm_prefetch(at + 64, _MM_HINT_NTA);
+  _mm_prefetch(at + 128, _MM_HINT_NTA);
+  _mm_prefetch(at + 192, _MM_HINT_NTA);
+}
 
 // 16 weights widened to f32; `mask` selects the valid ones at a row's tail.
 inline __m512 load_w(const std::byte* p, WType t, __mmask16 mask) {
@@ -227,6 +237,178 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
   }
 }
 
+// ---- Several tokens at once (short prompts): each group of RG rows is loaded once per group of
+// NT tokens, and RG x NT sums stay in registers, so the weights stream in once for all tokens
+// instead of once per token (matvec) or being widened to f32 panels first (the oneDNN path).
+
+template <WType T, int RG, int NT>
+void block_float(const std::byte* w, int64_t K, const float* x, int64_t ldx, float* y, int64_t ldy,
+                 const char* next) {
+  const int64_t esz = T == WType::F32 ? 4 : 2;
+  const int64_t full = K / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (K - full)) - 1);
+  __m512 acc[RG][NT];
+  for (int i = 0; i < RG; ++i)
+    for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < full; k += 16) {
+    if (next && (T == WType::F32 || k % 32 == 0)) prefetch4_nta(next + RG * k * esz);
+    __m512 wv[RG];
+    for (int i = 0; i < RG; ++i) wv[i] = load_w(w + (i * K + k) * esz, T, 0xFFFF);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
+      for (int i = 0; i < RG; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+    }
+  }
+  if (tail) {
+    __m512 wv[RG];
+    for (int i = 0; i < RG; ++i) wv[i] = load_w(w + (i * K + full) * esz, T, tail);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + t * ldx + full);
+      for (int i = 0; i < RG; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int i = 0; i < RG; ++i) y[t * ldy + i] = hsum(acc[i][t]);
+}
+
+#if defined(__AVX512BF16__)
+// x of token t as bf16 hi/lo halves at xh + t * 2K (hi) and + K (lo), as rows_bf16_dp.
+template <int RG, int NT>
+void block_bf16_dp(const uint16_t* w, int64_t K, const uint16_t* xh, float* y, int64_t ldy, const char* next) {
+  const int64_t full = K / 32 * 32;
+  const __mmask32 tail = static_cast<__mmask32>((1ull << (K - full)) - 1);
+  __m512 acc[RG][NT];
+  for (int i = 0; i < RG; ++i)
+    for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_setzero_ps();
+  auto step = [&](int64_t k, __mmask32 m) {
+    __m512bh wv[RG];
+    for (int i = 0; i < RG; ++i) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + i * K + k);
+    for (int t = 0; t < NT; ++t) {
+      const uint16_t* xt = xh + t * 2 * K;
+      const __m512bh h = (__m512bh)_mm512_maskz_loadu_epi16(m, xt + k);
+      const __m512bh l = (__m512bh)_mm512_maskz_loadu_epi16(m, xt + K + k);
+      for (int i = 0; i < RG; ++i) acc[i][t] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[i][t], wv[i], h), wv[i], l);
+    }
+  };
+  for (int64_t k = 0; k < full; k += 32) {
+    if (next) prefetch4_nta(next + RG * 2 * k);
+    step(k, 0xFFFFFFFFu);
+  }
+  if (tail) step(full, tail);
+  for (int t = 0; t < NT; ++t)
+    for (int i = 0; i < RG; ++i) y[t * ldy + i] = hsum(acc[i][t]);
+}
+#endif
+
+// Q8_0 weights (q + 128) against Q8_0 tokens, the arithmetic of rows_q8 for each (row, token).
+template <int RG, int NT>
+void block_q8(const uint8_t* q, const uint16_t* d, int64_t K, const int8_t* xq, const float* xd, float* y,
+              int64_t ldy, const char* next) {
+  const int64_t nb = K / kQ8Block, nb8 = nb / 8 * 8;
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i k80h = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m512i zero = _mm512_setzero_si512();
+  __m512 acc[RG][NT];
+  __m256 acc_tail[RG][NT];
+  for (int i = 0; i < RG; ++i)
+    for (int t = 0; t < NT; ++t) {
+      acc[i][t] = _mm512_setzero_ps();
+      acc_tail[i][t] = _mm256_setzero_ps();
+    }
+  for (int64_t b = 0; b < nb8; b += 8) {
+    __m256 wsc[RG], xsc[NT];
+    for (int i = 0; i < RG; ++i) wsc[i] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i * nb + b)));
+    for (int t = 0; t < NT; ++t) xsc[t] = _mm256_loadu_ps(xd + t * nb + b);
+    for (int j = 0; j < 4; ++j) {
+      // Lanes 0-7 take block 2j's scale, 8-15 block 2j+1's (as rows_q8's pick).
+      const __m512i pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * j)), _mm256_set1_epi32(2 * j + 1), 1);
+      const int64_t o = (b + 2 * j) * kQ8Block;
+      if (next) prefetch4_nta(next + RG * o);
+      __m512i xv[NT], start[NT];
+      for (int t = 0; t < NT; ++t) {
+        xv[t] = _mm512_loadu_si512(xq + t * K + o);
+        start[t] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, xv[t]));
+      }
+      for (int i = 0; i < RG; ++i) {
+        const __m512i wv = _mm512_loadu_si512(q + i * K + o);
+        for (int t = 0; t < NT; ++t) {
+          const __m512 sc = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(_mm256_mul_ps(wsc[i], xsc[t])));
+          acc[i][t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[t], wv, xv[t])), acc[i][t]);
+        }
+      }
+    }
+  }
+  for (int64_t b = nb8; b < nb; ++b) {
+    const int64_t o = b * kQ8Block;
+    for (int t = 0; t < NT; ++t) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + t * K + o));
+      const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), k80h, xv));
+      for (int i = 0; i < RG; ++i) {
+        const __m256i p = _mm256_dpbusd_epi32(start, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i * K + o)), xv);
+        acc_tail[i][t] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(d[i * nb + b]) * xd[t * nb + b]), _mm256_cvtepi32_ps(p), acc_tail[i][t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int i = 0; i < RG; ++i) {
+      __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc_tail[i][t]), _mm256_extractf128_ps(acc_tail[i][t], 1));
+      s = _mm_hadd_ps(s, s);
+      s = _mm_hadd_ps(s, s);
+      y[t * ldy + i] = hsum(acc[i][t]) + _mm_cvtss_f32(s);
+    }
+}
+
+// One group of RG rows (starting at row r) times tokens [0, n), NT = 4 at a time.
+template <int RG>
+void rows_group_batch(const WMat& W, int64_t r, int64_t n, const float* x, const int8_t* xq, const float* xd,
+                      float* y, int64_t ldy, bool prefetch) {
+  const int64_t K = W.cols;
+  for (int64_t t0 = 0; t0 < n; t0 += 4) {
+    const int nt = static_cast<int>(std::min<int64_t>(4, n - t0));
+    // The next row group is prefetched while the first token group streams this one in; later
+    // token groups find these rows in the cache.
+    const bool pf = prefetch && t0 == 0;
+    float* yt = y + t0 * ldy + r;
+    auto run = [&](auto nt_const) {
+      constexpr int NT = decltype(nt_const)::value;
+      switch (W.type) {
+        case WType::F32:
+          block_float<WType::F32, RG, NT>(W.data + 4 * r * K, K, x + t0 * K, K, yt, ldy,
+                                          pf ? reinterpret_cast<const char*>(W.data + 4 * (r + RG) * K) : nullptr);
+          break;
+        case WType::F16:
+          block_float<WType::F16, RG, NT>(W.data + 2 * r * K, K, x + t0 * K, K, yt, ldy,
+                                          pf ? reinterpret_cast<const char*>(W.data + 2 * (r + RG) * K) : nullptr);
+          break;
+        case WType::BF16:
+#if defined(__AVX512BF16__)
+          if (xq) {
+            const auto* xh = reinterpret_cast<const uint16_t*>(xq) + t0 * 2 * K;
+            block_bf16_dp<RG, NT>(reinterpret_cast<const uint16_t*>(W.data) + r * K, K, xh, yt, ldy,
+                                  pf ? reinterpret_cast<const char*>(W.data + 2 * (r + RG) * K) : nullptr);
+            break;
+          }
+#endif
+          block_float<WType::BF16, RG, NT>(W.data + 2 * r * K, K, x + t0 * K, K, yt, ldy,
+                                           pf ? reinterpret_cast<const char*>(W.data + 2 * (r + RG) * K) : nullptr);
+          break;
+        case WType::Q8_0: {
+          const uint8_t* q = reinterpret_cast<const uint8_t*>(W.data);
+          block_q8<RG, NT>(q + r * K, W.scales + r * (K / kQ8Block), K, xq + t0 * K, xd + t0 * (K / kQ8Block), yt, ldy,
+                           pf ? reinterpret_cast<const char*>(q + (r + RG) * K) : nullptr);
+          break;
+        }
+      }
+    };
+    switch (nt) {
+      case 1: run(std::integral_constant<int, 1>{}); break;
+      case 2: run(std::integral_constant<int, 2>{}); break;
+      case 3: run(std::integral_constant<int, 3>{}); break;
+      default: run(std::integral_constant<int, 4>{}); break;
+    }
+  }
+}
+
 }  // namespace
 
 // GGML's Q8_0 of x, as quantize_q8_0 computes it (round half away from zero, the fp16 scale's
@@ -307,6 +489,21 @@ void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out) {
   }
 }
 
+void rows_batch_avx512(const WMat& W, int64_t r0, int64_t r1, int64_t n, const float* x, const int8_t* xq,
+                       const float* xd, float* y, int64_t ldy) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) rows_group_batch<4>(W, r, n, x, xq, xd, y, ldy, r + 8 <= r1);
+  if (r == r1) return;
+  // The last rows (fewer than 4) token by token through the single-token kernel, so that every
+  // row's sum is matvec's to the bit.
+  const int64_t K = W.cols;
+  const bool bf16_halves = W.type == WType::BF16 && xq;
+  for (int64_t t = 0; t < n; ++t) {
+    const int8_t* q = !xq ? nullptr : bf16_halves ? xq + t * 4 * K : xq + t * K;
+    rows_avx512(W, r, r1, x + t * K, q, xd ? xd + t * (K / kQ8Block) : nullptr, y + t * ldy);
+  }
+}
+
 void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const int8_t* xq, const float* xd,
                  float* y) {
   switch (W.type) {
@@ -333,6 +530,10 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
   rows_scalar(W, r0, r1, x, xq, xd, y);
 }
 void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) { quantize_x_scalar(x, n, q, d); }
+void rows_batch_avx512(const WMat&, int64_t, int64_t, int64_t, const float*, const int8_t*, const float*, float*,
+                       int64_t) {
+  fail("no AVX-512 kernels in this build");
+}
 void dequantize_rows_avx512(const WMat&, int64_t, int64_t, float*) { fail("no AVX-512 kernels in this build"); }
 void split_bf16_avx512(const float*, int64_t, uint16_t*, uint16_t*) { fail("no AVX-512 kernels in this build"); }
 
