@@ -349,8 +349,8 @@ TEST(InferKernels, MatvecManyEqualsOneByOne) {
 }
 
 // Several tokens through matmul_tokens: for each token exactly matvec's numbers (same sums in the
-// same order), on every ISA, for every type, token counts around the kernel's groups of 4 and row
-// counts around its groups of 4 rows.
+// same order), on every ISA, for every type, token counts around the kernel's groups of 4, row
+// counts around its groups of 4 rows, and rows so long (40000) that the tokens go in blocks of 4.
 TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
   const std::string best(infer::kernel_isa());
   std::vector<std::string> isas = {"scalar"};
@@ -358,7 +358,7 @@ TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
   if (best == "avx512") isas.push_back("avx512");
   std::mt19937 rng(9);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 96}, {64, 800}, {6, 77}, {301, 256}}) {
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 96}, {64, 800}, {6, 77}, {301, 256}, {5, 40000}}) {
     std::vector<float> w(rows * cols), x(9 * cols);
     for (auto& v : w) v = nd(rng);
     for (auto& v : x) v = nd(rng);

@@ -249,24 +249,33 @@ PreparedX prepare_x(WType type, const float* x, int64_t K, int64_t n) {
 // Rows at least 32 at a time, about 16 chunks a thread for large matrices: each claim is an atomic
 // on a line the cores share.
 int64_t rows_per_chunk(int64_t rows, int nt) { return std::max<int64_t>(32, (rows / (16 * std::max(nt, 1)) + 3) / 4 * 4); }
-}  // namespace
 
-void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threads) {
+
+// Tokens [0, n) of x times W into y[t * ldy + r].
+void matmul_token_block(const WMat& W, const float* x, int64_t n, float* y, int64_t ldy, int threads) {
   const int64_t K = W.cols, R = W.rows;
   const PreparedX px = prepare_x(W.type, x, K, n);
   const int nt = threads > 0 ? threads : omp_get_max_threads();
   auto rows = [&](int64_t r0, int64_t r1) {
     if (current_isa().name == "avx512") {
-      detail::rows_batch_avx512(W, r0, r1, n, x, px.q, px.d, y, R);
+      detail::rows_batch_avx512(W, r0, r1, n, x, px.q, px.d, y, ldy);
       return;
     }
     const detail::RowsFn fn = current_isa().fn;
     for (int64_t t = 0; t < n; ++t)
-      fn(W, r0, r1, x + t * K, px.q ? px.q + t * K : nullptr, px.d ? px.d + t * (K / kQ8Block) : nullptr, y + t * R);
+      fn(W, r0, r1, x + t * K, px.q ? px.q + t * K : nullptr, px.d ? px.d + t * (K / kQ8Block) : nullptr, y + t * ldy);
   };
   const int64_t chunk = rows_per_chunk(R, nt);
   if (nt <= 1 || R * K * n < 32768) return rows(0, R);
   ChunkPool::shared(nt).run((R + chunk - 1) / chunk, [&](int64_t c) { rows(c * chunk, std::min(R, (c + 1) * chunk)); });
+}
+
+}  // namespace
+
+void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threads) {
+  // Blocks of tokens whose x stays in a core's L2 while every row group is multiplied by it.
+  const int64_t block = std::max<int64_t>(4, (512 << 10) / (4 * W.cols) / 4 * 4);
+  for (int64_t t = 0; t < n; t += block) matmul_token_block(W, x + t * W.cols, std::min(block, n - t), y + t * W.rows, W.rows, threads);
 }
 
 void matvec(const WMat& W, const float* x, float* y, int threads) {
