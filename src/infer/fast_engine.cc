@@ -163,10 +163,20 @@ void FastDecoder::append(const int32_t* ids, int n, float* logits) {
 }
 
 // Up to this many tokens a linear layer runs on the matrix-vector kernels (matmul_tokens), reading
-// each weight once for all tokens; beyond it, oneDNN's matrix-matrix product. For f32 weights oneDNN
-// wins early; the other types would first be widened to f32 panels, which costs more than the
-// kernels' arithmetic up to a few dozen tokens (bench: generate --bench --bench-prompt N).
-int few_tokens_limit(WType t) { return t == WType::F32 ? 16 : 64; }
+// each weight once for all tokens; beyond it, oneDNN's matrix-matrix product, whose blocking beats
+// the kernels' 4 x 4 register tiles once there are enough tokens. f32 and 16-bit weights reach
+// that point within a few dozen tokens (16-bit ones are first widened to f32 panels); q8_0 did not
+// by 128 tokens (the kernels: ~950 tok/s at pp128, the widened path under 500, on the project
+// machine), so its prompts always take the kernels (bench: generate --bench --bench-prompt N).
+int few_tokens_limit(WType t) {
+  switch (t) {
+    case WType::F32: return 16;
+    case WType::BF16:
+    case WType::F16: return 32;
+    case WType::Q8_0: return 1 << 30;
+  }
+  return 0;
+}
 
 void FastDecoder::linear(const WMat& W, const float* bias, const float* in, float* out, int n) {
   const int64_t OC = W.rows, IC = W.cols;
