@@ -31,10 +31,12 @@ Models& models() {
   return m;
 }
 
-std::unique_ptr<infer::Engine> load(const std::string& dir, const std::string& decoder, const std::string& dtype = "auto") {
+std::unique_ptr<infer::Engine> load(const std::string& dir, const std::string& decoder, const std::string& dtype = "auto",
+                                     const std::string& kv_cache = "auto") {
   infer::LoadOptions o;
   o.decoder = decoder;
   o.dtype = dtype;
+  o.kv_cache = kv_cache;
   return infer::Engine::load(dir, o);
 }
 
@@ -96,7 +98,10 @@ TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
     cfg.max_seq = 200;
     const std::string path = dir.file(cfg.family == model::Family::GPT2 ? "gpt2" : "llama");
     testing::write_checkpoint(path, cfg, testing::random_weights(cfg, 5));
-    auto fast = load(path, "auto");
+    for (const std::string kv : {"f32", "f16"}) {
+    auto fast = load(path, "auto", "auto", kv);
+    ASSERT_EQ(fast->kv_cache_dtype(), kv);
+    const double tol = kv == "f32" ? 2e-4 : 4e-3;  // f16 keys and values: ~11 bits
     auto ref = load(path, "reference");
     std::vector<int32_t> prompt;
     for (int i = 0; i < 50; ++i) prompt.push_back((i * 37 + 11) % cfg.vocab_size);
@@ -105,7 +110,7 @@ TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
     auto tr = logit_trace(*ref, prompt, 30, &gr);
     EXPECT_EQ(gf, gr);
     for (std::size_t s = 0; s < tf.size(); ++s)
-      EXPECT_LT(max_abs_diff(tf[s], tr[s]), 2e-4 * std::max(1.0, max_abs(tr[s]))) << path << " step " << s;
+      EXPECT_LT(max_abs_diff(tf[s], tr[s]), tol * std::max(1.0, max_abs(tr[s]))) << path << " " << kv << " step " << s;
     // A prompt that crosses 64 and then 128 inside one append, then single tokens.
     std::vector<int32_t> seq = prompt;
     seq.insert(seq.end(), gr.begin(), gr.end());
@@ -117,7 +122,33 @@ TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
     for (std::size_t i = 135; i < seq.size(); ++i) d->append(&seq[i], 1, a.data());
     auto rd = ref->new_decoder();
     rd->append(seq.data(), static_cast<int>(seq.size()), b.data());
-    EXPECT_LT(max_abs_diff(a, b), 2e-4 * std::max(1.0, max_abs(b))) << path;
+    EXPECT_LT(max_abs_diff(a, b), tol * std::max(1.0, max_abs(b))) << path << " " << kv;
+    }
+  }
+}
+
+// The KV cache in f16 (the default with 16- and 8-bit weights): the reference's greedy tokens and
+// logits within f16's rounding of keys and values; auto picks f32 for f32 weights, f16 otherwise;
+// an unknown type is refused.
+TEST(InferDecoder, F16KvCacheStaysCloseToTheReference) {
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    auto f16 = load(dir, "auto", "f32", "f16");
+    auto ref = load(dir, "reference");
+    for (const auto& p : kPrompts) {
+      std::vector<int32_t> gf, gr;
+      auto tf = logit_trace(*f16, p, 12, &gf);
+      auto tr = logit_trace(*ref, p, 12, &gr);
+      EXPECT_EQ(gf, gr) << dir;
+      double worst = 0;
+      for (std::size_t s = 0; s < tf.size(); ++s) worst = std::max(worst, max_abs_diff(tf[s], tr[s]) / std::max(1.0, max_abs(tr[s])));
+      EXPECT_LT(worst, 4e-3) << dir;
+      EXPECT_GT(worst, 0.0) << dir << ": f16 keys and values should round somewhere";
+    }
+    EXPECT_EQ(load(dir, "auto", "f32")->kv_cache_dtype(), "f32");
+    EXPECT_EQ(load(dir, "auto", "q8_0")->kv_cache_dtype(), "f16");
+    EXPECT_EQ(load(dir, "auto", "bf16", "f32")->kv_cache_dtype(), "f32");
+    EXPECT_THROW(load(dir, "auto", "f32", "f8"), Error);
+    EXPECT_THROW(load(dir, "reference", "auto", "f16"), Error);
   }
 }
 

@@ -16,7 +16,7 @@ namespace tsumugi::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, prompt, prompt_ids, output_format = "text", backend = "cpu", dtype = "auto", adapter;
+  std::string model, prompt, prompt_ids, output_format = "text", backend = "cpu", dtype = "auto", adapter, kv_cache = "auto";
   std::string decoder = "auto";
   int max_tokens = 64, top_k = 0, threads = 0, bench_prompt = 128, bench_repeat = 3;
   float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f, repetition_penalty = 1.0f;
@@ -50,6 +50,7 @@ int run_generate(const GenerateArgs& a) {
   lo.threads = a.threads;
   lo.adapter = a.adapter;
   lo.decoder = a.decoder;
+  lo.kv_cache = a.kv_cache;
   if (a.backend == "cpu-bf16") {
     if (lo.dtype == "auto") lo.dtype = "bf16";
   } else if (a.backend == "cuda") {
@@ -62,6 +63,7 @@ int run_generate(const GenerateArgs& a) {
   if (a.bench) {
     const infer::BenchResult r = infer::bench_engine(*engine, a.bench_prompt, a.max_tokens, a.seed, a.bench_repeat);
     nlohmann::json j = {{"dtype", engine->weights_dtype()},
+                        {"kv_cache", engine->kv_cache_dtype()},
                         {"threads", engine->threads()},
                         {"prompt_tokens", r.prompt_tokens},
                         {"prompt_tokens_per_s", r.prompt_tokens_per_s},
@@ -145,6 +147,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--output-format", a->output_format, "text | ids")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "Weights for decoding: auto (as stored) | f32 | bf16 | f16 | q8_0")
       ->capture_default_str();
+  cmd->add_option("--kv-cache", a->kv_cache, "KV cache: auto (f16 with bf16/f16/q8_0 weights, f32 with f32) | f32 | f16")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--adapter", a->adapter, "PEFT LoRA adapter directory, merged into the weights at load");
   cmd->add_option("--backend", a->backend,

@@ -227,7 +227,10 @@ std::unique_ptr<Engine> load_reference_engine(const std::string& dir, const Load
 std::unique_ptr<Engine> Engine::load(const std::string& dir, const LoadOptions& opt) {
   if (opt.decoder != "auto" && opt.decoder != "reference")
     fail("unknown decoder '{}' (auto | reference)", opt.decoder);
+  if (opt.kv_cache != "auto" && opt.kv_cache != "f32" && opt.kv_cache != "f16")
+    fail("unknown KV cache type '{}' (auto | f32 | f16)", opt.kv_cache);
   if (opt.decoder == "reference") {
+    if (opt.kv_cache == "f16") fail("the reference decoder keeps no KV cache (got --kv-cache f16)");
     if (opt.dtype != "auto" && opt.dtype != "f32") fail("the reference decoder computes in f32 only (got dtype '{}')", opt.dtype);
     return load_reference_engine(dir, opt);
   }

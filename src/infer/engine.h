@@ -22,6 +22,9 @@ struct LoadOptions {
   std::string adapter;         // a PEFT LoRA adapter directory merged into the weights at load
   std::string backend = "cpu";   // the reference decoder's training backend (cpu | cpu-bf16 | cuda | auto)
   std::string decoder = "auto";  // auto (the fast KV-cache engine) | reference (recomputes the window each token; for tests)
+  // The fast decoder's KV cache: f16 halves the bytes attention reads per token (llama.cpp's
+  // default); auto = f16 with bf16/f16/q8_0 weights, f32 with f32 weights (exact decoding).
+  std::string kv_cache = "auto";  // auto | f32 | f16
 };
 
 // One sequence's decoding state (its KV cache, for the fast decoder).
@@ -70,6 +73,8 @@ class Engine {
   // The weights' decoding type (f32 | bf16 | f16 | q8_0) and the bytes of weight matrices read per
   // decoded token (what bounds decoding speed).
   virtual std::string weights_dtype() const { return "f32"; }
+  // The KV cache's element type ("f32" | "f16").
+  virtual std::string kv_cache_dtype() const { return "f32"; }
   virtual uint64_t weights_bytes() const { return 4 * cfg_.num_parameters(); }
   // CPU threads the decoder uses.
   virtual int threads() const { return 1; }

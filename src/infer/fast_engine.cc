@@ -1,5 +1,6 @@
 // The fast CPU engine: a KV cache per sequence, the prompt processed as matrix-matrix work (oneDNN,
 // through the CPU backend's matmul), each further token as matrix-vector work (infer/kernels).
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "formats/safetensors.h"
 #include "infer/chunk_pool.h"
 #include "infer/engine.h"
 #include "infer/weights.h"
@@ -35,6 +37,19 @@ void swiglu(float* gate, const float* up, int64_t n) {
     const float g = gate[i];
     gate[i] = g * util::fast_sigmoid(g) * up[i];
   }
+}
+
+// f32 <-> f16 (round to nearest even, as formats::float_to_f16), eight at a time with F16C.
+void to_f16(const float* x, int64_t n, uint16_t* h) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) h[i] = formats::float_to_f16(x[i]);
+}
+void from_f16(const uint16_t* h, int64_t n, float* x) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  for (; i < n; ++i) x[i] = formats::f16_to_float(h[i]);
 }
 
 void layernorm(const float* x, float* y, const float* w, const float* b, int64_t C, float eps) {
@@ -75,8 +90,10 @@ class FastDecoder : public Decoder {
   const ModelWeights& w_;
   int len_ = 0, cap_ = 0;
   // Per layer, head-major [n_kv_head, cap, head_dim]: one head's keys (values) are one contiguous
-  // run that attention reads front to back, which the hardware prefetcher follows.
-  std::vector<std::vector<float>> kc_, vc_;
+  // run that attention reads front to back, which the hardware prefetcher follows. Elements are
+  // f32, or f16 (kv_f16_), widened per head into a scratch row block when attention reads them.
+  std::vector<std::vector<std::byte>> kc_, vc_;
+  bool kv_f16_ = false;
   std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_;
 };
 
@@ -93,6 +110,7 @@ class FastEngine : public Engine {
     // oneDNN (prompt processing) takes its threads from OpenMP's default.
     if (opt.threads > 0) omp_set_num_threads(opt.threads);
     be_ = backend::make_cpu_backend(false);
+    kv_f16_ = opt.kv_cache == "f16" || (opt.kv_cache == "auto" && w_->type != WType::F32);
     if (cfg_.family == Family::LLaMA) {
       const int half = cfg_.head_dim() / 2;
       cos_.resize(static_cast<std::size_t>(cfg_.max_seq) * half);
@@ -110,6 +128,8 @@ class FastEngine : public Engine {
   }
   std::unique_ptr<Decoder> new_decoder() override { return std::make_unique<FastDecoder>(*this); }
   std::string weights_dtype() const override { return std::string(wtype_name(w_->type)); }
+  std::string kv_cache_dtype() const override { return kv_f16_ ? "f16" : "f32"; }
+  bool kv_f16() const { return kv_f16_; }
   uint64_t weights_bytes() const override { return w_->matrix_bytes; }
 
   const ModelWeights& weights() const { return *w_; }
@@ -123,9 +143,10 @@ class FastEngine : public Engine {
   std::unique_ptr<backend::Backend> be_;
   std::vector<float> cos_, sin_;
   int threads_ = 1;
+  bool kv_f16_ = false;
 };
 
-FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()) {
+FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()), kv_f16_(e.kv_f16()) {
   kc_.resize(w_.cfg.n_layer);
   vc_.resize(w_.cfg.n_layer);
 }
@@ -134,10 +155,11 @@ void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
   const int cap = std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_)));
   const std::size_t hd = w_.cfg.head_dim(), kvh = w_.cfg.n_kv_head;
-  auto grow = [&](std::vector<float>& c) {
-    std::vector<float> g(kvh * cap * hd);
+  const std::size_t es = kv_f16_ ? 2 : 4;
+  auto grow = [&](std::vector<std::byte>& c) {
+    std::vector<std::byte> g(kvh * cap * hd * es);
     for (std::size_t h = 0; h < kvh && len_ > 0; ++h)
-      std::memcpy(&g[h * cap * hd], &c[h * cap_ * hd], 4 * len_ * hd);
+      std::memcpy(&g[h * cap * hd * es], &c[h * cap_ * hd * es], es * len_ * hd);
     c.swap(g);
   };
   for (int l = 0; l < w_.cfg.n_layer; ++l) {
@@ -272,18 +294,34 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
         }
       }
     }
-    float* kc = kc_[l].data();
-    float* vc = vc_[l].data();
-    const int64_t hstride = static_cast<int64_t>(cap_) * hd;  // one kv head's cache
+    const int64_t hstride = static_cast<int64_t>(cap_) * hd;  // one kv head's cache, in elements
+    const std::size_t es = kv_f16_ ? 2 : 4;
+    std::byte* kc = kc_[l].data();
+    std::byte* vc = vc_[l].data();
     for (int t = 0; t < n; ++t)
       for (int64_t h = 0; h < KVH; ++h) {
-        std::memcpy(kc + h * hstride + (pos0 + t) * hd, &qkv_[t * QKVd + Qd + h * hd], 4 * hd);
-        std::memcpy(vc + h * hstride + (pos0 + t) * hd, &qkv_[t * QKVd + Qd + KVd + h * hd], 4 * hd);
+        const std::size_t at = es * (h * hstride + (pos0 + t) * hd);
+        const float* k = &qkv_[t * QKVd + Qd + h * hd];
+        const float* v = &qkv_[t * QKVd + Qd + KVd + h * hd];
+        if (kv_f16_) {
+          to_f16(k, hd, reinterpret_cast<uint16_t*>(kc + at));
+          to_f16(v, hd, reinterpret_cast<uint16_t*>(vc + at));
+        } else {
+          std::memcpy(kc + at, k, 4 * hd);
+          std::memcpy(vc + at, v, 4 * hd);
+        }
       }
+    // A head's first `len` keys or values as f32: the cache itself, or widened into `scratch`.
+    auto rows_f32 = [&](const std::byte* c, int64_t kvh, int len, std::vector<float>& scratch) -> const float* {
+      if (!kv_f16_) return reinterpret_cast<const float*>(c) + kvh * hstride;
+      scratch.resize(static_cast<std::size_t>(len) * hd);
+      from_f16(reinterpret_cast<const uint16_t*>(c) + kvh * hstride, static_cast<int64_t>(len) * hd, scratch.data());
+      return scratch.data();
+    };
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
     ChunkPool::shared(n * (pos0 + n) * H * hd > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
-      thread_local std::vector<float> sc;
+      thread_local std::vector<float> sc, kbuf, vbuf;
       const int t = static_cast<int>(job / H);
       const int64_t h = job % H;
       const int len = pos0 + t + 1;
@@ -292,7 +330,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       const int64_t kvh = h / group;
       // Four cache rows at a time: four independent sums for the scores, and one pass over o per
       // four value rows (a single running sum per row was bound by the FMA chain's latency).
-      const float* kb = kc + kvh * hstride;
+      const float* kb = rows_f32(kc, kvh, len, kbuf);
       int j = 0;
       for (; j + 4 <= len; j += 4) {
         const float *k0 = kb + j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
@@ -324,7 +362,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       const float inv = 1.0f / sum;
       float* o = &att_[t * Qd + h * hd];
       std::fill(o, o + hd, 0.0f);
-      const float* vb = vc + kvh * hstride;
+      const float* vb = rows_f32(vc, kvh, len, vbuf);
       j = 0;
       for (; j + 4 <= len; j += 4) {
         const float *v0 = vb + j * hd, *v1 = v0 + hd, *v2 = v1 + hd, *v3 = v2 + hd;
