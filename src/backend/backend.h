@@ -118,10 +118,9 @@ class Backend {
   virtual void swiglu_forward(Buf out, const Buf& inp, int N, int F) = 0;
   virtual void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) = 0;
 
-  // ---- LoRA helpers. Both have a host implementation here (download, compute, upload) that any
-  // backend inherits; the CPU backend overrides them with direct loops. A CUDA kernel for each is
-  // the next step for LoRA speed on GPUs (they touch only [N, r] and one [N, in] tensor per
-  // adapted layer, so the round trip is correct but slow there).
+  // ---- LoRA and hidden-dropout helpers. Both have a host implementation here (download,
+  // compute, upload) so a new backend is correct before it is fast; the CPU and CUDA backends
+  // override them with their own loops / kernels.
   //
   // out[n,c] = inp[n,c] * scale / (1 - p) when kept, else 0; element (n, c) is kept when
   // dropout_uniform(seed, first_row + n, C, c) >= p. p = 0 is a plain scale. The mask is a pure
@@ -165,9 +164,17 @@ class Backend {
   virtual double sum(const Buf& b, std::size_t n) = 0;
 };
 
+// Callable from CUDA device code too, so the GPU kernels use this very definition (nvcc sees
+// __CUDACC__; the CPU compilers and the CUDA emulator see a plain inline function).
+#if defined(__CUDACC__)
+#define TSUMUGI_HOST_DEVICE __host__ __device__
+#else
+#define TSUMUGI_HOST_DEVICE
+#endif
+
 // The uniform [0, 1) number deciding whether dropout keeps element (row, col) of a [rows, C]
 // tensor: a counter-based hash, so every backend draws the same mask for a seed.
-inline float dropout_uniform(uint64_t seed, uint64_t row, int C, int col) {
+TSUMUGI_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t row, int C, int col) {
   uint64_t x = seed + (row * static_cast<uint64_t>(C) + static_cast<uint64_t>(col)) * 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;

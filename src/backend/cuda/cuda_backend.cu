@@ -263,6 +263,30 @@ class CudaBackend final : public Backend {
 
   void synchronize() override { TSU_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+  // ---- LoRA / hidden-dropout helpers (the mask is backend.h's dropout_uniform, as on the CPU)
+  void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed,
+                     uint64_t first_row, float scale) override {
+    const std::size_t n = sz(N, C);
+    if (n == 0) return;
+    need(out, n, {DType::BF16, DType::F32}, "dropout_scale", "out");
+    need(inp, n, {DType::BF16, DType::F32}, "dropout_scale", "inp");
+    if (!(p < 1.0f)) bad("dropout_scale", "p must be below 1");
+    // The same fp32 expression as the CPU backend, so kept values differ only by the output type.
+    const float keep_scale = p > 0.0f ? scale / (1.0f - p) : scale;
+    TSU_CUDA_NS::dropout_scale(ctx_, out.ptr, dtype_of(out.kind), inp.ptr, dtype_of(inp.kind), N,
+                               C, p, seed, first_row, keep_scale);
+  }
+
+  void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
+                    bool accumulate) override {
+    if (N <= 0 || C <= 0) return;
+    if (dst_stride < C || src_stride < C) bad("copy_strided", "a stride is smaller than C");
+    need(dst, sz(N - 1, dst_stride) + C, {DType::BF16, DType::F32}, "copy_strided", "dst");
+    need(src, sz(N - 1, src_stride) + C, {DType::BF16, DType::F32}, "copy_strided", "src");
+    TSU_CUDA_NS::copy_strided(ctx_, dst.ptr, dtype_of(dst.kind), dst_stride, src.ptr,
+                              dtype_of(src.kind), src_stride, N, C, accumulate);
+  }
+
   // ---- embeddings
   void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe, int B, int T,
                          int C) override {

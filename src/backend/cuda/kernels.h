@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "backend/cuda/common.cuh"
 
@@ -47,6 +48,14 @@ std::size_t column_reduce_scratch_bytes(int N, int C, int sm_count);
 void column_reduce(const Ctx& c, const bf16* dout, const bf16* inp, const float* mean,
                    const float* rstd, void* dst1, DType d1t, void* dst2, DType d2t, int N, int C,
                    void* scratch);
+
+// out[n,c] = inp[n,c] * keep_scale when dropout_uniform(seed, first_row + n, C, c) >= p (or
+// p <= 0), else 0 (Backend::dropout_scale; out may alias inp).
+void dropout_scale(const Ctx& c, void* out, DType ot, const void* inp, DType it, int N, int C,
+                   float p, uint64_t seed, uint64_t first_row, float keep_scale);
+// dst[n*dst_stride + col] (+)= src[n*src_stride + col] for n < N, col < C.
+void copy_strided(const Ctx& c, void* dst, DType dt, int dst_stride, const void* src, DType st,
+                  int src_stride, int N, int C, bool accumulate);
 
 // ---- norm.cu (mean/rstd may be null in forward: not stored)
 void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const bf16* inp,
