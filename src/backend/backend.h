@@ -16,8 +16,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tsumugi::backend {
 
@@ -51,6 +53,32 @@ struct AdamWParams {
   float grad_scale;    // multiplies the gradient first (clipping and 1/accumulation)
 };
 
+// Sums and gathers over the ranks of a data-parallel job directly on one backend's buffers (NCCL
+// on CUDA), so gradients and weights need not pass through host memory. A backend that has no
+// such transport returns none from make_device_comm and the trainer goes through the host
+// (train::Collective). Calls are collective: every rank makes the same ones in the same order.
+// Buffers hold elements of their Kind's storage type (bf16 gradients are summed in bf16).
+class DeviceComm {
+ public:
+  virtual ~DeviceComm() = default;
+  virtual std::string describe() const = 0;
+  // b[0, n) = its sum over ranks.
+  virtual void allreduce_sum(const Buf& b, std::size_t n) = 0;
+  // b holds one segment of counts[r] elements per rank r, in rank order; afterwards this rank's
+  // segment holds the sum over ranks (the others are unspecified).
+  virtual void reduce_scatter_sum(const Buf& b, const std::vector<std::size_t>& counts) = 0;
+  // Every rank's own segment of b (laid out as above) copied to every rank.
+  virtual void allgather(const Buf& b, const std::vector<std::size_t>& counts) = 0;
+};
+
+// What a device communicator needs from the job that launched it: its place, a way to share bytes
+// from rank 0 (NCCL's unique id), and the job-wide abort (which must not return).
+struct CommBootstrap {
+  int rank = 0, size = 1;
+  std::function<void(void* bytes, std::size_t n)> broadcast_from_rank0;
+  std::function<void(const std::string& message)> abort;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -77,6 +105,13 @@ class Backend {
   // The device's dense bf16 peak in FLOP/s for MFU, when known from its specification (0 = unknown:
   // the trainer then measures the matmul peak itself, as it does on CPUs).
   virtual double nominal_peak_flops() const { return 0.0; }
+  // A communicator over this backend's buffers for the job `boot` describes, or nullptr (with
+  // `why`) when the backend has none; the caller then reduces through host memory.
+  virtual std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) {
+    (void)boot;
+    if (why) *why = name() + " has no device communicator";
+    return nullptr;
+  }
 
   // ---- embeddings
   // out[N,C] = wte[tokens[n]] (+ wpe[n % T] when wpe is given)

@@ -32,21 +32,6 @@ namespace {
 constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt's recommendation for Hopper
 constexpr std::size_t kStageBytes = 16u << 20;      // per pinned staging buffer
 
-DType dtype_of(Kind k) {
-  switch (k) {
-    case Kind::Param:
-    case Kind::Grad:
-    case Kind::Activation:
-      return DType::BF16;
-    case Kind::Master:
-    case Kind::OptState:
-    case Kind::Float32:
-      return DType::F32;
-    case Kind::Int32:
-      return DType::I32;
-  }
-  return DType::F32;
-}
 
 const char* dtype_name(DType d) {
   switch (d) {
@@ -57,7 +42,6 @@ const char* dtype_name(DType d) {
   return "?";
 }
 
-std::size_t dtype_size(DType d) { return d == DType::BF16 ? 2 : 4; }
 
 [[noreturn]] void bad(const char* op, const std::string& msg) {
   throw std::runtime_error(std::string("CUDA backend: ") + op + ": " + msg);
@@ -165,6 +149,10 @@ class CudaBackend final : public Backend {
   // Dense bf16 tensor-core peaks from NVIDIA's data sheets, for MFU: H100/H200 SXM 989 TFLOP/s,
   // H100 PCIe 756, A100 312. Unknown cards return 0 and the trainer measures a matmul instead.
   double nominal_peak_flops() const override {
+#ifdef TSUMUGI_CUDA_EMULATION
+    // A made-up figure: timing a matmul on the emulator would take minutes and mean nothing.
+    return 1e12;
+#endif
     const std::string n = prop_.name;
     if (n.find("H100") != std::string::npos && n.find("PCIe") != std::string::npos) return 756e12;
     if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos ||
@@ -172,6 +160,19 @@ class CudaBackend final : public Backend {
       return 989.4e12;
     if (n.find("A100") != std::string::npos) return 312e12;
     return 0.0;
+  }
+
+  std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) override {
+#ifdef TSU_NCCL
+    (void)why;
+    TSU_CUDA_CHECK(cudaSetDevice(device_));  // NCCL binds the communicator to the current device
+    TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return make_nccl_comm(stream_, boot);
+#else
+    (void)boot;
+    if (why) *why = "this build's CUDA backend has no NCCL (configure found no nccl.h / libnccl, or no MPI)";
+    return nullptr;
+#endif
   }
 
   std::string name() const override {
@@ -884,7 +885,14 @@ std::unique_ptr<Backend> TSU_CUDA_FACTORY(std::string* why) {
     say("no CUDA device found");
     return nullptr;
   }
+  // One GPU per rank: under mpirun/srun the rank's index on its node picks the device (modulo the
+  // count, so oversubscribed nodes still start); TSUMUGI_CUDA_DEVICE overrides.
   int device = 0;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
+    if (const char* r = std::getenv(v); r && *r) {
+      device = std::atoi(r) % n;
+      break;
+    }
   if (const char* d = std::getenv("TSUMUGI_CUDA_DEVICE"); d && *d) device = std::atoi(d);
   if (device < 0 || device >= n) {
     say("TSUMUGI_CUDA_DEVICE=" + std::to_string(device) + " but " + std::to_string(n) +

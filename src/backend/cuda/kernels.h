@@ -6,9 +6,43 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/backend.h"
 #include "backend/cuda/common.cuh"
 
+// The NCCL device communicator (nccl_comm.cu) is built with the real NCCL when CMake found it
+// (TSUMUGI_HAVE_NCCL), and in the emulator over MPI (nccl_emu.h) when MPI is there.
+#if defined(TSUMUGI_CUDA_EMULATION) && defined(TSUMUGI_HAVE_MPI)
+#define TSU_NCCL 1
+#elif !defined(TSUMUGI_CUDA_EMULATION) && defined(TSUMUGI_HAVE_NCCL)
+#define TSU_NCCL 1
+#endif
+
 namespace tsumugi::backend::TSU_CUDA_NS {
+
+// Storage type of each buffer kind: bf16 compute copies, activations and gradients; fp32 master
+// weights, optimizer state and statistics.
+inline DType dtype_of(Kind k) {
+  switch (k) {
+    case Kind::Param:
+    case Kind::Grad:
+    case Kind::Activation:
+      return DType::BF16;
+    case Kind::Master:
+    case Kind::OptState:
+    case Kind::Float32:
+      return DType::F32;
+    case Kind::Int32:
+      return DType::I32;
+  }
+  return DType::F32;
+}
+inline std::size_t dtype_size(DType d) { return d == DType::BF16 ? 2 : 4; }
+
+#ifdef TSU_NCCL
+// ---- nccl_comm.cu: one NCCL communicator over the job's ranks, its collectives on `stream`
+// (the backend's). Bootstraps by broadcasting rank 0's ncclUniqueId through `boot`.
+std::unique_ptr<DeviceComm> make_nccl_comm(cudaStream_t stream, const CommBootstrap& boot);
+#endif
 
 struct Ctx {
   cudaStream_t stream = nullptr;
