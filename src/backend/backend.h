@@ -105,6 +105,9 @@ class Backend {
   // The device's dense bf16 peak in FLOP/s for MFU, when known from its specification (0 = unknown:
   // the trainer then measures the matmul peak itself, as it does on CPUs).
   virtual double nominal_peak_flops() const { return 0.0; }
+  // The most memory this backend has held at once, in bytes, when it keeps its own memory (a
+  // GPU's); 0 = it lives in the process's heap, whose peak RSS tells more.
+  virtual uint64_t peak_memory_bytes() const { return 0; }
   // A communicator over this backend's buffers for the job `boot` describes, or nullptr (with
   // `why`) when the backend has none; the caller then reduces through host memory.
   virtual std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) {

@@ -157,6 +157,12 @@ class Trainer {
   int micro_ = 1, accum_ = 1;
   int bos_ = -1, eos_ = -1;
   std::string last_checkpoint_;
+
+  // The backend's own peak (device memory on a GPU), else the process's peak RSS.
+  uint64_t mem_bytes() const {
+    const uint64_t dev = be_->peak_memory_bytes();
+    return dev ? dev : peak_rss_bytes();
+  }
 };
 
 void Trainer::setup_model() {
@@ -567,7 +573,7 @@ int Trainer::run() {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     nlohmann::json j = {{"step", step},         {"loss", loss},     {"lr", lr},
                         {"grad_norm", norm},    {"tokens_per_s", tps}, {"mfu", mfu},
-                        {"mem_bytes", peak_rss_bytes()}, {"elapsed_s", elapsed}, {"tokens", tokens_seen_}};
+                        {"mem_bytes", mem_bytes()}, {"elapsed_s", elapsed}, {"tokens", tokens_seen_}};
     std::vector<std::pair<std::string, float>> scalars = {{"train/loss", static_cast<float>(loss)},
                                                           {"train/lr", static_cast<float>(lr)},
                                                           {"train/grad_norm", static_cast<float>(norm)},

@@ -221,6 +221,23 @@ TEST_F(CudaOps, KindsAndRoundTrips) {
   EXPECT_FALSE(m);
 }
 
+TEST_F(CudaOps, PeakMemoryCountsTheBackendsAllocations) {
+  const uint64_t base = gpu_->peak_memory_bytes();
+  EXPECT_GE(base, 32u << 20) << "cuBLASLt's workspace is allocated at start-up";
+  Buf a = gpu_->alloc(1 << 20, Kind::Master);      // 4 MiB
+  Buf b = gpu_->alloc(1 << 20, Kind::Activation);  // 2 MiB
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (6u << 20));
+  gpu_->free(a);
+  gpu_->free(b);
+  Buf c = gpu_->alloc(1 << 20, Kind::Grad);  // 2 MiB after freeing 6: the peak stays
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (6u << 20));
+  gpu_->free(c);
+  Buf d = gpu_->alloc(2 << 20, Kind::OptState);  // 8 MiB: a new peak
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (8u << 20));
+  gpu_->free(d);
+  EXPECT_EQ(cpu_->peak_memory_bytes(), 0u) << "the CPU backend leaves memory to the process's RSS";
+}
+
 TEST_F(CudaOps, RejectsWrongKindsWithAClearError) {
   Buf f = gpu_->alloc(16, Kind::Float32), a = gpu_->alloc(16, Kind::Activation);
   Buf w = gpu_->alloc(16, Kind::Param);

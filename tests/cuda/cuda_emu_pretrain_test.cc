@@ -96,6 +96,14 @@ TEST_F(CudaEmuPretrainMpi, NcclPathEqualsHostPathAndMatchesOneRank) {
   run(pretrain(1, "--set out_dir=" + one));
   const auto ref = losses(one), ref_val = losses(one, "val_loss");
   ASSERT_EQ(ref.size(), 6u);
+  // mem_bytes is the (emulated) device memory the backend allocated — cuBLASLt's 32 MiB workspace
+  // plus a few MiB for this tiny model — not the process's peak RSS, which holds the emulator,
+  // oneDNN and MPI besides.
+  for (const auto& line : read_lines(one + "/metrics.jsonl")) {
+    const double mem = nlohmann::json::parse(line)["mem_bytes"].get<double>();
+    EXPECT_GT(mem, 32.0 * (1 << 20));
+    EXPECT_LT(mem, 36.0 * (1 << 20));
+  }
   // Case 1: this model's 34,176 weights split into two equal ZeRO-1 shards (ncclReduceScatter /
   // ncclAllGather); case 2 has 69,744, and shard_range's 16-element rounding leaves the second
   // shard shorter (the grouped ncclReduce / ncclBroadcast form).

@@ -16,7 +16,6 @@
 #include <initializer_list>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace tsumugi::backend {
 namespace TSU_CUDA_NS {
@@ -162,6 +161,11 @@ class CudaBackend final : public Backend {
     return 0.0;
   }
 
+  // Counted at our own cudaMalloc calls (buffers, the shared scratch area, cuBLASLt's workspace),
+  // not cudaMemGetInfo: that also counts the CUDA context, NCCL's buffers and other processes on
+  // the same GPU, so it would not say what a run's configuration costs.
+  uint64_t peak_memory_bytes() const override { return peak_bytes_; }
+
   std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) override {
 #ifdef TSU_NCCL
     (void)why;
@@ -196,16 +200,19 @@ class CudaBackend final : public Backend {
                        cudaGetErrorString(e));
     }
     TSU_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
-    allocations_.insert(p);
+    allocations_[p] = bytes;
+    held(static_cast<int64_t>(bytes));
     b.ptr = p;
     return b;
   }
 
   void free(Buf& b) override {
     if (!b.ptr) return;
-    if (!allocations_.count(b.ptr)) bad("free", "buffer was not allocated by alloc() (a view?)");
+    auto it = allocations_.find(b.ptr);
+    if (it == allocations_.end()) bad("free", "buffer was not allocated by alloc() (a view?)");
     TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));  // kernels may still use it
-    allocations_.erase(b.ptr);
+    held(-static_cast<int64_t>(it->second));
+    allocations_.erase(it);
     TSU_CUDA_CHECK(cudaFree(b.ptr));
     b = Buf{};
   }
@@ -606,16 +613,23 @@ class CudaBackend final : public Backend {
     return *result_host_;
   }
 
+  void held(int64_t delta) {
+    held_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(held_bytes_) + delta);
+    peak_bytes_ = std::max(peak_bytes_, held_bytes_);
+  }
+
   // One scratch area reused by every op (they run in stream order, one at a time).
   void* scratch(std::size_t bytes) {
     if (bytes <= scratch_bytes_) return scratch_;
     TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old area may still be in use
     if (scratch_) TSU_CUDA_CHECK(cudaFree(scratch_));
+    held(-static_cast<int64_t>(scratch_bytes_));
     scratch_ = nullptr;
     scratch_bytes_ = 0;
     const std::size_t want = align_up(bytes + bytes / 4, 1u << 20);
     TSU_CUDA_CHECK(cudaMalloc(&scratch_, want));
     scratch_bytes_ = want;
+    held(static_cast<int64_t>(want));
     return scratch_;
   }
 
@@ -785,6 +799,7 @@ class CudaBackend final : public Backend {
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     TSU_BLAS_CHECK(cublasLtCreate(&lt_));
     TSU_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+    held(static_cast<int64_t>(kWorkspaceBytes));
     for (int i = 0; i < 2; ++i) {
       TSU_CUDA_CHECK(cudaMallocHost(&stage_[i], kStageBytes));
       TSU_CUDA_CHECK(cudaEventCreateWithFlags(&stage_event_[i], cudaEventDisableTiming));
@@ -809,7 +824,7 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     if (stream_) (void)cudaStreamSynchronize(stream_);
-    for (void* p : allocations_) (void)cudaFree(p);
+    for (auto& kv : allocations_) (void)cudaFree(kv.first);
     allocations_.clear();
     for (auto& kv : plans_) {
       LtPlan& p = kv.second;
@@ -858,7 +873,8 @@ class CudaBackend final : public Backend {
   double* result_dev_ = nullptr;
   double* result_host_ = nullptr;
   std::unordered_map<GemmKey, LtPlan, GemmKeyHash> plans_;
-  std::unordered_set<void*> allocations_;
+  std::unordered_map<void*, std::size_t> allocations_;  // buffer -> bytes
+  uint64_t held_bytes_ = 0, peak_bytes_ = 0;  // through the cudaMalloc calls above
 };
 
 }  // namespace
