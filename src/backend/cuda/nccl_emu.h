@@ -3,8 +3,8 @@
 // which is what emulated device memory is. It lets a CI machine without GPUs run the trainer's
 // NCCL code path (bootstrap, which collective is called on which buffer, in-place offsets, error
 // handling) under mpirun. It tests tsumugi's use of NCCL, not NCCL: transport, rings and
-// NCCL's reduction order are not modelled. bf16 is summed in fp32 and rounded once, which is
-// what NCCL's ring gives with two ranks.
+// NCCL's reduction order are not modelled. bf16 is summed in fp32 and rounded once, the host
+// path's arithmetic (NCCL's own bf16 adds along its ring can round differently in rare cases).
 //
 // TSU_EMU_NCCL_FAIL=RANK:N makes the N-th (0-based) collective call on rank RANK return
 // ncclSystemError, so tests can check that an NCCL error ends every rank.
