@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One-shot check of the CUDA backend on a GPU machine: build, nvidia-smi, the CUDA op tests
-# (every op against the CPU backend), kernel timings at GPT-2 124M shapes, and a short GPT-2 124M
-# training run. Each stage runs even when an earlier one failed; a summary closes the output.
+# (every op against the CPU backend), kernel timings at GPT-2 124M shapes, a short GPT-2 124M
+# training run, CPU-vs-CUDA parity and, with 2+ GPUs, 2-GPU data parallelism over NCCL. Each
+# stage runs even when an earlier one failed; a summary closes the output.
 #
 #   bash bench/gpu_check.sh            on the GPU machine
 #   bash bench/gpu_check.sh --bundle   on a build machine (no GPU needed): builds Release for Hopper
 #                                      (sm_90) and packs the binaries with their non-system shared
 #                                      libraries into build-gpu/gpu-bundle.tar.gz. Carry that file
 #                                      to a GPU machine that lacks the project's -dev packages; the
-#                                      default mode then uses it instead of building.
+#                                      default mode then uses it instead of building. The bundle is
+#                                      built without MPI, so it has no NCCL and skips that stage.
 #
 # Environment: OUT (results; the device tool sets it; default /tmp/tsumugi-gpu-check), STEPS
 # (training steps, default 30), CUDA_ARCH (default: the GPU's compute capability, else 90), JOBS
@@ -179,6 +181,40 @@ PY
   return $rc
 }
 
+# Data parallelism on two GPUs (one rank each, picked by local rank): the tiny GPT-2 for 30 steps
+# under mpirun -np 2 with gradients summed by NCCL on the device, plain and ZeRO-1, against the
+# host path (TSUMUGI_NCCL=0: download, MPI, upload) and one GPU with the same global batch and
+# micro-batch. NCCL and the host path sum the same bf16 gradients, so they agree to fp32 rounding;
+# one GPU accumulates its two micro-batches where two GPUs sum one each, so it is compared as
+# 10-step means.
+nccl_two_gpus() {
+  local rc=0 z run
+  local common=(--config configs/tiny.toml --set backend=cuda --set train.steps=30 --set train.batch_size=16
+    --set train.micro_batch_size=8 --set train.eval_interval=0 --set train.checkpoint_interval=0
+    --set train.report_interval=0 --set train.sample_tokens=0)
+  local mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+  "$BIN_TSUMUGI" -q pretrain "${common[@]}" --set "out_dir=$OUT/nccl-one" || rc=1
+  for z in 0 1; do
+    "${mpi[@]}" "$BIN_TSUMUGI" pretrain "${common[@]}" --set train.zero_stage=$z --set "out_dir=$OUT/nccl-z$z" \
+      2>&1 | tee "$OUT/nccl-z$z.log" | grep -E 'data parallel|gradients|error' || rc=1
+    grep -q 'gradients summed on the device with NCCL' "$OUT/nccl-z$z.log" || { echo "zero_stage=$z did not use NCCL"; rc=1; }
+    TSUMUGI_NCCL=0 "${mpi[@]}" -x TSUMUGI_NCCL "$BIN_TSUMUGI" -q pretrain "${common[@]}" --set train.zero_stage=$z \
+      --set "out_dir=$OUT/host-z$z" || rc=1
+    python3 - "$OUT/nccl-one/metrics.jsonl" "$OUT/nccl-z$z/metrics.jsonl" "$OUT/host-z$z/metrics.jsonl" "zero_stage=$z" <<'PY' || rc=1
+import json, sys
+one, nccl, host = ([json.loads(l) for l in open(f)] for f in sys.argv[1:4])
+a, b, c = ([r["loss"] for r in x] for x in (one, nccl, host))
+host_gap = max(abs(x - y) / y for x, y in zip(b, c))
+means = [abs(sum(a[i:i + 10]) - sum(b[i:i + 10])) / sum(a[i:i + 10]) for i in range(0, min(len(a), len(b)), 10)]
+print(f"{sys.argv[4]}: 2 GPUs NCCL loss {b[0]:.4f} -> {b[-1]:.4f}, {nccl[-1]['tokens_per_s']:.0f} tokens/s, "
+      f"{nccl[-1]['mem_bytes'] / 2**20:.0f} MiB; vs host path worst gap {host_gap:.2e} "
+      f"({host[-1]['tokens_per_s']:.0f} tokens/s); vs 1 GPU worst 10-step-mean gap {max(means):.4f}")
+sys.exit(0 if len(a) == len(b) == len(c) == 30 and host_gap <= 1e-3 and max(means) <= 0.01 else 1)
+PY
+  done
+  return $rc
+}
+
 echo "tsumugi GPU check: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), results in $OUT"
 # build() sets the binary paths and LD_LIBRARY_PATH for the later stages, so it runs in this
 # shell rather than under `timeout`.
@@ -189,13 +225,23 @@ if build; then build_status=ok; else build_status=FAILED; fi
 SUMMARY+=("$(printf '%-16s %-28s %4ss' build "$build_status" "$((SECONDS - t0))")")
 
 # `timeout` runs programs, not shell functions: export them and call them through bash.
-export -f gpu_info cuda_tests kernel_bench train_bench train_parity
+export -f gpu_info cuda_tests kernel_bench train_bench train_parity nccl_two_gpus
 export OUT STEPS BIN_TSUMUGI BIN_TESTS BIN_BENCH
 stage nvidia-smi 30 bash -c gpu_info
 if [ -x "$BIN_TESTS" ]; then stage cuda-tests 120 bash -c cuda_tests; else SUMMARY+=("cuda-tests       skipped (not built)"); fi
 if [ -x "$BIN_BENCH" ]; then stage kernel-bench 60 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-bench 150 bash -c train_bench; else SUMMARY+=("train-bench      skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-parity 120 bash -c train_parity; else SUMMARY+=("train-parity     skipped (not built)"); fi
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if [ "$gpus" -lt 2 ]; then
+  SUMMARY+=("nccl-2gpu        skipped ($gpus GPU)")
+elif ! command -v mpirun >/dev/null; then
+  SUMMARY+=("nccl-2gpu        skipped (no mpirun)")
+elif ! ldd "$BIN_TSUMUGI" 2>/dev/null | grep -q libnccl; then
+  SUMMARY+=("nccl-2gpu        skipped (built without NCCL)")
+else
+  stage nccl-2gpu 300 bash -c nccl_two_gpus
+fi
 
 echo
 echo "================================ summary ================================"

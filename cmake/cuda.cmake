@@ -2,7 +2,11 @@
 # CMakeLists.txt after tsumugi_core is defined; sets TSUMUGI_HAVE_CUDA.
 #   -DTSUMUGI_WITH_CUDA=OFF             never build it
 #   -DCMAKE_CUDA_ARCHITECTURES=90       (or native) build for one GPU only: faster to compile
+#   -DTSUMUGI_WITH_NCCL=OFF             no NCCL device communicator (multi-GPU runs then sum
+#                                       gradients through host memory and MPI)
+#   -DNCCL_ROOT=/path                   where nccl.h / libnccl are, when not in the CUDA toolkit
 option(TSUMUGI_WITH_CUDA "Build the CUDA backend when a CUDA compiler is found" ON)
+option(TSUMUGI_WITH_NCCL "Build the NCCL communicator when CUDA, NCCL and MPI are all found" ON)
 set(TSUMUGI_HAVE_CUDA OFF)
 
 if(TSUMUGI_WITH_CUDA)
@@ -41,6 +45,25 @@ if(TSUMUGI_WITH_CUDA)
     # static libraries need each other (CMake repeats them on link lines). Link-only, so the core's
     # compile flags stay out of nvcc's command lines.
     target_link_libraries(tsumugi_cuda PRIVATE $<LINK_ONLY:tsumugi_core>)
+
+    # NCCL for multi-GPU data parallelism. Its bootstrap id travels over MPI (the trainer's host
+    # communicator), so it is only useful with MPI.
+    set(TSUMUGI_HAVE_NCCL OFF)
+    if(TSUMUGI_WITH_NCCL AND TSUMUGI_HAVE_MPI)
+      find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_INCLUDE_DIRS}
+                PATH_SUFFIXES include)
+      find_library(NCCL_LIBRARY nccl HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_LIBRARY_DIR}
+                   PATH_SUFFIXES lib lib64)
+      if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+        set(TSUMUGI_HAVE_NCCL ON)
+        target_compile_definitions(tsumugi_cuda PRIVATE TSUMUGI_HAVE_NCCL=1)
+        target_include_directories(tsumugi_cuda PRIVATE ${NCCL_INCLUDE_DIR})
+        target_link_libraries(tsumugi_cuda PUBLIC ${NCCL_LIBRARY})
+        message(STATUS "CUDA backend: NCCL communicator (${NCCL_LIBRARY})")
+      else()
+        message(STATUS "CUDA backend: NCCL not found; multi-GPU runs will sum gradients through host memory")
+      endif()
+    endif()
   else()
     message(STATUS "CUDA backend: no CUDA compiler found, building without it")
   endif()

@@ -16,8 +16,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tsumugi::backend {
 
@@ -51,6 +53,32 @@ struct AdamWParams {
   float grad_scale;    // multiplies the gradient first (clipping and 1/accumulation)
 };
 
+// Sums and gathers over the ranks of a data-parallel job directly on one backend's buffers (NCCL
+// on CUDA), so gradients and weights need not pass through host memory. A backend that has no
+// such transport returns none from make_device_comm and the trainer goes through the host
+// (train::Collective). Calls are collective: every rank makes the same ones in the same order.
+// Buffers hold elements of their Kind's storage type (bf16 gradients are summed in bf16).
+class DeviceComm {
+ public:
+  virtual ~DeviceComm() = default;
+  virtual std::string describe() const = 0;
+  // b[0, n) = its sum over ranks.
+  virtual void allreduce_sum(const Buf& b, std::size_t n) = 0;
+  // b holds one segment of counts[r] elements per rank r, in rank order; afterwards this rank's
+  // segment holds the sum over ranks (the others are unspecified).
+  virtual void reduce_scatter_sum(const Buf& b, const std::vector<std::size_t>& counts) = 0;
+  // Every rank's own segment of b (laid out as above) copied to every rank.
+  virtual void allgather(const Buf& b, const std::vector<std::size_t>& counts) = 0;
+};
+
+// What a device communicator needs from the job that launched it: its place, a way to share bytes
+// from rank 0 (NCCL's unique id), and the job-wide abort (which must not return).
+struct CommBootstrap {
+  int rank = 0, size = 1;
+  std::function<void(void* bytes, std::size_t n)> broadcast_from_rank0;
+  std::function<void(const std::string& message)> abort;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -77,6 +105,16 @@ class Backend {
   // The device's dense bf16 peak in FLOP/s for MFU, when known from its specification (0 = unknown:
   // the trainer then measures the matmul peak itself, as it does on CPUs).
   virtual double nominal_peak_flops() const { return 0.0; }
+  // The most memory this backend has held at once, in bytes, when it keeps its own memory (a
+  // GPU's); 0 = it lives in the process's heap, whose peak RSS tells more.
+  virtual uint64_t peak_memory_bytes() const { return 0; }
+  // A communicator over this backend's buffers for the job `boot` describes, or nullptr (with
+  // `why`) when the backend has none; the caller then reduces through host memory.
+  virtual std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) {
+    (void)boot;
+    if (why) *why = name() + " has no device communicator";
+    return nullptr;
+  }
 
   // ---- embeddings
   // out[N,C] = wte[tokens[n]] (+ wpe[n % T] when wpe is given)
@@ -118,10 +156,9 @@ class Backend {
   virtual void swiglu_forward(Buf out, const Buf& inp, int N, int F) = 0;
   virtual void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) = 0;
 
-  // ---- LoRA helpers. Both have a host implementation here (download, compute, upload) that any
-  // backend inherits; the CPU backend overrides them with direct loops. A CUDA kernel for each is
-  // the next step for LoRA speed on GPUs (they touch only [N, r] and one [N, in] tensor per
-  // adapted layer, so the round trip is correct but slow there).
+  // ---- LoRA and hidden-dropout helpers. Both have a host implementation here (download,
+  // compute, upload) so a new backend is correct before it is fast; the CPU and CUDA backends
+  // override them with their own loops / kernels.
   //
   // out[n,c] = inp[n,c] * scale / (1 - p) when kept, else 0; element (n, c) is kept when
   // dropout_uniform(seed, first_row + n, C, c) >= p. p = 0 is a plain scale. The mask is a pure
@@ -165,9 +202,17 @@ class Backend {
   virtual double sum(const Buf& b, std::size_t n) = 0;
 };
 
+// Callable from CUDA device code too, so the GPU kernels use this very definition (nvcc sees
+// __CUDACC__; the CPU compilers and the CUDA emulator see a plain inline function).
+#if defined(__CUDACC__)
+#define TSUMUGI_HOST_DEVICE __host__ __device__
+#else
+#define TSUMUGI_HOST_DEVICE
+#endif
+
 // The uniform [0, 1) number deciding whether dropout keeps element (row, col) of a [rows, C]
 // tensor: a counter-based hash, so every backend draws the same mask for a seed.
-inline float dropout_uniform(uint64_t seed, uint64_t row, int C, int col) {
+TSUMUGI_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t row, int C, int col) {
   uint64_t x = seed + (row * static_cast<uint64_t>(C) + static_cast<uint64_t>(col)) * 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;

@@ -36,6 +36,7 @@ class SingleCollective final : public Collective {
   void allreduce_sum(double*, std::size_t) override {}
   void reduce_scatter_sum(float*, const std::vector<std::size_t>&) override {}
   void allgather(float*, const std::vector<std::size_t>&) override {}
+  void broadcast_from_rank0(void*, std::size_t) override {}
   void check_same(const std::string&, const std::string&) override {}
   [[noreturn]] void abort(const std::string& message) override { throw Error(message); }
 };
@@ -90,6 +91,10 @@ class MpiCollective final : public Collective {
     }
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), displ.data(), MPI_FLOAT, MPI_COMM_WORLD),
           "MPI_Allgatherv");
+  }
+  void broadcast_from_rank0(void* data, std::size_t n) override {
+    if (n > static_cast<std::size_t>(INT32_MAX)) fail("MPI: a broadcast of {} bytes exceeds MPI's int counts", n);
+    check(MPI_Bcast(data, static_cast<int>(n), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
   }
   void check_same(const std::string& what, const std::string& value) override {
     unsigned long long h = XXH64(value.data(), value.size(), 0), lo = h, hi = h;

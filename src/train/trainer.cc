@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -115,6 +116,7 @@ class Trainer {
 
  private:
   void setup_model();
+  void setup_device_comm();
   void write_checkpoint(int64_t step, double loss);
   double evaluate();
   void sample(int64_t step);
@@ -139,6 +141,9 @@ class Trainer {
   std::vector<std::size_t> shard_counts_;
   std::vector<float> host_;
   std::unique_ptr<backend::Backend> be_;
+  // NCCL on GPUs (declared after be_: it uses the backend's stream, so it goes first); null on the
+  // CPU, where gradients go through host memory and comm_.
+  std::unique_ptr<backend::DeviceComm> dev_;
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<BatchSource> data_;
   LoadedCheckpoint base_;  // SFT: the checkpoint being tuned (weights dropped once uploaded)
@@ -152,6 +157,12 @@ class Trainer {
   int micro_ = 1, accum_ = 1;
   int bos_ = -1, eos_ = -1;
   std::string last_checkpoint_;
+
+  // The backend's own peak (device memory on a GPU), else the process's peak RSS.
+  uint64_t mem_bytes() const {
+    const uint64_t dev = be_->peak_memory_bytes();
+    return dev ? dev : peak_rss_bytes();
+  }
 };
 
 void Trainer::setup_model() {
@@ -226,6 +237,30 @@ void Trainer::setup_model() {
   } else if (!sft_) {
     model_->init_weights(cfg_.train.seed);
   }
+}
+
+void Trainer::setup_device_comm() {
+  // Every rank must take the same path: a rank whose `auto` fell back to the CPU would leave the
+  // others waiting in NCCL's bootstrap.
+  const std::string be_kind = be_->name().substr(0, be_->name().find(' '));
+  comm_->check_same("backend", be_kind);
+  // TSUMUGI_NCCL=0 keeps GPU runs on the host path (download, MPI, upload): slower, but a way to
+  // tell an NCCL problem from anything else.
+  const char* env = std::getenv("TSUMUGI_NCCL");
+  if (env && std::string(env) == "0") {
+    if (rank_ == 0) log::info("TSUMUGI_NCCL=0: gradients go through host memory and {}", comm_->kind());
+    return;
+  }
+  backend::CommBootstrap boot;
+  boot.rank = rank_;
+  boot.size = world_;
+  boot.broadcast_from_rank0 = [this](void* data, std::size_t n) { comm_->broadcast_from_rank0(data, n); };
+  boot.abort = [this](const std::string& message) { comm_->abort(message); };
+  std::string why;
+  dev_ = be_->make_device_comm(boot, &why);
+  if (rank_ != 0) return;
+  if (dev_) log::info("gradients summed on the device with {}", dev_->describe());
+  else if (be_kind != "cpu") log::info("gradients go through host memory and {}: {}", comm_->kind(), why);
 }
 
 void Trainer::log_metrics(const nlohmann::json& j) {
@@ -316,6 +351,17 @@ double Trainer::reduce_gradients(double* loss_sum) {
   backend::Buf& grads = model_->trainable_grads();
   if (world_ == 1) return std::sqrt(be_->sum_squares(grads, n));
   comm_->allreduce_sum(loss_sum, 1);
+  if (dev_) {  // in place on the device, in the gradients' own type
+    if (!zero_) {
+      dev_->allreduce_sum(grads, n);
+      return std::sqrt(be_->sum_squares(grads, n));
+    }
+    dev_->reduce_scatter_sum(grads, shard_counts_);
+    const std::size_t len = shard_hi_ - shard_lo_;
+    double ss = len ? be_->sum_squares(be_->view(grads, shard_lo_, len), len) : 0.0;
+    comm_->allreduce_sum(&ss, 1);
+    return std::sqrt(ss);
+  }
   host_.resize(n);
   be_->download(host_.data(), grads, n);
   if (!zero_) {
@@ -344,7 +390,12 @@ void Trainer::optimizer_step(int64_t step, double clip, double lr) {
                       be_->view(model_->trainable_grads(), a, b - a), be_->view(m_, a - shard_lo_, b - a),
                       be_->view(v_, a - shard_lo_, b - a), b - a, ap);
   }
-  if (zero_) {  // every rank gets every slice's updated weights
+  if (zero_ && dev_) {  // every rank gets every slice's updated master weights, then its compute copy
+    const std::size_t n = model_->num_trainable();
+    dev_->allgather(model_->trainable_master(), shard_counts_);
+    if (model_->trainable_params().ptr != model_->trainable_master().ptr)
+      be_->copy(model_->trainable_params(), model_->trainable_master(), n);
+  } else if (zero_) {
     const std::size_t n = model_->num_trainable();
     host_.resize(n);
     be_->download(host_.data(), model_->trainable_master(), n);
@@ -391,7 +442,8 @@ int Trainer::run() {
     if (tok_->is_unknown(eos_)) eos_ = tok_->eos_id();
     bos_ = tok_->bos_id() >= 0 ? tok_->bos_id() : eos_;
   }
-  be_ = backend::make_backend(cfg_.backend);
+  be_ = opt_.make_backend ? opt_.make_backend(cfg_.backend) : backend::make_backend(cfg_.backend);
+  if (world_ > 1) setup_device_comm();
   setup_model();
   if (opt_.make_data) data_ = opt_.make_data(cfg_, tok_.get(), eos_);
   else data_ = std::make_unique<WindowSampler>(cfg_.train_data, cfg_.valid_data, cfg_.valid_fraction, T, t.seed);
@@ -521,7 +573,7 @@ int Trainer::run() {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     nlohmann::json j = {{"step", step},         {"loss", loss},     {"lr", lr},
                         {"grad_norm", norm},    {"tokens_per_s", tps}, {"mfu", mfu},
-                        {"mem_bytes", peak_rss_bytes()}, {"elapsed_s", elapsed}, {"tokens", tokens_seen_}};
+                        {"mem_bytes", mem_bytes()}, {"elapsed_s", elapsed}, {"tokens", tokens_seen_}};
     std::vector<std::pair<std::string, float>> scalars = {{"train/loss", static_cast<float>(loss)},
                                                           {"train/lr", static_cast<float>(lr)},
                                                           {"train/grad_norm", static_cast<float>(norm)},

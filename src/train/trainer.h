@@ -11,6 +11,9 @@
 namespace tsumugi::tokenizer {
 class Tokenizer;
 }
+namespace tsumugi::backend {
+class Backend;
+}
 
 namespace tsumugi::train {
 
@@ -23,6 +26,9 @@ struct PretrainOptions {
   // Where sequences come from (called once the tokenizer is loaded; `eod` is its end-of-document
   // id). Default: windows sampled from the Megatron shards of data.train / data.valid.
   std::function<std::unique_ptr<BatchSource>(const RunConfig&, const tokenizer::Tokenizer*, int eod)> make_data;
+  // Makes the backend named by the run's `backend` key (default: backend::make_backend). Tests use
+  // it to run the trainer on the CUDA emulator.
+  std::function<std::unique_ptr<backend::Backend>(const std::string& name)> make_backend;
   // Turns train.sample_prompt into the text the sample generations continue (SFT: the template).
   std::function<std::string(const std::string&)> render_sample_prompt;
 };

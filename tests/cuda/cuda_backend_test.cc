@@ -221,6 +221,23 @@ TEST_F(CudaOps, KindsAndRoundTrips) {
   EXPECT_FALSE(m);
 }
 
+TEST_F(CudaOps, PeakMemoryCountsTheBackendsAllocations) {
+  const uint64_t base = gpu_->peak_memory_bytes();
+  EXPECT_GE(base, 32u << 20) << "cuBLASLt's workspace is allocated at start-up";
+  Buf a = gpu_->alloc(1 << 20, Kind::Master);      // 4 MiB
+  Buf b = gpu_->alloc(1 << 20, Kind::Activation);  // 2 MiB
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (6u << 20));
+  gpu_->free(a);
+  gpu_->free(b);
+  Buf c = gpu_->alloc(1 << 20, Kind::Grad);  // 2 MiB after freeing 6: the peak stays
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (6u << 20));
+  gpu_->free(c);
+  Buf d = gpu_->alloc(2 << 20, Kind::OptState);  // 8 MiB: a new peak
+  EXPECT_EQ(gpu_->peak_memory_bytes(), base + (8u << 20));
+  gpu_->free(d);
+  EXPECT_EQ(cpu_->peak_memory_bytes(), 0u) << "the CPU backend leaves memory to the process's RSS";
+}
+
 TEST_F(CudaOps, RejectsWrongKindsWithAClearError) {
   Buf f = gpu_->alloc(16, Kind::Float32), a = gpu_->alloc(16, Kind::Activation);
   Buf w = gpu_->alloc(16, Kind::Param);
@@ -278,6 +295,79 @@ TEST_F(CudaOps, Elementwise) {
   cpu_->swiglu_backward(sdx.c, gu.c, sdy.c, N, F);
   gpu_->swiglu_backward(sdx.g, gu.g, sdy.g, N, F);
   compare("swiglu_backward", sdx, kBf16Out);
+}
+
+// ---------------------------------------------------------------------------- LoRA helpers
+std::vector<uint32_t> bits(const std::vector<float>& v) {
+  std::vector<uint32_t> b(v.size());
+  std::memcpy(b.data(), v.data(), v.size() * 4);
+  return b;
+}
+
+TEST_F(CudaOps, DropoutScaleDrawsTheCpuMask) {
+  const int N = pick(1000, 37), C = pick(768, 24);
+  const std::size_t n = static_cast<std::size_t>(N) * C;
+  const uint64_t seed = 0x1234abcdull, first_row = 1000003;  // a row offset, as ranks pass
+  // No input element is zero, so a zero output means exactly "dropped".
+  std::vector<float> in = randn(n, 1.f, 21, 0.f);
+  for (auto& x : in)
+    if (x == 0.f) x = 0.5f;
+  for (Kind k : {Kind::Float32, Kind::Activation}) {
+    const std::string tag = k == Kind::Float32 ? " fp32" : " bf16";
+    auto& x = twin(in, k);
+    auto& y = twin_zero(n, k);
+    cpu_->dropout_scale(y.c, x.c, N, C, 0.3f, seed, first_row, 2.0f);
+    gpu_->dropout_scale(y.g, x.g, N, C, 0.3f, seed, first_row, 2.0f);
+    const std::vector<float> yc = get(*cpu_, y.c, n), yg = get(*gpu_, y.g, n);
+    std::size_t dropped = 0, mask_diff = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      dropped += yc[i] == 0.f;
+      mask_diff += (yc[i] == 0.f) != (yg[i] == 0.f);
+    }
+    EXPECT_EQ(mask_diff, 0u) << "dropout masks differ" << tag;
+    // About 30% dropped: the mask is a real draw, not all-keep or all-drop.
+    EXPECT_GT(dropped, n / 5) << tag;
+    EXPECT_LT(dropped, n * 2 / 5) << tag;
+    if (k == Kind::Float32)
+      EXPECT_EQ(bits(yg), bits(yc)) << "fp32 dropout_scale is one identical multiply";
+    else
+      compare("dropout_scale" + tag, y, kBf16Out);
+    // In place, and p = 0 as a plain scale (LoRA's alpha/r).
+    cpu_->dropout_scale(x.c, x.c, N, C, 0.0f, seed, 0, 0.25f);
+    gpu_->dropout_scale(x.g, x.g, N, C, 0.0f, seed, 0, 0.25f);
+    compare("dropout_scale p=0 in place" + tag, x, k == Kind::Float32 ? kFp32 : kBf16Out);
+  }
+}
+
+TEST_F(CudaOps, CopyStridedIsExact) {
+  // One column block of a fused [N, 3C] projection (LLaMA's q/k/v) in and out.
+  const int N = pick(512, 19), C = pick(256, 12), fused = 3 * C;
+  for (Kind k : {Kind::Float32, Kind::Activation}) {
+    const std::string tag = k == Kind::Float32 ? " fp32" : " bf16";
+    auto& wide = twin(randn(static_cast<std::size_t>(N) * fused, 1.f, 31), k);
+    auto& block = twin(randn(static_cast<std::size_t>(N) * C, 1.f, 32), k);
+    // Column block 1 out of the wide rows: a bitwise copy on both backends.
+    cpu_->copy_strided(block.c, C, cpu_->view(wide.c, C, wide.n - C), fused, N, C, false);
+    gpu_->copy_strided(block.g, C, gpu_->view(wide.g, C, wide.n - C), fused, N, C, false);
+    EXPECT_EQ(bits(get(*gpu_, block.g, block.n)), bits(get(*cpu_, block.c, block.n))) << "gather" << tag;
+    // Into column block 2, accumulating: the other columns must stay as they were.
+    auto& add = twin(randn(static_cast<std::size_t>(N) * C, 1.f, 33), k);
+    cpu_->copy_strided(cpu_->view(wide.c, 2 * C, wide.n - 2 * C), fused, add.c, C, N, C, true);
+    gpu_->copy_strided(gpu_->view(wide.g, 2 * C, wide.n - 2 * C), fused, add.g, C, N, C, true);
+    if (k == Kind::Float32)
+      EXPECT_EQ(bits(get(*gpu_, wide.g, wide.n)), bits(get(*cpu_, wide.c, wide.n))) << "scatter-add" << tag;
+    else
+      compare("copy_strided accumulate" + tag, wide, kBf16Out);
+    // Overwriting column block 0.
+    cpu_->copy_strided(wide.c, fused, add.c, C, N, C, false);
+    gpu_->copy_strided(wide.g, fused, add.g, C, N, C, false);
+    const std::vector<float> wc = get(*cpu_, wide.c, wide.n), wg = get(*gpu_, wide.g, wide.n);
+    for (int r = 0; r < N; ++r)
+      for (int c = 0; c < C; ++c) {
+        const std::size_t i = static_cast<std::size_t>(r) * fused + c;
+        ASSERT_EQ(bits({wg[i]}), bits({wc[i]})) << "scatter" << tag << " row " << r << " col " << c;
+      }
+  }
 }
 
 // ---------------------------------------------------------------------------- embeddings

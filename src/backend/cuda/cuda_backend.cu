@@ -16,7 +16,6 @@
 #include <initializer_list>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace tsumugi::backend {
 namespace TSU_CUDA_NS {
@@ -32,21 +31,6 @@ namespace {
 constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt's recommendation for Hopper
 constexpr std::size_t kStageBytes = 16u << 20;      // per pinned staging buffer
 
-DType dtype_of(Kind k) {
-  switch (k) {
-    case Kind::Param:
-    case Kind::Grad:
-    case Kind::Activation:
-      return DType::BF16;
-    case Kind::Master:
-    case Kind::OptState:
-    case Kind::Float32:
-      return DType::F32;
-    case Kind::Int32:
-      return DType::I32;
-  }
-  return DType::F32;
-}
 
 const char* dtype_name(DType d) {
   switch (d) {
@@ -57,7 +41,6 @@ const char* dtype_name(DType d) {
   return "?";
 }
 
-std::size_t dtype_size(DType d) { return d == DType::BF16 ? 2 : 4; }
 
 [[noreturn]] void bad(const char* op, const std::string& msg) {
   throw std::runtime_error(std::string("CUDA backend: ") + op + ": " + msg);
@@ -165,6 +148,10 @@ class CudaBackend final : public Backend {
   // Dense bf16 tensor-core peaks from NVIDIA's data sheets, for MFU: H100/H200 SXM 989 TFLOP/s,
   // H100 PCIe 756, A100 312. Unknown cards return 0 and the trainer measures a matmul instead.
   double nominal_peak_flops() const override {
+#ifdef TSUMUGI_CUDA_EMULATION
+    // A made-up figure: timing a matmul on the emulator would take minutes and mean nothing.
+    return 1e12;
+#endif
     const std::string n = prop_.name;
     if (n.find("H100") != std::string::npos && n.find("PCIe") != std::string::npos) return 756e12;
     if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos ||
@@ -172,6 +159,24 @@ class CudaBackend final : public Backend {
       return 989.4e12;
     if (n.find("A100") != std::string::npos) return 312e12;
     return 0.0;
+  }
+
+  // Counted at our own cudaMalloc calls (buffers, the shared scratch area, cuBLASLt's workspace),
+  // not cudaMemGetInfo: that also counts the CUDA context, NCCL's buffers and other processes on
+  // the same GPU, so it would not say what a run's configuration costs.
+  uint64_t peak_memory_bytes() const override { return peak_bytes_; }
+
+  std::unique_ptr<DeviceComm> make_device_comm(const CommBootstrap& boot, std::string* why) override {
+#ifdef TSU_NCCL
+    (void)why;
+    TSU_CUDA_CHECK(cudaSetDevice(device_));  // NCCL binds the communicator to the current device
+    TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return make_nccl_comm(stream_, boot);
+#else
+    (void)boot;
+    if (why) *why = "this build's CUDA backend has no NCCL (configure found no nccl.h / libnccl, or no MPI)";
+    return nullptr;
+#endif
   }
 
   std::string name() const override {
@@ -195,16 +200,19 @@ class CudaBackend final : public Backend {
                        cudaGetErrorString(e));
     }
     TSU_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
-    allocations_.insert(p);
+    allocations_[p] = bytes;
+    held(static_cast<int64_t>(bytes));
     b.ptr = p;
     return b;
   }
 
   void free(Buf& b) override {
     if (!b.ptr) return;
-    if (!allocations_.count(b.ptr)) bad("free", "buffer was not allocated by alloc() (a view?)");
+    auto it = allocations_.find(b.ptr);
+    if (it == allocations_.end()) bad("free", "buffer was not allocated by alloc() (a view?)");
     TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));  // kernels may still use it
-    allocations_.erase(b.ptr);
+    held(-static_cast<int64_t>(it->second));
+    allocations_.erase(it);
     TSU_CUDA_CHECK(cudaFree(b.ptr));
     b = Buf{};
   }
@@ -262,6 +270,30 @@ class CudaBackend final : public Backend {
   }
 
   void synchronize() override { TSU_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // ---- LoRA / hidden-dropout helpers (the mask is backend.h's dropout_uniform, as on the CPU)
+  void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed,
+                     uint64_t first_row, float scale) override {
+    const std::size_t n = sz(N, C);
+    if (n == 0) return;
+    need(out, n, {DType::BF16, DType::F32}, "dropout_scale", "out");
+    need(inp, n, {DType::BF16, DType::F32}, "dropout_scale", "inp");
+    if (!(p < 1.0f)) bad("dropout_scale", "p must be below 1");
+    // The same fp32 expression as the CPU backend, so kept values differ only by the output type.
+    const float keep_scale = p > 0.0f ? scale / (1.0f - p) : scale;
+    TSU_CUDA_NS::dropout_scale(ctx_, out.ptr, dtype_of(out.kind), inp.ptr, dtype_of(inp.kind), N,
+                               C, p, seed, first_row, keep_scale);
+  }
+
+  void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
+                    bool accumulate) override {
+    if (N <= 0 || C <= 0) return;
+    if (dst_stride < C || src_stride < C) bad("copy_strided", "a stride is smaller than C");
+    need(dst, sz(N - 1, dst_stride) + C, {DType::BF16, DType::F32}, "copy_strided", "dst");
+    need(src, sz(N - 1, src_stride) + C, {DType::BF16, DType::F32}, "copy_strided", "src");
+    TSU_CUDA_NS::copy_strided(ctx_, dst.ptr, dtype_of(dst.kind), dst_stride, src.ptr,
+                              dtype_of(src.kind), src_stride, N, C, accumulate);
+  }
 
   // ---- embeddings
   void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe, int B, int T,
@@ -581,16 +613,23 @@ class CudaBackend final : public Backend {
     return *result_host_;
   }
 
+  void held(int64_t delta) {
+    held_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(held_bytes_) + delta);
+    peak_bytes_ = std::max(peak_bytes_, held_bytes_);
+  }
+
   // One scratch area reused by every op (they run in stream order, one at a time).
   void* scratch(std::size_t bytes) {
     if (bytes <= scratch_bytes_) return scratch_;
     TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old area may still be in use
     if (scratch_) TSU_CUDA_CHECK(cudaFree(scratch_));
+    held(-static_cast<int64_t>(scratch_bytes_));
     scratch_ = nullptr;
     scratch_bytes_ = 0;
     const std::size_t want = align_up(bytes + bytes / 4, 1u << 20);
     TSU_CUDA_CHECK(cudaMalloc(&scratch_, want));
     scratch_bytes_ = want;
+    held(static_cast<int64_t>(want));
     return scratch_;
   }
 
@@ -760,6 +799,7 @@ class CudaBackend final : public Backend {
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     TSU_BLAS_CHECK(cublasLtCreate(&lt_));
     TSU_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+    held(static_cast<int64_t>(kWorkspaceBytes));
     for (int i = 0; i < 2; ++i) {
       TSU_CUDA_CHECK(cudaMallocHost(&stage_[i], kStageBytes));
       TSU_CUDA_CHECK(cudaEventCreateWithFlags(&stage_event_[i], cudaEventDisableTiming));
@@ -784,7 +824,7 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     if (stream_) (void)cudaStreamSynchronize(stream_);
-    for (void* p : allocations_) (void)cudaFree(p);
+    for (auto& kv : allocations_) (void)cudaFree(kv.first);
     allocations_.clear();
     for (auto& kv : plans_) {
       LtPlan& p = kv.second;
@@ -833,7 +873,8 @@ class CudaBackend final : public Backend {
   double* result_dev_ = nullptr;
   double* result_host_ = nullptr;
   std::unordered_map<GemmKey, LtPlan, GemmKeyHash> plans_;
-  std::unordered_set<void*> allocations_;
+  std::unordered_map<void*, std::size_t> allocations_;  // buffer -> bytes
+  uint64_t held_bytes_ = 0, peak_bytes_ = 0;  // through the cudaMalloc calls above
 };
 
 }  // namespace
@@ -860,7 +901,14 @@ std::unique_ptr<Backend> TSU_CUDA_FACTORY(std::string* why) {
     say("no CUDA device found");
     return nullptr;
   }
+  // One GPU per rank: under mpirun/srun the rank's index on its node picks the device (modulo the
+  // count, so oversubscribed nodes still start); TSUMUGI_CUDA_DEVICE overrides.
   int device = 0;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
+    if (const char* r = std::getenv(v); r && *r) {
+      device = std::atoi(r) % n;
+      break;
+    }
   if (const char* d = std::getenv("TSUMUGI_CUDA_DEVICE"); d && *d) device = std::atoi(d);
   if (device < 0 || device >= n) {
     say("TSUMUGI_CUDA_DEVICE=" + std::to_string(device) + " but " + std::to_string(n) +

@@ -1,5 +1,6 @@
 // Memory-bound kernels: conversions, elementwise activations, rotary embedding, token/position
 // embeddings and the deterministic column sums used for bias and norm-weight gradients.
+#include "backend/backend.h"  // dropout_uniform: one definition for every backend
 #include "backend/cuda/kernels.h"
 
 #ifndef TSUMUGI_CUDA_EMULATION
@@ -96,6 +97,29 @@ __global__ void gelu_backward_vec8_kernel(bf16* dinp, const bf16* inp, const bf1
 #pragma unroll
     for (int k = 0; k < 8; ++k) d[k] *= gelu_derivative(x[k]);
     store8(dinp + i * 8, d);
+  }
+}
+
+// One thread per element; out may alias inp (each element is read, then written, by one thread).
+template <class TO, class TI>
+__global__ void dropout_scale_kernel(TO* out, const TI* inp, int C, std::size_t n, float p,
+                                     uint64_t seed, uint64_t first_row, float keep_scale) {
+  TSU_GRID_STRIDE(i, n) {
+    const std::size_t row = i / C;
+    const int col = static_cast<int>(i % C);
+    const bool keep = p <= 0.f || dropout_uniform(seed, first_row + row, C, col) >= p;
+    st(out + i, keep ? ld(inp + i) * keep_scale : 0.f);
+  }
+}
+
+template <class TD, class TS>
+__global__ void copy_strided_kernel(TD* dst, int dst_stride, const TS* src, int src_stride, int C,
+                                    std::size_t n, bool accumulate) {
+  TSU_GRID_STRIDE(i, n) {
+    const std::size_t row = i / C, col = i % C;
+    TD* d = dst + row * dst_stride + col;
+    const float v = ld(src + row * src_stride + col);
+    st(d, accumulate ? ld(d) + v : v);
   }
 }
 
@@ -398,6 +422,38 @@ void gelu_backward(const Ctx& c, void* dinp, DType dt, const void* inp, DType it
                    static_cast<TD*>(dinp), static_cast<const TI*>(inp),
                    static_cast<const TG*>(dout), n);
       });
+    });
+  });
+}
+
+void dropout_scale(const Ctx& c, void* out, DType ot, const void* inp, DType it, int N, int C,
+                   float p, uint64_t seed, uint64_t first_row, float keep_scale) {
+  const std::size_t n = static_cast<std::size_t>(N) * C;
+  if (n == 0) return;
+  with_float_type(ot, [&](auto to) {
+    with_float_type(it, [&](auto ti) {
+      using TO = decltype(to);
+      using TI = decltype(ti);
+      auto* k = &dropout_scale_kernel<TO, TI>;
+      TSU_LAUNCH(k, grid_for(n, kThreads, c.sm_count), kThreads, 0, c.stream,
+                 static_cast<TO*>(out), static_cast<const TI*>(inp), C, n, p, seed, first_row,
+                 keep_scale);
+    });
+  });
+}
+
+void copy_strided(const Ctx& c, void* dst, DType dt, int dst_stride, const void* src, DType st_,
+                  int src_stride, int N, int C, bool accumulate) {
+  const std::size_t n = static_cast<std::size_t>(N) * C;
+  if (n == 0) return;
+  with_float_type(dt, [&](auto td) {
+    with_float_type(st_, [&](auto ts) {
+      using TD = decltype(td);
+      using TS = decltype(ts);
+      auto* k = &copy_strided_kernel<TD, TS>;
+      TSU_LAUNCH(k, grid_for(n, kThreads, c.sm_count), kThreads, 0, c.stream,
+                 static_cast<TD*>(dst), dst_stride, static_cast<const TS*>(src), src_stride, C, n,
+                 accumulate);
     });
   });
 }

@@ -4,10 +4,45 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
+#include "backend/backend.h"
 #include "backend/cuda/common.cuh"
 
+// The NCCL device communicator (nccl_comm.cu) is built with the real NCCL when CMake found it
+// (TSUMUGI_HAVE_NCCL), and in the emulator over MPI (nccl_emu.h) when MPI is there.
+#if defined(TSUMUGI_CUDA_EMULATION) && defined(TSUMUGI_HAVE_MPI)
+#define TSU_NCCL 1
+#elif !defined(TSUMUGI_CUDA_EMULATION) && defined(TSUMUGI_HAVE_NCCL)
+#define TSU_NCCL 1
+#endif
+
 namespace tsumugi::backend::TSU_CUDA_NS {
+
+// Storage type of each buffer kind: bf16 compute copies, activations and gradients; fp32 master
+// weights, optimizer state and statistics.
+inline DType dtype_of(Kind k) {
+  switch (k) {
+    case Kind::Param:
+    case Kind::Grad:
+    case Kind::Activation:
+      return DType::BF16;
+    case Kind::Master:
+    case Kind::OptState:
+    case Kind::Float32:
+      return DType::F32;
+    case Kind::Int32:
+      return DType::I32;
+  }
+  return DType::F32;
+}
+inline std::size_t dtype_size(DType d) { return d == DType::BF16 ? 2 : 4; }
+
+#ifdef TSU_NCCL
+// ---- nccl_comm.cu: one NCCL communicator over the job's ranks, its collectives on `stream`
+// (the backend's). Bootstraps by broadcasting rank 0's ncclUniqueId through `boot`.
+std::unique_ptr<DeviceComm> make_nccl_comm(cudaStream_t stream, const CommBootstrap& boot);
+#endif
 
 struct Ctx {
   cudaStream_t stream = nullptr;
@@ -47,6 +82,14 @@ std::size_t column_reduce_scratch_bytes(int N, int C, int sm_count);
 void column_reduce(const Ctx& c, const bf16* dout, const bf16* inp, const float* mean,
                    const float* rstd, void* dst1, DType d1t, void* dst2, DType d2t, int N, int C,
                    void* scratch);
+
+// out[n,c] = inp[n,c] * keep_scale when dropout_uniform(seed, first_row + n, C, c) >= p (or
+// p <= 0), else 0 (Backend::dropout_scale; out may alias inp).
+void dropout_scale(const Ctx& c, void* out, DType ot, const void* inp, DType it, int N, int C,
+                   float p, uint64_t seed, uint64_t first_row, float keep_scale);
+// dst[n*dst_stride + col] (+)= src[n*src_stride + col] for n < N, col < C.
+void copy_strided(const Ctx& c, void* dst, DType dt, int dst_stride, const void* src, DType st,
+                  int src_stride, int N, int C, bool accumulate);
 
 // ---- norm.cu (mean/rstd may be null in forward: not stored)
 void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const bf16* inp,
