@@ -53,8 +53,8 @@ class CudaEmuPretrainMpi : public ::testing::Test {
     write_bytes(config_,
                 "backend = 'cuda'\n[data]\ntrain = ['" + data_ + "']\nvalid_fraction = 0.05\n"
                 "[model]\npreset = 'gpt2-tiny'\nn_layer = 2\nd_model = 32\nn_head = 2\nvocab_size = 256\nmax_seq = 16\n"
-                "[train]\nsteps = 6\nbatch_size = 4\nmicro_batch_size = 2\nseq_len = 16\nlr = 1e-2\nwarmup_steps = 2\n"
-                "eval_interval = 3\neval_batches = 1\ncheckpoint_interval = 3\nlog_interval = 3\nreport_interval = 0\n"
+                "[train]\nsteps = 4\nbatch_size = 4\nmicro_batch_size = 2\nseq_len = 16\nlr = 1e-2\nwarmup_steps = 2\n"
+                "eval_interval = 2\neval_batches = 1\ncheckpoint_interval = 2\nlog_interval = 2\nreport_interval = 0\n"
                 "sample_tokens = 0\n");
   }
   std::string run(const std::string& cmd, int* status = nullptr) {
@@ -95,7 +95,7 @@ TEST_F(CudaEmuPretrainMpi, NcclPathEqualsHostPathAndMatchesOneRank) {
   const std::string one = dir_.file("one");
   run(pretrain(1, "--set out_dir=" + one));
   const auto ref = losses(one), ref_val = losses(one, "val_loss");
-  ASSERT_EQ(ref.size(), 6u);
+  ASSERT_EQ(ref.size(), 4u);
   // mem_bytes is the (emulated) device memory the backend allocated — cuBLASLt's 32 MiB workspace
   // plus a few MiB for this tiny model — not the process's peak RSS, which holds the emulator,
   // oneDNN and MPI besides.
@@ -114,12 +114,15 @@ TEST_F(CudaEmuPretrainMpi, NcclPathEqualsHostPathAndMatchesOneRank) {
     const std::string nccl = dir_.file("nccl" + std::to_string(c)), host = dir_.file("host" + std::to_string(c));
     std::string out = run(pretrain(2, "--set out_dir=" + nccl + z));
     EXPECT_NE(out.find("gradients summed on the device with NCCL (emulated over MPI)"), std::string::npos) << out;
-    out = run(pretrain(2, "--set out_dir=" + host + z, "TSUMUGI_NCCL=0"));
-    EXPECT_NE(out.find("TSUMUGI_NCCL=0: gradients go through host memory and MPI"), std::string::npos) << out;
-    // Both paths sum the same bf16 gradients in fp32 and round once: the runs are identical.
-    ASSERT_EQ(losses(nccl).size(), 6u) << "case " << c;
-    EXPECT_EQ(losses(nccl), losses(host)) << "case " << c;
-    EXPECT_EQ(losses(nccl, "val_loss"), losses(host, "val_loss")) << "case " << c;
+    ASSERT_EQ(losses(nccl).size(), 4u) << "case " << c;
+    // Both paths sum the same bf16 gradients in fp32 and round once: the runs are identical. (Plain
+    // DP and the unequal ZeRO-1 shards; equal shards are compared with one rank below.)
+    if (c != 1) {
+      out = run(pretrain(2, "--set out_dir=" + host + z, "TSUMUGI_NCCL=0"));
+      EXPECT_NE(out.find("TSUMUGI_NCCL=0: gradients go through host memory and MPI"), std::string::npos) << out;
+      EXPECT_EQ(losses(nccl), losses(host)) << "case " << c;
+      EXPECT_EQ(losses(nccl, "val_loss"), losses(host, "val_loss")) << "case " << c;
+    }
     if (c == 2) continue;  // a different model: compared with the host path only
     expect_close(losses(nccl), ref, zero ? "ZeRO-1 loss" : "DP loss");
     expect_close(losses(nccl, "val_loss"), ref_val, "validation loss");
@@ -132,7 +135,7 @@ TEST_F(CudaEmuPretrainMpi, CheckpointUnderTwoRanksResumesUnderTwoAndOne) {
   const auto ref = losses(full);
   for (int resume_ranks : {2, 1}) {
     const std::string d = dir_.file("r" + std::to_string(resume_ranks));
-    run(pretrain(2, "--set out_dir=" + d + " --set train.zero_stage=1 --set train.stop_after=3"));
+    run(pretrain(2, "--set out_dir=" + d + " --set train.zero_stage=1 --set train.stop_after=2"));
     ASSERT_EQ(tsumugi::train::list_checkpoints(d).size(), 1u);
     run(pretrain(resume_ranks, "--set out_dir=" + d + " --set train.zero_stage=1 --resume"));
     if (resume_ranks == 2) EXPECT_EQ(losses(d), ref) << "resuming under the same ranks is exact";
