@@ -219,11 +219,17 @@ TEST_F(InferBadModel, MissingConfigAndWeights) {
 }
 
 // Every instruction set's matvec against the scalar loops, with row lengths that leave tails.
-TEST(InferKernels, EveryIsaMatchesScalar) {
-  const std::string best(infer::kernel_isa());
+// The kernel instruction sets this CPU can run, scalar first (the reference).
+std::vector<std::string> isas_up_to(const std::string& best) {
   std::vector<std::string> isas = {"scalar"};
   if (best == "avx2" || best == "avx512") isas.push_back("avx2");
   if (best == "avx512") isas.push_back("avx512");
+  return isas;
+}
+
+TEST(InferKernels, EveryIsaMatchesScalar) {
+  const std::string best(infer::kernel_isa());
+  const std::vector<std::string> isas = isas_up_to(best);
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (int64_t cols : {32, 77, 96, 800}) {
@@ -353,9 +359,7 @@ TEST(InferKernels, MatvecManyEqualsOneByOne) {
 // counts around its groups of 4 rows, and rows so long (40000) that the tokens go in blocks of 4.
 TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
   const std::string best(infer::kernel_isa());
-  std::vector<std::string> isas = {"scalar"};
-  if (best == "avx2" || best == "avx512") isas.push_back("avx2");
-  if (best == "avx512") isas.push_back("avx512");
+  const std::vector<std::string> isas = isas_up_to(best);
   std::mt19937 rng(9);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 96}, {64, 800}, {6, 77}, {301, 256}, {5, 40000}}) {

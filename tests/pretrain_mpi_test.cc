@@ -42,16 +42,7 @@ class PretrainMpi : public ::testing::Test {
   void SetUp() override {
     if (!have_mpi()) GTEST_SKIP() << "mpirun (openmpi-bin) is not installed";
     data_ = dir_.file("tokens");
-    data::IndexedDatasetWriter w(data_, data::DType::uint16);
-    std::mt19937 rng(11);
-    for (int d = 0; d < 300; ++d) {
-      std::vector<int32_t> t;
-      int start = rng() % 200, len = 20 + rng() % 60;
-      for (int i = 0; i < len; ++i) t.push_back(8 + (start + i * 5) % 240);
-      t.push_back(7);
-      w.add_document(t);
-    }
-    w.finish();
+    tsumugi::testing::write_stride_documents(data_, 300);
     config_ = dir_.file("run.toml");
     write_bytes(config_,
                 "backend = 'cpu'\n[data]\ntrain = ['" + data_ + "']\nvalid_fraction = 0.05\n"

@@ -12,6 +12,8 @@
 #include <random>
 #include <sys/wait.h>
 
+#include "data/indexed_dataset.h"
+
 namespace tsumugi::testing {
 
 TempDir::TempDir() {
@@ -103,6 +105,19 @@ model::ModelConfig tiny_model(model::Family f, int n_layer) {
   c.max_seq = 16;
   c.tie_embeddings = f == model::Family::GPT2;
   return c;
+}
+
+void write_stride_documents(const std::string& prefix, int docs) {
+  data::IndexedDatasetWriter w(prefix, data::DType::uint16);
+  std::mt19937 rng(11);
+  for (int d = 0; d < docs; ++d) {
+    std::vector<int32_t> t;
+    const int start = rng() % 200, len = 20 + rng() % 60;
+    for (int i = 0; i < len; ++i) t.push_back(8 + (start + i * 5) % 240);
+    t.push_back(7);
+    w.add_document(t);
+  }
+  w.finish();
 }
 
 }  // namespace tsumugi::testing

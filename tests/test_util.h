@@ -49,5 +49,8 @@ std::string run_tsumugi(const std::string& args, int* status = nullptr, const st
 std::vector<nlohmann::json> read_jsonl(const std::string& path);
 // The records of RUN_DIR/metrics.jsonl, which `pretrain` and `sft` runs write.
 std::vector<nlohmann::json> run_metrics(const std::string& run_dir);
+// A uint16 token dataset at PREFIX (.bin/.idx) of `docs` learnable documents (ids 8..247 in
+// strides of 5 from a random start, 20-79 tokens, then end-of-document id 7), for training runs.
+void write_stride_documents(const std::string& prefix, int docs);
 
 }  // namespace tsumugi::testing

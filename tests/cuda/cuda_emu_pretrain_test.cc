@@ -37,16 +37,7 @@ class CudaEmuPretrainMpi : public ::testing::Test {
     std::string out;
     if (run_command("command -v mpirun >/dev/null 2>&1", out) != 0) GTEST_SKIP() << "mpirun is not installed";
     data_ = dir_.file("tokens");
-    tsumugi::data::IndexedDatasetWriter w(data_, tsumugi::data::DType::uint16);
-    std::mt19937 rng(11);
-    for (int d = 0; d < 200; ++d) {
-      std::vector<int32_t> t;
-      int start = rng() % 200, len = 20 + rng() % 60;
-      for (int i = 0; i < len; ++i) t.push_back(8 + (start + i * 5) % 240);
-      t.push_back(7);
-      w.add_document(t);
-    }
-    w.finish();
+    tsumugi::testing::write_stride_documents(data_, 200);
     // The smallest model that still has every kind of buffer and two layers; micro-batches of 2
     // so one rank accumulates two of them where two ranks sum one each.
     config_ = dir_.file("run.toml");
