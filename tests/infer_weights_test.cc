@@ -402,6 +402,49 @@ TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
   }
 }
 
+// The AVX-512 attention of one query over f32 and f16 caches: softmax(scale K q) V computed in
+// double from the same (f16-rounded) keys and values, for head sizes 16-256 and lengths around
+// the kernel's steps of 4, 16 and 2.
+TEST(InferKernels, AttentionEqualsDoublePrecision) {
+  if (infer::kernel_isa() != "avx512") GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int hd : {16, 64, 128, 256}) {
+    for (int len : {1, 2, 3, 4, 5, 16, 17, 33, 200}) {
+      for (bool f16 : {false, true}) {
+        std::vector<float> q(hd), k(len * hd), v(len * hd), o(hd, -1.0f), sc(len);
+        for (auto& x : q) x = nd(rng);
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        std::vector<uint16_t> kh(k.size()), vh(v.size());
+        if (f16)
+          for (std::size_t i = 0; i < k.size(); ++i) {
+            kh[i] = formats::float_to_f16(k[i]);
+            vh[i] = formats::float_to_f16(v[i]);
+            k[i] = formats::f16_to_float(kh[i]);
+            v[i] = formats::f16_to_float(vh[i]);
+          }
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        infer::detail::attend_avx512(q.data(), f16 ? static_cast<const void*>(kh.data()) : k.data(),
+                                     f16 ? static_cast<const void*>(vh.data()) : v.data(), f16, len, hd, scale, sc.data(), o.data());
+        std::vector<double> s(len);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < len; ++j) {
+          for (int i = 0; i < hd; ++i) s[j] += static_cast<double>(q[i]) * k[j * hd + i];
+          s[j] *= scale;
+          mx = std::max(mx, s[j]);
+        }
+        for (int j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (int i = 0; i < hd; ++i) {
+          double want = 0;
+          for (int j = 0; j < len; ++j) want += s[j] / sum * v[j * hd + i];
+          ASSERT_NEAR(o[i], want, 2e-5 * (1 + std::fabs(want))) << "hd " << hd << " len " << len << " f16 " << f16 << " dim " << i;
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 quantizer of x must give exactly the scalar quants and scales (the kernels are tested
 // against the scalar path with the same x quants), ties at .5 included.
 TEST(InferKernels, VectorQuantizerOfXEqualsScalar) {

@@ -320,6 +320,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     };
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
+    const bool avx512 = kernel_isa() == "avx512" && hd % 16 == 0 && hd <= 256;
     ChunkPool::shared(n * (pos0 + n) * H * hd > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
       thread_local std::vector<float> sc, kbuf, vbuf;
       const int t = static_cast<int>(job / H);
@@ -328,6 +329,11 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       if (static_cast<int>(sc.size()) < len) sc.resize(len);
       const float* q = &qkv_[t * QKVd + h * hd];
       const int64_t kvh = h / group;
+      if (avx512) {  // f16 rows widened in registers, 16 lanes
+        detail::attend_avx512(q, kc + es * kvh * hstride, vc + es * kvh * hstride, kv_f16_, len, static_cast<int>(hd),
+                              scale, sc.data(), &att_[t * Qd + h * hd]);
+        return;
+      }
       // Four cache rows at a time: four independent sums for the scores, and one pass over o per
       // four value rows (a single running sum per row was bound by the FMA chain's latency).
       const float* kb = rows_f32(kc, kvh, len, kbuf);

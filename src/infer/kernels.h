@@ -79,6 +79,11 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
 // [n, cols/32] scales; bf16 with AVX512-BF16: [n, 2 * cols] hi/lo halves) as matvec prepares them.
 void rows_batch_avx512(const WMat& W, int64_t r0, int64_t r1, int64_t n, const float* x, const int8_t* xq,
                        const float* xd, float* y, int64_t ldy);
+// One query of one head against the head's first `len` cached keys and values (row-major
+// [len, hd], f32 or f16 elements): o[hd] = softmax(scale * K q) V. `sc` has room for len scores.
+// hd a multiple of 16, at most 256.
+void attend_avx512(const float* q, const void* k, const void* v, bool f16, int len, int hd, float scale, float* sc,
+                   float* o);
 // dequantize_rows with AVX-512 (the prompt path widens every weight once per prompt chunk).
 void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out);
 // x as bf16 hi = bf16(x) and lo = bf16(x - hi) for the vdpbf16ps kernel, 16 values per step

@@ -4,11 +4,13 @@
 #include "infer/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
 #include "formats/safetensors.h"
 #include "util/error.h"
+#include "util/fast_math.h"
 
 namespace tsumugi::infer::detail {
 
@@ -409,6 +411,67 @@ void rows_group_batch(const WMat& W, int64_t r, int64_t n, const float* x, const
   }
 }
 
+// ---- Attention of one query over a head's cache: f16 rows are widened in registers as they are
+// read (no widened copy), four keys' dot products at a time, and the value sum in two sets of
+// accumulators (even and odd keys) so consecutive FMAs do not wait on each other.
+template <bool F16>
+inline __m512 cache_vec(const void* base, int64_t j, int hd, int i) {
+  if constexpr (F16)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j * hd + 16 * i)));
+  else
+    return _mm512_loadu_ps(static_cast<const float*>(base) + j * hd + 16 * i);
+}
+
+template <bool F16>
+void attend(const float* q, const void* k, const void* v, int len, int hd, float scale, float* sc, float* o) {
+  const int nv = hd / 16;
+  __m512 qv[16];
+  for (int i = 0; i < nv; ++i) qv[i] = _mm512_loadu_ps(q + 16 * i);
+  int j = 0;
+  for (; j + 4 <= len; j += 4) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < nv; ++i) {
+      a0 = _mm512_fmadd_ps(qv[i], cache_vec<F16>(k, j, hd, i), a0);
+      a1 = _mm512_fmadd_ps(qv[i], cache_vec<F16>(k, j + 1, hd, i), a1);
+      a2 = _mm512_fmadd_ps(qv[i], cache_vec<F16>(k, j + 2, hd, i), a2);
+      a3 = _mm512_fmadd_ps(qv[i], cache_vec<F16>(k, j + 3, hd, i), a3);
+    }
+    sc[j] = hsum(a0) * scale;
+    sc[j + 1] = hsum(a1) * scale;
+    sc[j + 2] = hsum(a2) * scale;
+    sc[j + 3] = hsum(a3) * scale;
+  }
+  for (; j < len; ++j) {
+    __m512 a = _mm512_setzero_ps();
+    for (int i = 0; i < nv; ++i) a = _mm512_fmadd_ps(qv[i], cache_vec<F16>(k, j, hd, i), a);
+    sc[j] = hsum(a) * scale;
+  }
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  j = 0;
+  for (; j + 16 <= len; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(sc + j));
+  float mx = _mm512_reduce_max_ps(m);
+  for (; j < len; ++j) mx = std::max(mx, sc[j]);
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < len; ++i) sum += (sc[i] = util::fast_exp(sc[i] - mx));
+  const float inv = 1.0f / sum;
+  __m512 e[16], d[16];
+  for (int i = 0; i < nv; ++i) e[i] = d[i] = _mm512_setzero_ps();
+  j = 0;
+  for (; j + 2 <= len; j += 2) {
+    const __m512 p0 = _mm512_set1_ps(sc[j] * inv), p1 = _mm512_set1_ps(sc[j + 1] * inv);
+    for (int i = 0; i < nv; ++i) {
+      e[i] = _mm512_fmadd_ps(p0, cache_vec<F16>(v, j, hd, i), e[i]);
+      d[i] = _mm512_fmadd_ps(p1, cache_vec<F16>(v, j + 1, hd, i), d[i]);
+    }
+  }
+  if (j < len) {
+    const __m512 p = _mm512_set1_ps(sc[j] * inv);
+    for (int i = 0; i < nv; ++i) e[i] = _mm512_fmadd_ps(p, cache_vec<F16>(v, j, hd, i), e[i]);
+  }
+  for (int i = 0; i < nv; ++i) _mm512_storeu_ps(o + 16 * i, _mm512_add_ps(e[i], d[i]));
+}
+
 }  // namespace
 
 // GGML's Q8_0 of x, as quantize_q8_0 computes it (round half away from zero, the fp16 scale's
@@ -489,6 +552,15 @@ void dequantize_rows_avx512(const WMat& W, int64_t r0, int64_t n, float* out) {
   }
 }
 
+void attend_avx512(const float* q, const void* k, const void* v, bool f16, int len, int hd, float scale, float* sc,
+                   float* o) {
+  if (hd % 16 || hd > 256) fail("attend_avx512: head size {} (a multiple of 16 up to 256)", hd);
+  if (f16)
+    attend<true>(q, k, v, len, hd, scale, sc, o);
+  else
+    attend<false>(q, k, v, len, hd, scale, sc, o);
+}
+
 void rows_batch_avx512(const WMat& W, int64_t r0, int64_t r1, int64_t n, const float* x, const int8_t* xq,
                        const float* xd, float* y, int64_t ldy) {
   int64_t r = r0;
@@ -532,6 +604,9 @@ void rows_avx512(const WMat& W, int64_t r0, int64_t r1, const float* x, const in
 void quantize_x_avx512(const float* x, int64_t n, int8_t* q, float* d) { quantize_x_scalar(x, n, q, d); }
 void rows_batch_avx512(const WMat&, int64_t, int64_t, int64_t, const float*, const int8_t*, const float*, float*,
                        int64_t) {
+  fail("no AVX-512 kernels in this build");
+}
+void attend_avx512(const float*, const void*, const void*, bool, int, int, float, float*, float*) {
   fail("no AVX-512 kernels in this build");
 }
 void dequantize_rows_avx512(const WMat&, int64_t, int64_t, float*) { fail("no AVX-512 kernels in this build"); }
