@@ -8,6 +8,7 @@
 #include "infer/engine.h"
 #include "infer/fixtures.h"
 #include "infer/kernels.h"
+#include "infer/weights.h"
 #include "util/error.h"
 
 namespace tsumugi {
@@ -124,6 +125,29 @@ TEST(InferDecoder, CacheGrowthKeepsEveryPosition) {
     rd->append(seq.data(), static_cast<int>(seq.size()), b.data());
     EXPECT_LT(max_abs_diff(a, b), tol * std::max(1.0, max_abs(b))) << path << " " << kv;
     }
+  }
+}
+
+// Matrices stored in the decoding type are copied into huge pages (where the kernel offers them) or
+// read from the file mapping (keep_mapped): the same bytes, so the same logits to the bit.
+TEST(InferDecoder, MappedAndCopiedWeightsDecodeTheSame) {
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    infer::WeightLoadOptions wo;
+    wo.keep_mapped = true;
+    const auto mapped = infer::load_weights(dir, wo);
+    EXPECT_GT(mapped->mapped_matrix_bytes, 0u) << dir;
+    wo.keep_mapped = false;
+    const auto copied = infer::load_weights(dir, wo);
+    if (infer::transparent_huge_pages()) EXPECT_EQ(copied->mapped_matrix_bytes, 0u) << dir;
+    infer::LoadOptions o;
+    o.keep_mapped = true;
+    auto a = infer::Engine::load(dir, o);
+    o.keep_mapped = false;
+    auto b = infer::Engine::load(dir, o);
+    std::vector<int32_t> ga, gb;
+    const auto ta = logit_trace(*a, kPrompts.back(), 8, &ga), tb = logit_trace(*b, kPrompts.back(), 8, &gb);
+    EXPECT_EQ(ga, gb);
+    for (std::size_t s = 0; s < ta.size(); ++s) EXPECT_EQ(ta[s], tb[s]) << dir << " step " << s;
   }
 }
 

@@ -15,6 +15,7 @@ namespace tsumugi::cli {
 namespace {
 struct EvalArgs {
   std::string model, adapter, out_dir, dtype = "auto", kv_cache = "auto";
+  bool mmap = false;
   std::vector<std::string> datasets, compare;
   int num_few_shots = 4, max_samples = 100, max_tokens = 0, threads = 0;
   std::string prompt_style = "v1.3", header, instruction_marker, input_marker, response_marker;
@@ -59,6 +60,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--input-marker", a->input_marker, "Replace the input marker, e.g. '### 入力：'");
   cmd->add_option("--response-marker", a->response_marker, "Replace the response marker, e.g. '### 回答：'");
   cmd->add_option("--dtype", a->dtype, "Weights for decoding: auto | f32 | bf16 | f16 | q8_0")->capture_default_str();
+  cmd->add_flag("--mmap", a->mmap, "Decode weights stored in the decoding type straight from the file mapping (instant start, shared page cache) instead of copying them into huge pages (faster decoding)");
   cmd->add_option("--kv-cache", a->kv_cache, "KV cache: auto (f16 with bf16/f16/q8_0 weights, f32 with f32) | f32 | f16")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--compare", a->compare, "Earlier eval output directories to put beside this run in report.html")->take_all();
@@ -117,6 +119,7 @@ void register_eval(CLI::App& app) {
       lo.threads = a->threads;
       lo.adapter = a->adapter;
       lo.kv_cache = a->kv_cache;
+      lo.keep_mapped = a->mmap;
       install_interrupt_handler();
       auto engine = infer::Engine::load(a->model, lo);
       eval::run_eval(*engine, opt);

@@ -16,6 +16,7 @@ namespace tsumugi::cli {
 namespace {
 
 struct GenerateArgs {
+  bool mmap = false;
   std::string model, prompt, prompt_ids, output_format = "text", backend = "cpu", dtype = "auto", adapter, kv_cache = "auto";
   std::string decoder = "auto";
   int max_tokens = 64, top_k = 0, threads = 0, bench_prompt = 128, bench_repeat = 3;
@@ -51,6 +52,7 @@ int run_generate(const GenerateArgs& a) {
   lo.adapter = a.adapter;
   lo.decoder = a.decoder;
   lo.kv_cache = a.kv_cache;
+  lo.keep_mapped = a.mmap;
   if (a.backend == "cpu-bf16") {
     if (lo.dtype == "auto") lo.dtype = "bf16";
   } else if (a.backend == "cuda") {
@@ -147,6 +149,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--output-format", a->output_format, "text | ids")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "Weights for decoding: auto (as stored) | f32 | bf16 | f16 | q8_0")
       ->capture_default_str();
+  cmd->add_flag("--mmap", a->mmap, "Decode weights stored in the decoding type straight from the file mapping (instant start, shared page cache) instead of copying them into huge pages (faster decoding)");
   cmd->add_option("--kv-cache", a->kv_cache, "KV cache: auto (f16 with bf16/f16/q8_0 weights, f32 with f32) | f32 | f16")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--adapter", a->adapter, "PEFT LoRA adapter directory, merged into the weights at load");

@@ -26,6 +26,7 @@ namespace {
 
 struct ModelArgs {
   std::string model, dtype = "auto", adapter, chat_template = "llm-jp", kv_cache = "auto";
+  bool mmap = false;
   int threads = 0;
   infer::LoadOptions load_options() const {
     infer::LoadOptions o;
@@ -33,6 +34,7 @@ struct ModelArgs {
     o.threads = threads;
     o.adapter = adapter;
     o.kv_cache = kv_cache;
+    o.keep_mapped = mmap;
     return o;
   }
 };
@@ -40,6 +42,7 @@ struct ModelArgs {
 void add_model_options(CLI::App* cmd, ModelArgs& a) {
   cmd->add_option("--model", a.model, "Model directory (tsumugi checkpoint or Hugging Face layout)")->required();
   cmd->add_option("--dtype", a.dtype, "Weights for decoding: auto | f32 | bf16 | f16 | q8_0")->capture_default_str();
+  cmd->add_flag("--mmap", a.mmap, "Decode weights stored in the decoding type straight from the file mapping (instant start, shared page cache) instead of copying them into huge pages (faster decoding)");
   cmd->add_option("--kv-cache", a.kv_cache, "KV cache: auto (f16 with bf16/f16/q8_0 weights, f32 with f32) | f32 | f16")->capture_default_str();
   cmd->add_option("--threads", a.threads, "Compute threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--adapter", a.adapter, "PEFT LoRA adapter directory merged into the weights at load");

@@ -25,6 +25,9 @@ struct LoadOptions {
   // The fast decoder's KV cache: f16 halves the bytes attention reads per token (llama.cpp's
   // default); auto = f16 with bf16/f16/q8_0 weights, f32 with f32 weights (exact decoding).
   std::string kv_cache = "auto";  // auto | f32 | f16
+  // Decode matrices stored in the decoding type from the file mapping instead of a copy in huge
+  // pages (see WeightLoadOptions::keep_mapped).
+  bool keep_mapped = false;
 };
 
 // One sequence's decoding state (its KV cache, for the fast decoder).

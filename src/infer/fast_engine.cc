@@ -103,6 +103,7 @@ class FastEngine : public Engine {
     WeightLoadOptions wo;
     wo.dtype = opt.dtype;
     wo.adapter = opt.adapter;
+    wo.keep_mapped = opt.keep_mapped;
     w_ = load_weights(dir, wo);
     cfg_ = w_->cfg;
     init_common(dir);

@@ -4,11 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -99,7 +101,8 @@ Adapter load_adapter(const std::string& dir) {
 class Loader {
  public:
   Loader(const fs::path& dir, ModelWeights& mw, const WeightLoadOptions& opt, Adapter* ad)
-      : src_(*(mw.source = std::make_unique<formats::SafetensorsDir>(dir.string()))), mw_(mw), ad_(ad) {
+      : src_(*(mw.source = std::make_unique<formats::SafetensorsDir>(dir.string()))), mw_(mw), ad_(ad),
+        copy_mapped_(!opt.keep_mapped && transparent_huge_pages()) {
     if (opt.dtype != "auto") {
       auto t = parse_wtype(opt.dtype);
       if (!t) fail("unknown weight dtype '{}' (auto | f32 | bf16 | f16 | q8_0)", opt.dtype);
@@ -143,7 +146,12 @@ class Loader {
     m.rows = rows;
     m.cols = cols;
     const auto stored = stored_wtype(t->dtype);
-    if (!conv1d && !lora && stored == target) {
+    if (!conv1d && !lora && stored == target && copy_mapped_) {
+      std::byte* buf = mw_.owned.alloc(m.bytes());
+      std::memcpy(buf, t->data.data(), m.bytes());
+      release_pages(t->data.data(), m.bytes());
+      m.data = buf;
+    } else if (!conv1d && !lora && stored == target) {
       m.data = t->data.data();
       if (count) mw_.mapped_matrix_bytes += m.bytes();
     } else {
@@ -208,9 +216,19 @@ class Loader {
     m.data = buf;
   }
 
+  // The whole pages of [p, p + n) in a file mapping, out of this process (they stay in the page
+  // cache, reclaimable, until the kernel needs the memory): the copy is the one the decoder reads.
+  static void release_pages(const std::byte* p, uint64_t n) {
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+  }
+
   const formats::SafetensorsDir& src_;
   ModelWeights& mw_;
   Adapter* ad_;
+  bool copy_mapped_;
   std::optional<WType> target_;
 };
 
@@ -240,6 +258,13 @@ std::byte* WeightArena::alloc(uint64_t bytes) {
   std::byte* out = b.base + b.used;
   b.used += bytes;
   return out;
+}
+
+bool transparent_huge_pages() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string s;
+  std::getline(f, s);
+  return s.find("[always]") != std::string::npos || s.find("[madvise]") != std::string::npos;
 }
 
 std::unique_ptr<ModelWeights> load_weights(const std::string& dir_s, const WeightLoadOptions& opt) {
