@@ -95,6 +95,8 @@ class SafetensorsFile {
   std::vector<float> to_float(std::string_view name) const;
   // Byte offset of the data section within the file (8 + header length).
   uint64_t data_start() const { return data_start_; }
+  // Bytes of the file (all of it is mapped).
+  uint64_t file_bytes() const { return map_size_; }
   // Asks the kernel to back the mapping with huge pages where the file system allows (fewer TLB
   // misses when a decoder streams every weight each token). Only advice: errors are ignored.
   void advise_huge_pages() const;

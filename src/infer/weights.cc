@@ -98,11 +98,26 @@ Adapter load_adapter(const std::string& dir) {
   return ad;
 }
 
+// Copies of the mapped matrices are anonymous memory, which (without swap) cannot be dropped and
+// re-read as file pages can: only when the files take at most half of the memory available.
+bool fits_in_memory(const formats::SafetensorsDir& src) {
+  uint64_t bytes = 0;
+  for (const auto& f : src.files()) bytes += f.file_bytes();
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") return bytes <= kib * 1024 / 2;
+    meminfo.ignore(64, '\n');
+  }
+  return false;
+}
+
 class Loader {
  public:
   Loader(const fs::path& dir, ModelWeights& mw, const WeightLoadOptions& opt, Adapter* ad)
       : src_(*(mw.source = std::make_unique<formats::SafetensorsDir>(dir.string()))), mw_(mw), ad_(ad),
-        copy_mapped_(!opt.keep_mapped && transparent_huge_pages()) {
+        copy_mapped_(!opt.keep_mapped && transparent_huge_pages() && fits_in_memory(*mw.source)) {
     if (opt.dtype != "auto") {
       auto t = parse_wtype(opt.dtype);
       if (!t) fail("unknown weight dtype '{}' (auto | f32 | bf16 | f16 | q8_0)", opt.dtype);

@@ -63,8 +63,9 @@ struct WeightLoadOptions {
   // Matrices already in the decoding type and orientation: false (default) copies them into the
   // huge-page arena when the kernel offers transparent huge pages (decoding reads every weight each
   // token, and 4 KiB pages cost TLB misses: f32 GPT-2's mapped embedding decoded 3-7% faster from
-  // the arena), releasing the mapped pages as it goes; true reads them from the file mapping
-  // (instant start, page cache shared between processes).
+  // the arena), releasing the mapped pages as it goes, unless the files exceed half the available
+  // memory (anonymous copies cannot be dropped and re-read as file pages can); true reads them from
+  // the file mapping (instant start, page cache shared between processes).
   bool keep_mapped = false;
 };
 
