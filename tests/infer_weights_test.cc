@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <random>
 
 #include "formats/safetensors.h"
@@ -227,6 +228,30 @@ std::vector<std::string> isas_up_to(const std::string& best) {
   return isas;
 }
 
+// f32 weights [rows, cols] as a WMat of `type`, owning the converted bytes (f32 points at w).
+struct TestMatrix {
+  std::vector<uint16_t> h, d;
+  std::vector<uint8_t> q;
+  infer::WMat m;
+  TestMatrix(const std::vector<float>& w, int64_t rows, int64_t cols, infer::WType type) {
+    m.type = type;
+    m.rows = rows;
+    m.cols = cols;
+    if (type == infer::WType::F32) m.data = reinterpret_cast<const std::byte*>(w.data());
+    if (type == infer::WType::BF16 || type == infer::WType::F16) {
+      for (float v : w) h.push_back(type == infer::WType::BF16 ? formats::float_to_bf16(v) : formats::float_to_f16(v));
+      m.data = reinterpret_cast<const std::byte*>(h.data());
+    }
+    if (type == infer::WType::Q8_0) {
+      q.resize(w.size());
+      d.resize(w.size() / 32);
+      infer::quantize_q8_0_matrix(w.data(), rows * cols, q.data(), d.data());
+      m.data = reinterpret_cast<const std::byte*>(q.data());
+      m.scales = d.data();
+    }
+  }
+};
+
 TEST(InferKernels, EveryIsaMatchesScalar) {
   const std::string best(infer::kernel_isa());
   const std::vector<std::string> isas = isas_up_to(best);
@@ -239,21 +264,8 @@ TEST(InferKernels, EveryIsaMatchesScalar) {
     for (auto& v : x) v = nd(rng);
     for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::F16, infer::WType::Q8_0}) {
       if (type == infer::WType::Q8_0 && cols % 32) continue;
-      std::vector<uint16_t> h(w.size()), d(w.size() / 32);
-      std::vector<uint8_t> q(w.size());
-      infer::WMat m;
-      m.type = type;
-      m.rows = rows;
-      m.cols = cols;
-      if (type == infer::WType::F32) m.data = reinterpret_cast<const std::byte*>(w.data());
-      for (std::size_t i = 0; i < w.size(); ++i)
-        h[i] = type == infer::WType::BF16 ? formats::float_to_bf16(w[i]) : formats::float_to_f16(w[i]);
-      if (type == infer::WType::BF16 || type == infer::WType::F16) m.data = reinterpret_cast<const std::byte*>(h.data());
-      if (type == infer::WType::Q8_0) {
-        infer::quantize_q8_0_matrix(w.data(), rows * cols, q.data(), d.data());
-        m.data = reinterpret_cast<const std::byte*>(q.data());
-        m.scales = d.data();
-      }
+      const TestMatrix tm(w, rows, cols, type);
+      const infer::WMat& m = tm.m;
       std::vector<std::vector<float>> ys;
       for (const auto& isa : isas) {
         infer::set_kernel_isa(isa);
@@ -311,27 +323,13 @@ TEST(InferKernels, MatvecManyEqualsOneByOne) {
   for (auto& v : x) v = nd(rng);
   for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::Q8_0}) {
     std::vector<std::vector<float>> w(3);
-    std::vector<std::vector<uint8_t>> q(3);
-    std::vector<std::vector<uint16_t>> h(3), d(3);
-    std::vector<infer::WMat> m(3);
+    std::vector<std::unique_ptr<TestMatrix>> tm;
+    std::vector<infer::WMat> m;
     for (int i = 0; i < 3; ++i) {
       w[i].resize(rows[i] * cols);
       for (auto& v : w[i]) v = nd(rng);
-      m[i].type = type;
-      m[i].rows = rows[i];
-      m[i].cols = cols;
-      if (type == infer::WType::F32) m[i].data = reinterpret_cast<const std::byte*>(w[i].data());
-      if (type == infer::WType::BF16) {
-        for (float v : w[i]) h[i].push_back(formats::float_to_bf16(v));
-        m[i].data = reinterpret_cast<const std::byte*>(h[i].data());
-      }
-      if (type == infer::WType::Q8_0) {
-        q[i].resize(w[i].size());
-        d[i].resize(w[i].size() / 32);
-        infer::quantize_q8_0_matrix(w[i].data(), rows[i] * cols, q[i].data(), d[i].data());
-        m[i].data = reinterpret_cast<const std::byte*>(q[i].data());
-        m[i].scales = d[i].data();
-      }
+      tm.push_back(std::make_unique<TestMatrix>(w[i], rows[i], cols, type));
+      m.push_back(tm.back()->m);
     }
     std::vector<std::vector<float>> alone(3), together(3);
     for (int i = 0; i < 3; ++i) {
@@ -368,22 +366,8 @@ TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
     for (auto& v : x) v = nd(rng);
     for (auto type : {infer::WType::F32, infer::WType::BF16, infer::WType::F16, infer::WType::Q8_0}) {
       if (type == infer::WType::Q8_0 && cols % 32) continue;
-      std::vector<uint16_t> h, d(w.size() / 32);
-      std::vector<uint8_t> q(w.size());
-      infer::WMat m;
-      m.type = type;
-      m.rows = rows;
-      m.cols = cols;
-      if (type == infer::WType::F32) m.data = reinterpret_cast<const std::byte*>(w.data());
-      if (type == infer::WType::BF16 || type == infer::WType::F16) {
-        for (float v : w) h.push_back(type == infer::WType::BF16 ? formats::float_to_bf16(v) : formats::float_to_f16(v));
-        m.data = reinterpret_cast<const std::byte*>(h.data());
-      }
-      if (type == infer::WType::Q8_0) {
-        infer::quantize_q8_0_matrix(w.data(), rows * cols, q.data(), d.data());
-        m.data = reinterpret_cast<const std::byte*>(q.data());
-        m.scales = d.data();
-      }
+      const TestMatrix tm(w, rows, cols, type);
+      const infer::WMat& m = tm.m;
       for (const auto& isa : isas) {
         infer::set_kernel_isa(isa);
         for (int64_t n : {1, 2, 3, 4, 5, 8, 9}) {

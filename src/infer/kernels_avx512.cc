@@ -54,13 +54,7 @@ void rows_float(const WMat& W, int64_t r0, int64_t r1, const float* x, float* y)
     // address order, four lines for every 64 bytes taken from each current row.
     const char* next = reinterpret_cast<const char*>(w0 + 4 * K * esz);
     for (int64_t k = 0; k < full; k += 16) {
-      if (T == WType::F32 || k % 32 == 0) {
-        const char* at = next + 4 * k * esz;
-        _mm_prefetch(at, _MM_HINT_NTA);
-        _mm_prefetch(at + 64, _MM_HINT_NTA);
-        _mm_prefetch(at + 128, _MM_HINT_NTA);
-        _mm_prefetch(at + 192, _MM_HINT_NTA);
-      }
+      if (T == WType::F32 || k % 32 == 0) prefetch4_nta(next + 4 * k * esz);
       const __m512 xv = _mm512_loadu_ps(x + k);
       a0 = _mm512_fmadd_ps(load_w(w0 + k * esz, T, 0xFFFF), xv, a0);
       a1 = _mm512_fmadd_ps(load_w(w1 + k * esz, T, 0xFFFF), xv, a1);
@@ -106,11 +100,7 @@ void rows_bf16_dp(const WMat& W, int64_t r0, int64_t r1, const uint16_t* xh, con
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     const char* next = reinterpret_cast<const char*>(w0 + 4 * K);  // the next group, in address order
     for (int64_t k = 0; k < full; k += 32) {
-      const char* at = next + 8 * k;
-      _mm_prefetch(at, _MM_HINT_NTA);
-      _mm_prefetch(at + 64, _MM_HINT_NTA);
-      _mm_prefetch(at + 128, _MM_HINT_NTA);
-      _mm_prefetch(at + 192, _MM_HINT_NTA);
+      prefetch4_nta(next + 8 * k);
       const __m512bh h = ld(xh + k), l = ld(xl + k);
       __m512bh w = ld(w0 + k);
       a0 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a0, w, h), w, l);
@@ -177,6 +167,7 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
     return _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d))), dx));
   };
   constexpr int R = 4;
+  static_assert(R == 4, "the prefetch below takes 4 lines per step, one per row");
   auto hsum8 = [](__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_hadd_ps(s, s);
@@ -206,7 +197,7 @@ void rows_q8(const WMat& W, int64_t r0, int64_t r1, const int8_t* xq, const floa
         const int64_t o = (b + 2 * j) * kQ8Block;
         const __m512i xv = ld512(xq + o);
         const __m512i start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, xv));
-        for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(q[0] + R * K + R * o + 64 * i), _MM_HINT_NTA);
+        prefetch4_nta(reinterpret_cast<const char*>(q[0] + R * K + R * o));  // R = 4 lines
         for (int i = 0; i < R; ++i) {
           const __m512i p = _mm512_dpbusd_epi32(start, ld512(q[i] + o), xv);
           acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pick[j], sc[i]), _mm512_cvtepi32_ps(p), acc[i]);

@@ -161,14 +161,16 @@ class Loader {
     m.rows = rows;
     m.cols = cols;
     const auto stored = stored_wtype(t->dtype);
-    if (!conv1d && !lora && stored == target && copy_mapped_) {
-      std::byte* buf = mw_.owned.alloc(m.bytes());
-      std::memcpy(buf, t->data.data(), m.bytes());
-      release_pages(t->data.data(), m.bytes());
-      m.data = buf;
-    } else if (!conv1d && !lora && stored == target) {
-      m.data = t->data.data();
-      if (count) mw_.mapped_matrix_bytes += m.bytes();
+    if (!conv1d && !lora && stored == target) {  // the stored bytes as they are
+      if (copy_mapped_) {
+        std::byte* buf = mw_.owned.alloc(m.bytes());
+        std::memcpy(buf, t->data.data(), m.bytes());
+        release_pages(t->data.data(), m.bytes());
+        m.data = buf;
+      } else {
+        m.data = t->data.data();
+        if (count) mw_.mapped_matrix_bytes += m.bytes();
+      }
     } else {
       std::vector<float> w = f->to_float(name);
       if (conv1d) {
