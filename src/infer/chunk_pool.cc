@@ -18,7 +18,7 @@ inline void cpu_relax() {
 }
 }  // namespace
 
-ChunkPool::ChunkPool(int helpers) {
+ChunkPool::ChunkPool(int helpers) : slots_(helpers + 1) {
   for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { helper_loop(); });
 }
 
@@ -29,16 +29,29 @@ ChunkPool::~ChunkPool() {
   for (auto& t : threads_) t.join();
 }
 
-// Claims chunks of the current job until none is left.
-void ChunkPool::work() {
+int64_t ChunkPool::claim(int s, bool front) {
+  std::atomic<uint64_t>& range = slots_[s].range;
+  uint64_t v = range.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t f = v & 0xffffffffu, b = v >> 32;
+    if (f >= b) return -1;
+    const uint64_t next = front ? (f + 1) | (b << 32) : f | ((b - 1) << 32);
+    if (range.compare_exchange_weak(v, next, std::memory_order_acq_rel, std::memory_order_relaxed))
+      return static_cast<int64_t>(front ? f : b - 1);
+  }
+}
+
+// Works through slot `own` front to back, then takes chunks from the backs of the other slots.
+void ChunkPool::work(int own) {
   // Finished chunks are reported once at the end: every atomic on a line both cores write costs a
   // cache-line transfer, and a token has thousands of chunks.
   int64_t finished = 0;
-  for (;;) {
-    const int64_t c = next_.fetch_add(1, std::memory_order_seq_cst);
-    if (c >= n_) break;
-    (*fn_)(c);
-    ++finished;
+  const int S = static_cast<int>(slots_.size());
+  if (own < S)
+    for (int64_t c; (c = claim(own, true)) >= 0; ++finished) (*fn_)(c);
+  for (int k = 1; k <= S; ++k) {
+    const int s = (own + k) % S;
+    for (int64_t c; (c = claim(s, false)) >= 0; ++finished) (*fn_)(c);
   }
   if (finished) done_.fetch_add(finished, std::memory_order_seq_cst);
 }
@@ -60,7 +73,7 @@ void ChunkPool::helper_loop() {
     // return (and reuse the fields) while a registered helper may be inside work().
     active_.fetch_add(1, std::memory_order_seq_cst);
     const uint64_t g = generation_.load(std::memory_order_seq_cst);
-    if (g % 2 == 1) work();  // odd generation: a job is open
+    if (g % 2 == 1) work(next_slot_.fetch_add(1, std::memory_order_relaxed));  // odd generation: a job is open
     active_.fetch_sub(1, std::memory_order_seq_cst);
     seen = g;
   }
@@ -68,17 +81,22 @@ void ChunkPool::helper_loop() {
 
 void ChunkPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock() || threads_.empty() || n <= 1) {
+  // Slots hold chunk indices in 32 bits; no caller comes near (a token has thousands of chunks).
+  if (!lock.owns_lock() || threads_.empty() || n <= 1 || n > 0xffffffffLL) {
     for (int64_t c = 0; c < n; ++c) fn(c);
     return;
   }
   fn_ = &fn;
-  n_ = n;
-  next_.store(0);
   done_.store(0);
+  const int S = static_cast<int>(slots_.size());
+  for (int i = 0; i < S; ++i) {
+    const uint64_t lo = static_cast<uint64_t>(n * i / S), hi = static_cast<uint64_t>(n * (i + 1) / S);
+    slots_[i].range.store(lo | (hi << 32), std::memory_order_relaxed);
+  }
+  next_slot_.store(1, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_seq_cst);  // now odd: open
   generation_.notify_all();
-  work();
+  work(0);
   while (done_.load(std::memory_order_seq_cst) < n) cpu_relax();
   generation_.fetch_add(1, std::memory_order_seq_cst);  // even: closed; late helpers see no job
   while (active_.load(std::memory_order_seq_cst) != 0) cpu_relax();
