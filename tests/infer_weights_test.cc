@@ -386,6 +386,43 @@ TEST(InferKernels, MatmulTokensEqualsMatvecPerToken) {
   }
 }
 
+// bf16 weights and a prompt through oneDNN's bf16 matmul: each token's result within a few parts
+// in a million of matvec's (x kept to ~16 bits either way; only the summation order differs), and
+// the matrix-vector path is taken where the CPU lacks AVX512-BF16.
+TEST(InferKernels, Bf16PromptMatmulAgreesWithMatvec) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 96}, {301, 256}, {64, 3000}}) {
+    std::vector<float> w(rows * cols), x(70 * cols);
+    for (auto& v : w) v = nd(rng);
+    for (auto& v : x) v = nd(rng);
+    const TestMatrix tm(w, rows, cols, infer::WType::BF16);
+    const TestMatrix f32(w, rows, cols, infer::WType::F32);
+    for (int64_t n : {33, 70}) {
+      std::vector<float> y(n * rows, -7.0f), one(rows);
+      if (!infer::matmul_bf16_prompt(tm.m, x.data(), n, y.data())) GTEST_SKIP() << "no AVX512-BF16 kernels here";
+      EXPECT_FALSE(infer::matmul_bf16_prompt(f32.m, x.data(), n, y.data())) << "only bf16 weights take this path";
+      for (int64_t t = 0; t < n; ++t) {
+        infer::matvec(tm.m, x.data() + t * cols, one.data(), 2);
+        for (int64_t r = 0; r < rows; ++r) {
+          double scale = 0;  // sum |w x|: the size of the rounding either way
+          for (int64_t k = 0; k < cols; ++k) scale += std::abs(static_cast<double>(w[r * cols + k]) * x[t * cols + k]);
+          ASSERT_NEAR(y[t * rows + r], one[r], 4e-6 * scale)
+              << rows << "x" << cols << " n " << n << " token " << t << " row " << r;
+        }
+      }
+    }
+  }
+  const std::string best(infer::kernel_isa());
+  if (best == "avx512") {
+    infer::set_kernel_isa("avx2");
+    const TestMatrix tm(std::vector<float>(64, 1.0f), 2, 32, infer::WType::BF16);
+    std::vector<float> x(40 * 32, 1.0f), y(40 * 2);
+    EXPECT_FALSE(infer::matmul_bf16_prompt(tm.m, x.data(), 40, y.data()));
+    infer::set_kernel_isa(best);
+  }
+}
+
 // The AVX-512 attention of one query over f32 and f16 caches: softmax(scale K q) V computed in
 // double from the same (f16-rounded) keys and values, for head sizes 16-256 and lengths around
 // the kernel's steps of 4, 16 and 2.

@@ -224,6 +224,10 @@ TSUMUGI_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t row, in
 // accumulates in fp32 (AVX512-BF16 hardware); other kernels stay fp32.
 std::unique_ptr<Backend> make_cpu_backend(bool bf16_matmul = false);
 
+// c[M,N] = a[M,K] * w[N,K]^T, both inputs bf16 and row-major, c fp32: oneDNN's bf16 matmul on the
+// CPU, for callers whose weights are stored in bf16 (the inference engine's prompts).
+void cpu_matmul_bf16(const uint16_t* a, int M, int K, const uint16_t* w, int N, float* c);
+
 // The CUDA backend if this binary was built with it and a GPU is present; nullptr otherwise
 // (with `why` saying which).
 std::unique_ptr<Backend> make_cuda_backend(std::string* why);

@@ -221,6 +221,12 @@ void FastDecoder::linear(const WMat& W, const float* bias, const float* in, floa
                       bias ? buf(bias, OC) : Buf{}, n, IC, OC);
     return;
   }
+  if (matmul_bf16_prompt(W, in, n, out)) {
+    if (bias)
+      for (int t = 0; t < n; ++t)
+        for (int64_t o = 0; o < OC; ++o) out[t * OC + o] += bias[o];
+    return;
+  }
   // Other types: panels of rows widened to f32, each multiplied by oneDNN.
   const int64_t P = std::min<int64_t>(OC, 512);
   std::vector<float>& panel = tmp_;

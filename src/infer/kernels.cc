@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/safetensors.h"
+#include "backend/backend.h"
 #include "infer/chunk_pool.h"
 #include "util/error.h"
 
@@ -276,6 +277,22 @@ void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threa
   // Blocks of tokens whose x stays in a core's L2 while every row group is multiplied by it.
   const int64_t block = std::max<int64_t>(4, (512 << 10) / (4 * W.cols) / 4 * 4);
   for (int64_t t = 0; t < n; t += block) matmul_token_block(W, x + t * W.cols, std::min(block, n - t), y + t * W.rows, W.rows, threads);
+}
+
+bool matmul_bf16_prompt(const WMat& W, const float* x, int64_t n, float* y) {
+  if (W.type != WType::BF16 || current_isa().name != "avx512" || !cpu_has_avx512_bf16()) return false;
+  const int64_t K = W.cols, R = W.rows;
+  // Rows [0, n) of xs are the his, [n, 2n) the los: one matmul for both, its halves summed.
+  thread_local std::vector<uint16_t> xs;
+  thread_local std::vector<float> part;
+  xs.resize(static_cast<std::size_t>(2 * n * K));
+  part.resize(static_cast<std::size_t>(2 * n * R));
+  for (int64_t t = 0; t < n; ++t) detail::split_bf16_avx512(x + t * K, K, xs.data() + t * K, xs.data() + (n + t) * K);
+  backend::cpu_matmul_bf16(xs.data(), static_cast<int>(2 * n), static_cast<int>(K),
+                           reinterpret_cast<const uint16_t*>(W.data), static_cast<int>(R), part.data());
+  const float* lo = part.data() + n * R;
+  for (int64_t i = 0; i < n * R; ++i) y[i] = part[i] + lo[i];
+  return true;
 }
 
 void matvec(const WMat& W, const float* x, float* y, int threads) {

@@ -628,6 +628,11 @@ class CpuBackend final : public Backend {
     return s;
   }
 
+  // See cpu_matmul_bf16 (bf16_ must be on: the inputs are taken as they are).
+  void matmul_bf16_inputs(const uint16_t* a, int M, int K, const uint16_t* w, int N, float* c) {
+    gemm(nullptr, {M, K}, {K, 1}, nullptr, {K, N}, {1, K}, c, {M, N}, nullptr, false, w, a);
+  }
+
  private:
   // Deferred gradient zeroing. zero() on a Grad buffer (the trainer's zero_grad of all weights
   // every step) only records the range here. The first weight/bias gradient written into a
@@ -893,6 +898,11 @@ std::unique_ptr<Backend> make_cpu_backend(bool bf16_matmul) {
   if (bf16_matmul && !__builtin_cpu_supports("avx512bf16"))
     log::warn("this CPU has no AVX512-BF16: bf16 matmuls will be emulated by oneDNN and slow");
   return std::make_unique<CpuBackend>(bf16_matmul);
+}
+
+void cpu_matmul_bf16(const uint16_t* a, int M, int K, const uint16_t* w, int N, float* c) {
+  static CpuBackend be(true);  // its primitive cache is shared by all callers (gemm locks)
+  be.matmul_bf16_inputs(a, M, K, w, N, c);
 }
 
 }  // namespace tsumugi::backend
