@@ -6,8 +6,8 @@
 // done with its own slot takes chunks from the backs of the others'. The rows a thread reads thus
 // stay one forward stream, which the kernels' prefetch (one row group ahead, past a chunk's end)
 // and the hardware's follow. Claiming from one shared counter instead interleaved the threads'
-// chunks, so every chunk started on cold memory: alternating in one process on the project machine,
-// that was 5% slower at f32 and 13-15% at f16 and q8_0 (generate --bench). OpenMP's fork/join waits
+// chunks, so every chunk started on cold memory: alternating the two in one process on the project
+// machine, that was 5% slower at f32 and 13-15% at f16 and q8_0. OpenMP's fork/join waits
 // for every thread of the team at each of the ~60 regions of a token instead, which on a loaded
 // 2-core machine made 2 threads 10x slower than 1.
 #pragma once
