@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <latch>
+#include <thread>
 
 #include "infer/engine.h"
 #include "infer/fixtures.h"
@@ -180,6 +183,57 @@ TEST(InferDecoder, F16KvCacheStaysCloseToTheReference) {
 // the few-token kernels: after the same 100 tokens (at once, in pieces of 10, or of 3) the logits
 // agree at every weight type (q8_0 prompts always take the kernels, whose results do not depend on
 // how the tokens are grouped).
+// Sequences decoded at once from several threads share decoding steps (one forward pass over all
+// their next tokens) and get exactly the logits each gets alone, for both families and every
+// weight type; one that dawdles between two tokens (longer than a step waits for it) too. A step
+// waits up to 100 ms here so that sharing does not hang on the scheduler (a tiny model's step
+// takes microseconds).
+TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
+  constexpr int kSteps = 16;
+  // Prompts of 2+ tokens: a one-token prompt would itself be a step, taken before the others'.
+  const std::vector<std::vector<int32_t>> prompts = {{5, 6}, {1, 2, 3}, {300, 17, 17, 17, 9, 250}, {42, 7, 99, 100, 11}};
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    for (const std::string dtype : {"f32", "bf16", "f16", "q8_0"}) {
+      infer::LoadOptions o;
+      o.dtype = dtype;
+      o.batch_wait_us = 100000;
+      auto e = infer::Engine::load(dir, o);
+      std::vector<std::vector<std::vector<float>>> alone, together(prompts.size());
+      uint64_t single_appends = 0;
+      for (const auto& p : prompts) {
+        alone.push_back(logit_trace(*e, p, kSteps));
+        single_appends += kSteps;
+      }
+      const infer::Engine::DecodeCounters before = e->decode_counters();
+      const auto n = static_cast<std::ptrdiff_t>(prompts.size());
+      std::latch start(n), prompted(n);
+      std::vector<std::thread> threads;
+      for (std::size_t i = 0; i < prompts.size(); ++i)
+        threads.emplace_back([&, i] {
+          start.arrive_and_wait();
+          auto dec = e->new_decoder();
+          std::vector<float> lg(e->config().vocab_size);
+          dec->append(prompts[i].data(), static_cast<int>(prompts[i].size()), lg.data());
+          together[i].push_back(lg);
+          prompted.arrive_and_wait();  // steps begin together (a tiny model's take microseconds)
+          for (int s = 0; s < kSteps; ++s) {
+            if (i + 1 == prompts.size() && s == 5) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            const auto id = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+            dec->append(&id, 1, lg.data());
+            together[i].push_back(lg);
+          }
+        });
+      for (auto& t : threads) t.join();
+      const infer::Engine::DecodeCounters after = e->decode_counters();
+      for (std::size_t i = 0; i < prompts.size(); ++i)
+        EXPECT_TRUE(together[i] == alone[i]) << dir << " " << dtype << " sequence " << i;
+      EXPECT_EQ(after.tokens - before.tokens, single_appends) << dir << " " << dtype;
+      EXPECT_LT(after.steps - before.steps, after.tokens - before.tokens)
+          << dir << " " << dtype << ": no step carried two sequences";
+    }
+  }
+}
+
 TEST(InferDecoder, LongAndShortPromptPathsAgree) {
   TempDir dir;
   for (auto cfg : {testing::tiny_gpt2(), testing::tiny_llama()}) {

@@ -125,6 +125,41 @@ TEST(ServeApi, GreedyCompletionEqualsEngine) {
             post_json(c, "/v1/completions", sampled, 200)["choices"][0]["text"]);
 }
 
+// Concurrent requests share the engine's decoding steps; each still gets exactly the greedy text
+// it gets alone, and /metrics counts the steps and the tokens they carried.
+TEST(ServeApi, ConcurrentGreedyCompletionsEqualTheEngineAlone) {
+  serve::ServerOptions so;
+  so.parallel = 4;
+  RunningServer srv(tiny_engine(), so);
+  const std::vector<std::string> prompts = {"今日は良い天気", "The quick brown", "東京都", "int main(void) {"};
+  std::vector<infer::Completion> want;
+  for (const auto& p : prompts) want.push_back(greedy(encode(p), 20));
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::future<json>> got;
+    for (const auto& p : prompts)
+      got.push_back(std::async(std::launch::async, [&srv, p] {
+        auto c = srv.client();
+        return post_json(c, "/v1/completions", {{"prompt", p}, {"max_tokens", 20}, {"temperature", 0}}, 200);
+      }));
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      const json r = got[i].get();
+      EXPECT_EQ(r["choices"][0]["text"], want[i].text) << prompts[i];
+      EXPECT_EQ(r["usage"]["completion_tokens"], want[i].completion_tokens) << prompts[i];
+    }
+  }
+  auto c = srv.client();
+  const auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  auto counter = [&](const std::string& name) {
+    const std::size_t at = m->body.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name << " in " << m->body;
+    return at == std::string::npos ? 0.0 : std::stod(m->body.substr(at + name.size() + 2));
+  };
+  const double steps = counter("tsumugi_decode_steps_total"), tokens = counter("tsumugi_decode_step_tokens_total");
+  EXPECT_GT(steps, 0);
+  EXPECT_GE(tokens, steps);
+}
+
 TEST(ServeApi, ChatUsesTheTemplateAndItsStop) {
   RunningServer srv(tiny_engine(), {});
   auto c = srv.client();

@@ -28,6 +28,9 @@ struct LoadOptions {
   // Decode matrices stored in the decoding type from the file mapping instead of a copy in huge
   // pages (see WeightLoadOptions::keep_mapped).
   bool keep_mapped = false;
+  // Concurrent sequences' next tokens share one forward pass (the fast decoder): how long a step
+  // waits for the other live sequences' tokens before it runs with those it has.
+  int batch_wait_us = 1000;
 };
 
 // One sequence's decoding state (its KV cache, for the fast decoder).
@@ -81,6 +84,12 @@ class Engine {
   virtual uint64_t weights_bytes() const { return 4 * cfg_.num_parameters(); }
   // CPU threads the decoder uses.
   virtual int threads() const { return 1; }
+  // Single-token forward passes so far and the tokens they carried: concurrent sequences' tokens
+  // share a pass (the fast engine batches them), so tokens / steps is the mean batch.
+  struct DecodeCounters {
+    uint64_t steps = 0, tokens = 0;
+  };
+  virtual DecodeCounters decode_counters() const { return {}; }
 
   // Generates after `prompt` (ids; must be non-empty and shorter than the context). Thread-safe.
   Completion complete(const std::vector<int32_t>& prompt, const Sampling& s, const TextFn& on_text = {},

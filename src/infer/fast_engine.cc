@@ -4,8 +4,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
 
 #include "backend/backend.h"
 #include "formats/safetensors.h"
@@ -78,11 +82,20 @@ class FastEngine;
 class FastDecoder : public Decoder {
  public:
   explicit FastDecoder(FastEngine& e);
+  ~FastDecoder() override;
   void append(const int32_t* ids, int n, float* logits) override;
   int length() const override { return len_; }
 
+  // One forward pass over n rows: n tokens of this decoder (a prompt, or one token), or, with
+  // `seqs`, one token of each of n decoders (a batched step: row t is seqs[t]'s next token, its
+  // logits go to seq_logits[t]). The running decoder's buffers hold the activations.
+  void forward(const int32_t* ids, int n, float* logits, FastDecoder* const* seqs = nullptr,
+               float* const* seq_logits = nullptr);
+  // Guarded by the engine's step lock: missed a step's gathering (busy with a prompt, a slow
+  // client), so steps do not wait for it until it queues a token again.
+  bool straggler = false;
+
  private:
-  void forward(const int32_t* ids, int n, float* logits);
   void linear(const WMat& W, const float* bias, const float* in, float* out, int n);
   void ensure_cache(int need);
 
@@ -94,7 +107,8 @@ class FastDecoder : public Decoder {
   // f32, or f16 (kv_f16_), widened per head into a scratch row block when attention reads them.
   std::vector<std::vector<std::byte>> kc_, vc_;
   bool kv_f16_ = false;
-  std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_;
+  bool batch_rows_ = false;  // in a batched step: linear layers stay on the per-token kernels
+  std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_, logits_rows_;
 };
 
 class FastEngine : public Engine {
@@ -108,6 +122,8 @@ class FastEngine : public Engine {
     cfg_ = w_->cfg;
     init_common(dir);
     threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+    if (opt.batch_wait_us < 0) fail("batch_wait_us must be >= 0 (got {})", opt.batch_wait_us);
+    batch_wait_ = std::chrono::microseconds(opt.batch_wait_us);
     // oneDNN (prompt processing) takes its threads from OpenMP's default.
     if (opt.threads > 0) omp_set_num_threads(opt.threads);
     be_ = backend::make_cpu_backend(false);
@@ -132,6 +148,13 @@ class FastEngine : public Engine {
   std::string kv_cache_dtype() const override { return kv_f16_ ? "f16" : "f32"; }
   bool kv_f16() const { return kv_f16_; }
   uint64_t weights_bytes() const override { return w_->matrix_bytes; }
+  DecodeCounters decode_counters() const override { return {steps_.load(), step_tokens_.load()}; }
+
+  // Decodes d's next token (`id`) in a step shared with whatever other sequences are stepping:
+  // see the comment at its definition.
+  void step(FastDecoder* d, int32_t id, float* logits);
+  void decoder_born(FastDecoder* d);
+  void decoder_gone(FastDecoder* d);
 
   const ModelWeights& weights() const { return *w_; }
   int threads() const override { return threads_; }
@@ -145,12 +168,115 @@ class FastEngine : public Engine {
   std::vector<float> cos_, sin_;
   int threads_ = 1;
   bool kv_f16_ = false;
+
+  struct StepRequest {
+    FastDecoder* dec;
+    int32_t id;
+    float* logits;
+    bool done = false;
+    std::exception_ptr error;
+  };
+  std::mutex step_mu_;
+  std::condition_variable step_cv_;
+  std::vector<StepRequest*> pending_;
+  bool stepping_ = false;
+  std::vector<FastDecoder*> live_;  // this engine's decoders
+  std::size_t stragglers_ = 0;      // of which this many are not waited for
+  std::chrono::microseconds batch_wait_{1000};
+  std::atomic<uint64_t> steps_{0}, step_tokens_{0};
 };
+
+// Single-token appends of concurrent sequences (the server's streams) go through the model
+// together: every weight is read once per step for all of them, and the per-token kernels
+// (matmul_tokens) give each token exactly the logits it would get alone. The first thread to find
+// no step running leads: it waits, at most LoadOptions::batch_wait_us, until every live decoder of the engine has
+// queued its next token, runs one forward pass over the queue (up to kMaxStep tokens) and wakes
+// the others; one that queued during the pass leads the next. A sequence alone never waits, and
+// one that misses a gathering (busy with its prompt, a slow client, a long sampling step) is not
+// waited for again until it queues a token.
+constexpr std::size_t kMaxStep = 32;
+
+void FastEngine::step(FastDecoder* d, int32_t id, float* logits) {
+  StepRequest r{d, id, logits, false, nullptr};
+  std::unique_lock<std::mutex> lock(step_mu_);
+  if (d->straggler) {
+    d->straggler = false;
+    --stragglers_;
+  }
+  pending_.push_back(&r);
+  step_cv_.notify_all();
+  while (!r.done) {
+    if (stepping_) {
+      step_cv_.wait(lock);
+      continue;
+    }
+    const bool all_here = step_cv_.wait_until(lock, std::chrono::steady_clock::now() + batch_wait_, [&] {
+      return stepping_ || r.done || pending_.size() + stragglers_ >= live_.size();
+    });
+    if (stepping_ || r.done) continue;  // another waiter took the lead
+    if (!all_here)
+      for (FastDecoder* s : live_) {
+        const bool queued =
+            std::any_of(pending_.begin(), pending_.end(), [&](const StepRequest* p) { return p->dec == s; });
+        if (!queued && !s->straggler) {
+          s->straggler = true;
+          ++stragglers_;
+        }
+      }
+    stepping_ = true;
+    const std::size_t n = std::min(pending_.size(), kMaxStep);
+    std::vector<StepRequest*> batch(pending_.begin(), pending_.begin() + n);
+    pending_.erase(pending_.begin(), pending_.begin() + n);
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      std::vector<int32_t> ids(n);
+      std::vector<FastDecoder*> seqs(n);
+      std::vector<float*> outs(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        ids[i] = batch[i]->id;
+        seqs[i] = batch[i]->dec;
+        outs[i] = batch[i]->logits;
+      }
+      if (n == 1)
+        seqs[0]->forward(ids.data(), 1, outs[0]);
+      else
+        d->forward(ids.data(), static_cast<int>(n), nullptr, seqs.data(), outs.data());
+      steps_.fetch_add(1);
+      step_tokens_.fetch_add(n);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    for (StepRequest* b : batch) {
+      b->error = error;
+      b->done = true;
+    }
+    stepping_ = false;
+    step_cv_.notify_all();
+  }
+  if (r.error) std::rethrow_exception(r.error);
+}
+
+void FastEngine::decoder_born(FastDecoder* d) {
+  std::lock_guard<std::mutex> lock(step_mu_);
+  live_.push_back(d);
+}
+
+void FastEngine::decoder_gone(FastDecoder* d) {
+  std::lock_guard<std::mutex> lock(step_mu_);
+  live_.erase(std::find(live_.begin(), live_.end(), d));
+  if (d->straggler) --stragglers_;
+  step_cv_.notify_all();  // a leader may be waiting for this sequence's token
+}
 
 FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()), kv_f16_(e.kv_f16()) {
   kc_.resize(w_.cfg.n_layer);
   vc_.resize(w_.cfg.n_layer);
+  e_.decoder_born(this);
 }
+
+FastDecoder::~FastDecoder() { e_.decoder_gone(this); }
 
 void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
@@ -177,6 +303,7 @@ void FastDecoder::append(const int32_t* ids, int n, float* logits) {
   for (int i = 0; i < n; ++i)
     if (ids[i] < 0 || ids[i] >= w_.cfg.vocab_size) fail("token id {} is outside the vocabulary ({})", ids[i], w_.cfg.vocab_size);
   ensure_cache(len_ + n);
+  if (n == 1) return e_.step(this, ids[0], logits);
   // Long prompts go through in chunks so activations stay bounded.
   constexpr int kChunk = 256;
   for (int s = 0; s < n; s += kChunk) {
@@ -203,7 +330,7 @@ int few_tokens_limit(WType t) {
 
 void FastDecoder::linear(const WMat& W, const float* bias, const float* in, float* out, int n) {
   const int64_t OC = W.rows, IC = W.cols;
-  if (n <= few_tokens_limit(W.type)) {  // one token, or a few: the matrix-vector kernels, weights read once
+  if (n <= few_tokens_limit(W.type) || batch_rows_) {  // one token, or a few: the matrix-vector kernels, weights read once
     if (n == 1)
       matvec(W, in, out, e_.threads());
     else
@@ -243,13 +370,19 @@ void FastDecoder::linear(const WMat& W, const float* bias, const float* in, floa
   }
 }
 
-void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
+void FastDecoder::forward(const int32_t* ids, int n, float* logits, FastDecoder* const* seqs,
+                          float* const* seq_logits) {
   const model::ModelConfig& c = w_.cfg;
   const bool gpt2 = c.family == Family::GPT2;
   const int64_t C = c.d_model, F = c.d_ff, H = c.n_head, KVH = c.n_kv_head, hd = c.head_dim();
   const int64_t Qd = H * hd, KVd = KVH * hd, QKVd = Qd + 2 * KVd;
-  const int pos0 = len_;
   const int nt = e_.threads();
+  // Row t's sequence and position.
+  auto seq = [&](int t) -> FastDecoder& { return seqs ? *seqs[t] : *this; };
+  auto pos = [&](int t) { return seqs ? seqs[t]->len_ : len_ + t; };
+  batch_rows_ = seqs != nullptr;
+  int64_t attention_work = 0;
+  for (int t = 0; t < n; ++t) attention_work += static_cast<int64_t>(pos(t) + 1) * H * hd;
   x_.resize(n * C);
   h_.resize(n * C);
   qkv_.resize(n * QKVd);
@@ -259,7 +392,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
   for (int t = 0; t < n; ++t) {
     dequantize_rows(w_.embed, ids[t], 1, x_.data() + t * C);
     if (gpt2)
-      for (int64_t i = 0; i < C; ++i) x_[t * C + i] += w_.pos[(pos0 + t) * C + i];
+      for (int64_t i = 0; i < C; ++i) x_[t * C + i] += w_.pos[pos(t) * C + i];
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (int l = 0; l < c.n_layer; ++l) {
@@ -289,8 +422,8 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       // Rotary embedding, HF rotate_half: pairs (i, i + hd/2).
       const int64_t half = hd / 2;
       for (int t = 0; t < n; ++t) {
-        const float* cs = e_.cos_at(pos0 + t);
-        const float* sn = e_.sin_at(pos0 + t);
+        const float* cs = e_.cos_at(pos(t));
+        const float* sn = e_.sin_at(pos(t));
         for (int64_t h = 0; h < H + KVH; ++h) {
           float* v = &qkv_[t * QKVd + h * hd];
           for (int64_t i = 0; i < half; ++i) {
@@ -301,13 +434,14 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
         }
       }
     }
-    const int64_t hstride = static_cast<int64_t>(cap_) * hd;  // one kv head's cache, in elements
     const std::size_t es = kv_f16_ ? 2 : 4;
-    std::byte* kc = kc_[l].data();
-    std::byte* vc = vc_[l].data();
     for (int t = 0; t < n; ++t)
       for (int64_t h = 0; h < KVH; ++h) {
-        const std::size_t at = es * (h * hstride + (pos0 + t) * hd);
+        FastDecoder& sq = seq(t);
+        const int64_t hstride = static_cast<int64_t>(sq.cap_) * hd;  // one kv head's cache, in elements
+        std::byte* kc = sq.kc_[l].data();
+        std::byte* vc = sq.vc_[l].data();
+        const std::size_t at = es * (h * hstride + pos(t) * hd);
         const float* k = &qkv_[t * QKVd + Qd + h * hd];
         const float* v = &qkv_[t * QKVd + Qd + KVd + h * hd];
         if (kv_f16_) {
@@ -319,7 +453,8 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
         }
       }
     // A head's first `len` keys or values as f32: the cache itself, or widened into `scratch`.
-    auto rows_f32 = [&](const std::byte* c, int64_t kvh, int len, std::vector<float>& scratch) -> const float* {
+    auto rows_f32 = [&](const std::byte* c, int64_t hstride, int64_t kvh, int len,
+                        std::vector<float>& scratch) -> const float* {
       if (!kv_f16_) return reinterpret_cast<const float*>(c) + kvh * hstride;
       scratch.resize(static_cast<std::size_t>(len) * hd);
       from_f16(reinterpret_cast<const uint16_t*>(c) + kvh * hstride, static_cast<int64_t>(len) * hd, scratch.data());
@@ -328,11 +463,15 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     // Causal attention of each new token over the cache; heads share their kv head (GQA).
     const int64_t group = H / KVH;
     const bool avx512 = kernel_isa() == "avx512" && hd % 16 == 0 && hd <= 256;
-    ChunkPool::shared(n * (pos0 + n) * H * hd > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
+    ChunkPool::shared(attention_work > (1 << 15) ? nt : 1).run(n * H, [&](int64_t job) {
       thread_local std::vector<float> sc, kbuf, vbuf;
       const int t = static_cast<int>(job / H);
       const int64_t h = job % H;
-      const int len = pos0 + t + 1;
+      const int len = pos(t) + 1;
+      FastDecoder& sq = seq(t);
+      const int64_t hstride = static_cast<int64_t>(sq.cap_) * hd;
+      const std::byte* kc = sq.kc_[l].data();
+      const std::byte* vc = sq.vc_[l].data();
       if (static_cast<int>(sc.size()) < len) sc.resize(len);
       const float* q = &qkv_[t * QKVd + h * hd];
       const int64_t kvh = h / group;
@@ -343,7 +482,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       }
       // Four cache rows at a time: four independent sums for the scores, and one pass over o per
       // four value rows (a single running sum per row was bound by the FMA chain's latency).
-      const float* kb = rows_f32(kc, kvh, len, kbuf);
+      const float* kb = rows_f32(kc, hstride, kvh, len, kbuf);
       int j = 0;
       for (; j + 4 <= len; j += 4) {
         const float *k0 = kb + j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
@@ -375,7 +514,7 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
       const float inv = 1.0f / sum;
       float* o = &att_[t * Qd + h * hd];
       std::fill(o, o + hd, 0.0f);
-      const float* vb = rows_f32(vc, kvh, len, vbuf);
+      const float* vb = rows_f32(vc, hstride, kvh, len, vbuf);
       j = 0;
       for (; j + 4 <= len; j += 4) {
         const float *v0 = vb + j * hd, *v1 = v0 + hd, *v2 = v1 + hd, *v3 = v2 + hd;
@@ -412,6 +551,22 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits) {
     }
     linear(L.down, gpt2 ? L.down_b.data() : nullptr, ff_.data(), h_.data(), n);
     for (int64_t i = 0; i < n * C; ++i) x_[i] += h_[i];
+  }
+  batch_rows_ = false;
+  if (seqs) {
+    // Every row's logits, through the per-token kernels (each row as matvec would give it).
+    for (int t = 0; t < n; ++t) {
+      ++seqs[t]->len_;
+      if (gpt2)
+        layernorm(&x_[t * C], &h_[t * C], w_.norm_f_w.data(), w_.norm_f_b.data(), C, c.norm_eps);
+      else
+        rmsnorm(&x_[t * C], &h_[t * C], w_.norm_f_w.data(), C, c.norm_eps);
+    }
+    const int64_t V = w_.lm_head.rows;
+    logits_rows_.resize(static_cast<std::size_t>(n) * V);
+    matmul_tokens(w_.lm_head, h_.data(), n, logits_rows_.data(), nt);
+    for (int t = 0; t < n; ++t) std::memcpy(seq_logits[t], &logits_rows_[t * V], 4 * V);
+    return;
   }
   len_ += n;
   if (!logits) return;

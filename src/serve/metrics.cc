@@ -55,6 +55,12 @@ void Metrics::set_queue(int in_flight, int queued) {
   queued_ = queued;
 }
 
+void Metrics::set_decode_steps(uint64_t steps, uint64_t tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  decode_steps_ = steps;
+  decode_step_tokens_ = tokens;
+}
+
 std::string Metrics::render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out =
@@ -70,8 +76,12 @@ std::string Metrics::render() const {
       "# HELP tsumugi_requests_in_flight Generations running now.\n# TYPE tsumugi_requests_in_flight gauge\n"
       "tsumugi_requests_in_flight {}\n"
       "# HELP tsumugi_requests_queued Generations waiting for a slot.\n# TYPE tsumugi_requests_queued gauge\n"
-      "tsumugi_requests_queued {}\n",
-      prompt_tokens_, completion_tokens_, in_flight_, queued_);
+      "tsumugi_requests_queued {}\n"
+      "# HELP tsumugi_decode_steps_total Single-token forward passes (concurrent streams share them).\n"
+      "# TYPE tsumugi_decode_steps_total counter\ntsumugi_decode_steps_total {}\n"
+      "# HELP tsumugi_decode_step_tokens_total Tokens those passes carried (per pass: the mean batch).\n"
+      "# TYPE tsumugi_decode_step_tokens_total counter\ntsumugi_decode_step_tokens_total {}\n",
+      prompt_tokens_, completion_tokens_, in_flight_, queued_, decode_steps_, decode_step_tokens_);
   out += ttft_.render("tsumugi_time_to_first_token_seconds", "Seconds from admission to the first generated token.");
   out += decode_rate_.render("tsumugi_decode_tokens_per_second", "Decode speed of each finished generation.");
   return out;

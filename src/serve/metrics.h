@@ -32,6 +32,9 @@ class Metrics {
   void observe_ttft(double seconds);
   void observe_decode_rate(double tokens_per_second);
   void set_queue(int in_flight, int queued);
+  // The engine's single-token forward passes and the tokens they carried (concurrent streams share
+  // passes: tokens / steps is the mean batch).
+  void set_decode_steps(uint64_t steps, uint64_t tokens);
   std::string render() const;
 
  private:
@@ -39,6 +42,7 @@ class Metrics {
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   uint64_t prompt_tokens_ = 0, completion_tokens_ = 0;
   int in_flight_ = 0, queued_ = 0;
+  uint64_t decode_steps_ = 0, decode_step_tokens_ = 0;
   Summary ttft_, decode_rate_;
 };
 

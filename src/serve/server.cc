@@ -215,6 +215,8 @@ void Server::install_routes() {
   });
   http_.Get("/metrics", api([this](const httplib::Request&, httplib::Response& res) {
               metrics_.set_queue(gate_.running(), gate_.waiting());
+              const infer::Engine::DecodeCounters dc = engine_.decode_counters();
+              metrics_.set_decode_steps(dc.steps, dc.tokens);
               res.set_content(metrics_.render(), "text/plain; version=0.0.4");
             }));
   auto model_json = [this] {

@@ -87,6 +87,7 @@ class SingleThreadEngine : public infer::Engine {
     };
     return std::make_unique<Dec>(inner_->new_decoder());
   }
+  DecodeCounters decode_counters() const override { return inner_->decode_counters(); }
 
  private:
   std::unique_ptr<infer::Engine> inner_;
