@@ -427,6 +427,49 @@ TEST(ServeApi, ClientDisconnectCancelsAStreamingGeneration) {
   EXPECT_LT(engine.appends.load(), 41);
 }
 
+TEST(ServeApi, ClientDisconnectCancelsANonStreamingGeneration) {
+  ThrottledEngine engine(tiny_engine());
+  engine.per_token = std::chrono::milliseconds(20);
+  engine.open();
+  RunningServer srv(engine, {});
+  // A raw socket so the test can hang up in the middle of the stream.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(srv.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string body = json{{"prompt", "猫"}, {"max_tokens", 80}, {"ignore_eos", true}}.dump();
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[4096];
+  while (got.find("\r\n\r\n") == std::string::npos) {  // the headers: generation has begun
+    const ssize_t n = read(fd, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    got.append(buf, n);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  close(fd);
+  // The generation stops within a few tokens of the hang-up instead of running to 80 (1.6 s).
+  auto c = srv.client();
+  ASSERT_TRUE(eventually([&] {
+    auto m = c.Get("/metrics");
+    return m && m->body.find("tsumugi_requests_in_flight 0") != std::string::npos &&
+           m->body.find("\ntsumugi_generated_tokens_total ") != std::string::npos &&
+           m->body.find("tsumugi_generated_tokens_total 0\n") == std::string::npos;
+  }));
+  auto m = c.Get("/metrics");
+  const std::string key = "\ntsumugi_generated_tokens_total ";
+  const int generated = std::stoi(m->body.substr(m->body.find(key) + key.size()));
+  EXPECT_GT(generated, 0);
+  EXPECT_LT(generated, 40) << m->body;
+  EXPECT_LT(engine.appends.load(), 41);
+}
+
 TEST(ServeApi, AdmissionGateCountsAndCloses) {
   serve::AdmissionGate gate(2, 1);
   auto a = gate.enter(), b = gate.enter();

@@ -319,10 +319,28 @@ void Server::handle_generation(Endpoint endpoint, const httplib::Request& req, h
   };
 
   if (!g.stream) {
-    infer::Completion c = engine_.complete(
-        g.prompt, g.sampling, [this](const std::string&) { return !stopping_.load(); }, on_token);
-    record(c);
-    res.set_content(dump_json(completion_response(endpoint, info, c)), "application/json");
+    // Generated inside a content provider, whose sink says when the client has hung up (the
+    // request handler has no view of the connection in this cpp-httplib), so a client that gives
+    // up stops its generation as a streaming one does. The status line goes out first: a failure
+    // during generation (never from the request's content, which was checked above) is reported
+    // in the body, with OpenAI's error shape.
+    res.set_chunked_content_provider("application/json", [this, g, info, slot, endpoint, on_token, record](
+                                                             std::size_t, httplib::DataSink& sink) mutable {
+      std::string body;
+      try {
+        infer::Completion c = engine_.complete(
+            g.prompt, g.sampling, [&](const std::string&) { return !stopping_.load() && sink.is_writable(); },
+            on_token);
+        record(c);
+        body = dump_json(completion_response(endpoint, info, c));
+      } catch (const std::exception& e) {
+        body = dump_json(error_body(ApiError(500, e.what(), "", "", "server_error")));
+      }
+      slot.reset();  // free the generation slot before the connection is torn down
+      if (!sink.write(body.data(), body.size())) return false;  // the client has gone
+      sink.done();
+      return true;
+    });
     return;
   }
   res.set_header("Cache-Control", "no-cache");
