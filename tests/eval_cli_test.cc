@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <map>
 #include <filesystem>
 #include <numeric>
 #include <random>
@@ -200,6 +201,30 @@ TEST_F(EvalCli, WritesScoresSamplesAndReportMatchingTheEngine) {
   EXPECT_NE(html.find("qa_char_f1"), std::string::npos);
   EXPECT_EQ(html.find("http"), std::string::npos);  // self-contained: nothing fetched
   EXPECT_EQ(html.find("<script src"), std::string::npos);
+}
+
+// Samples scored at once (--parallel, whose decoding steps the engine shares) give the same
+// scores and the same samples.jsonl, in the same order, as one at a time.
+TEST_F(EvalCli, ParallelSamplesScoreExactlyAsOneAtATime) {
+  std::map<int, json> scores;
+  std::map<int, std::vector<std::string>> rows;
+  for (int parallel : {1, 4}) {
+    const std::string out = dir_->file("par" + std::to_string(parallel));
+    run("eval --model " + dir_->file("model") + " --dataset " + dir_->file("qa.json") + " " + dir_->file("mc.json") +
+        " " + dir_->file("sts.json") + " " + dir_->file("held.jsonl") + " --num-few-shots 1 --parallel " +
+        std::to_string(parallel) + " -o " + out);
+    const json j = json::parse(read_file(out + "/scores.json"));
+    scores[parallel] = {j["scores"], j["categories"], j["perplexity"]};
+    rows[parallel] = read_lines(out + "/samples.jsonl");
+  }
+  EXPECT_EQ(scores[1], scores[4]);
+  EXPECT_EQ(rows[1], rows[4]);
+  int status = 0;
+  const std::string err = run("eval --model " + dir_->file("model") + " --dataset " + dir_->file("qa.json") +
+                                  " --parallel 0 -o " + dir_->file("par0"),
+                              &status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(err.find("--parallel must be at least 1"), std::string::npos) << err;
 }
 
 TEST_F(EvalCli, ReportComparesRunsSideBySide) {

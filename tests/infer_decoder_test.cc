@@ -234,6 +234,39 @@ TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
   }
 }
 
+// A forked decoder continues its prefix exactly as a fresh decoder given the whole sequence, and
+// neither copy disturbs the other (the eval harness scores each choice on a fork of the prompt).
+TEST(InferDecoder, ForkContinuesThePrefixIndependently) {
+  for (const auto& dir : {models().gpt2, models().llama}) {
+    for (const std::string decoder : {"auto", "reference"}) {
+      auto e = load(dir, decoder);
+      const std::vector<int32_t> prefix = {42, 7, 99, 100, 11}, a = {3, 8, 200}, b = {5, 6};
+      const std::size_t V = e->config().vocab_size;
+      auto whole = [&](const std::vector<int32_t>& tail) {
+        std::vector<int32_t> seq = prefix;
+        seq.insert(seq.end(), tail.begin(), tail.end());
+        std::vector<float> lg(V);
+        auto d = e->new_decoder();
+        for (int32_t id : seq) d->append(&id, 1, lg.data());
+        return lg;
+      };
+      std::vector<float> lg(V), la(V), lb(V);
+      auto base = e->new_decoder();
+      for (int32_t id : prefix) base->append(&id, 1, lg.data());
+      auto fa = base->fork(), fb = base->fork();
+      ASSERT_TRUE(fa && fb) << decoder;
+      EXPECT_EQ(fa->length(), static_cast<int>(prefix.size()));
+      for (int32_t id : a) fa->append(&id, 1, la.data());
+      for (int32_t id : b) fb->append(&id, 1, lb.data());
+      EXPECT_TRUE(la == whole(a)) << dir << " " << decoder;
+      EXPECT_TRUE(lb == whole(b)) << dir << " " << decoder;
+      fa.reset();  // the original outlives its forks and still continues as itself
+      for (int32_t id : b) base->append(&id, 1, lg.data());
+      EXPECT_TRUE(lg == whole(b)) << dir << " " << decoder;
+    }
+  }
+}
+
 TEST(InferDecoder, LongAndShortPromptPathsAgree) {
   TempDir dir;
   for (auto cfg : {testing::tiny_gpt2(), testing::tiny_llama()}) {

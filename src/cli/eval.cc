@@ -17,7 +17,7 @@ struct EvalArgs {
   std::string model, adapter, out_dir, dtype = "auto", kv_cache = "auto";
   bool mmap = false;
   std::vector<std::string> datasets, compare;
-  int num_few_shots = 4, max_samples = 100, max_tokens = 0, threads = 0;
+  int num_few_shots = 4, max_samples = 100, max_tokens = 0, threads = 0, parallel = 4;
   std::string prompt_style = "v1.3", header, instruction_marker, input_marker, response_marker;
   bool no_progress = false;
 };
@@ -63,6 +63,10 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--mmap", a->mmap, "Decode weights stored in the decoding type straight from the file mapping (instant start, shared page cache) instead of copying them into huge pages (faster decoding)");
   cmd->add_option("--kv-cache", a->kv_cache, "KV cache: auto (f16 with bf16/f16/q8_0 weights, f32 with f32) | f32 | f16")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--parallel", a->parallel,
+                  "Samples scored at once; their decoding steps share each read of the weights (scores do not "
+                  "depend on it)")
+      ->capture_default_str();
   cmd->add_option("--compare", a->compare, "Earlier eval output directories to put beside this run in report.html")->take_all();
   cmd->add_flag("--no-progress", a->no_progress, "No progress line");
   cmd->footer(
@@ -112,6 +116,8 @@ void register_eval(CLI::App& app) {
       if (!a->input_marker.empty()) opt.format.input_marker = a->input_marker;
       if (!a->response_marker.empty()) opt.format.response_marker = a->response_marker;
       opt.progress = !a->no_progress;
+      if (a->parallel < 1) fail("--parallel must be at least 1 (got {})", a->parallel);
+      opt.parallel = a->parallel;
       opt.model_label = a->model;
       opt.adapter_label = a->adapter;
       infer::LoadOptions lo;

@@ -4,8 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <atomic>
+#include <exception>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 #include "eval/metrics.h"
 #include "eval/report.h"
@@ -70,6 +75,7 @@ class EvalProgress {
     if (drawn_) std::fputc('\n', stderr);
   }
   void step(const std::string& label) {
+    std::lock_guard<std::mutex> lock(mu_);  // samples finish on several threads
     ++done_;
     if (!tty_) return;
     const auto now = std::chrono::steady_clock::now();
@@ -85,6 +91,7 @@ class EvalProgress {
   }
 
  private:
+  std::mutex mu_;
   std::size_t total_, done_ = 0;
   bool tty_, drawn_ = false;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
@@ -95,6 +102,37 @@ std::vector<int32_t> encode_doc(const infer::Engine& engine, const std::string& 
   if (engine.eos_id() >= 0) ids.push_back(engine.eos_id());
   engine.tokenizer().encode(text, ids);
   return ids;
+}
+
+// Runs fn(i) for every i in [0, n) on up to `workers` threads. Samples are independent, and
+// concurrent sequences share the engine's decoding steps (bit-exactly), so results do not depend
+// on the number of workers. Indices are taken in order and a failure stops the taking, so every
+// index below a failed one has run: the lowest failure, rethrown, is the one a single worker
+// would have stopped at.
+void parallel_for(std::size_t n, int workers, const std::function<void(std::size_t)>& fn) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::exception_ptr> errors(n);
+  auto work = [&] {
+    while (!stop.load()) {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      try {
+        if (interrupted()) fail("interrupted");
+        fn(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+        stop.store(true);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (std::size_t w = 1; w < std::min<std::size_t>(static_cast<std::size_t>(std::max(1, workers)), n); ++w)
+    pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 // Keeps the last `keep` ids of a too-long prompt.
@@ -114,26 +152,63 @@ bool is_generation_metric(const std::string& m) {
 
 }  // namespace
 
-double continuation_logprob(infer::Engine& engine, const std::vector<int32_t>& context,
-                            const std::vector<int32_t>& continuation) {
+namespace {
+
+void check_pair(const infer::Engine& engine, const std::vector<int32_t>& context, const std::vector<int32_t>& continuation) {
   if (context.empty() || continuation.empty()) fail("continuation_logprob: empty context or continuation");
   if (context.size() + continuation.size() > static_cast<std::size_t>(engine.context_length()))
     fail("{} + {} tokens do not fit the model's context ({})", context.size(), continuation.size(), engine.context_length());
-  // The context goes in as one piece (one forward pass), then the continuation token by token:
-  // the same log-probabilities as token_logprobs over the whole sequence, far fewer passes.
-  auto dec = engine.new_decoder();
-  std::vector<float> logits(static_cast<std::size_t>(engine.config().vocab_size));
-  dec->append(context.data(), static_cast<int>(context.size()), logits.data());
-  const int limit = engine.vocab_limit();
+}
+
+// The continuation's log-probability given `dec` holding the context and `logits` the logits
+// after it; the continuation goes in token by token.
+double score_continuation(infer::Decoder& dec, std::vector<float>& logits, int limit,
+                          const std::vector<int32_t>& continuation) {
   double total = 0;
   for (std::size_t i = 0; i < continuation.size(); ++i) {
     double mx = -INFINITY, sum = 0;
     for (int v = 0; v < limit; ++v) mx = std::max<double>(mx, logits[v]);
     for (int v = 0; v < limit; ++v) sum += std::exp(logits[v] - mx);
     total += logits[continuation[i]] - mx - std::log(sum);
-    if (i + 1 < continuation.size()) dec->append(&continuation[i], 1, logits.data());
+    if (i + 1 < continuation.size()) dec.append(&continuation[i], 1, logits.data());
   }
   return total;
+}
+
+// A multiple-choice sample's context, processed once and forked for each choice scored after it
+// (the choices of a sample share it unless truncation cut them differently): the same numbers as
+// continuation_logprob, one prompt pass per sample instead of one per choice.
+struct SharedContext {
+  std::vector<int32_t> ids;
+  std::unique_ptr<infer::Decoder> dec;
+  std::vector<float> logits;
+
+  double logprob(infer::Engine& engine, const std::vector<int32_t>& context, const std::vector<int32_t>& continuation) {
+    check_pair(engine, context, continuation);
+    if (!dec || ids != context) {
+      dec = engine.new_decoder();
+      logits.assign(static_cast<std::size_t>(engine.config().vocab_size), 0.0f);
+      dec->append(context.data(), static_cast<int>(context.size()), logits.data());
+      ids = context;
+    }
+    std::unique_ptr<infer::Decoder> copy = dec->fork();
+    if (!copy) return continuation_logprob(engine, context, continuation);
+    std::vector<float> lg = logits;
+    return score_continuation(*copy, lg, engine.vocab_limit(), continuation);
+  }
+};
+
+}  // namespace
+
+double continuation_logprob(infer::Engine& engine, const std::vector<int32_t>& context,
+                            const std::vector<int32_t>& continuation) {
+  check_pair(engine, context, continuation);
+  // The context goes in as one piece (one forward pass), then the continuation token by token:
+  // the same log-probabilities as token_logprobs over the whole sequence, far fewer passes.
+  auto dec = engine.new_decoder();
+  std::vector<float> logits(static_cast<std::size_t>(engine.config().vocab_size));
+  dec->append(context.data(), static_cast<int>(context.size()), logits.data());
+  return score_continuation(*dec, logits, engine.vocab_limit(), continuation);
 }
 
 void encode_pair(const infer::Engine& engine, const std::string& context, const std::string& continuation,
@@ -197,8 +272,9 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
     if (kind == "t") {
       const auto& [name, docs] = texts[ti++];
       double nll = 0, tokens = 0, chars = 0, bytes = 0;
-      for (std::size_t i = 0; i < docs.size(); ++i) {
-        if (interrupted()) fail("interrupted");
+      std::vector<double> doc_nlls(docs.size());
+      std::vector<std::size_t> doc_scored(docs.size());
+      parallel_for(docs.size(), opt.parallel, [&](std::size_t i) {
         std::vector<int32_t> ids = encode_doc(engine, docs[i].text);
         double doc_nll = 0;
         std::size_t scored = 0;
@@ -209,6 +285,13 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           for (double lp : engine.token_logprobs(w)) doc_nll -= lp;
           scored += w.size() - 1;
         }
+        doc_nlls[i] = doc_nll;
+        doc_scored[i] = scored;
+        progress.step(name);
+      });
+      for (std::size_t i = 0; i < docs.size(); ++i) {  // in document order, as one worker sums
+        const double doc_nll = doc_nlls[i];
+        const std::size_t scored = doc_scored[i];
         const double c = static_cast<double>(text::count_codepoints(docs[i].text));
         nll += doc_nll;
         tokens += static_cast<double>(scored);
@@ -217,7 +300,6 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
         json row = {{"dataset", name}, {"index", i}, {"line", docs[i].line}, {"tokens", scored}, {"nll", doc_nll},
                     {"chars", c}, {"bytes", docs[i].text.size()}};
         rows_out.write(row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
-        progress.step(name);
       }
       const double ln2 = std::log(2.0);
       const double ppl = tokens > 0 ? std::exp(nll / tokens) : 0.0;
@@ -239,8 +321,16 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
     std::map<std::string, std::vector<double>> per_metric;
     std::vector<double> gold_f, pred_f;
     std::size_t truncated = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (interrupted()) fail("interrupted");
+    // Each sample's row and scores, kept by index and folded in sample order below.
+    struct Scored {
+      json row;
+      std::vector<std::pair<std::string, double>> metric_values;
+      bool has_float = false, truncated = false;
+      double gold_f = 0, pred_f = 0;
+    };
+    std::vector<Scored> results(n);
+    parallel_for(n, opt.parallel, [&](std::size_t i) {
+      Scored& out = results[i];
       const Example& ex = d.samples[i];
       const std::string prompt = build_prompt(opt.format, d, ex.input, opt.num_few_shots);
       const std::string gold = normalize_gold(ex.output);
@@ -267,7 +357,7 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           else if (m == "set_f1") v = set_f1(pred, gold);
           else if (m == "bleu_en") v = bleu_en(pred, gold);
           else continue;  // corpus-level (pearson, spearman) or log-likelihood metrics
-          per_metric[m].push_back(v);
+          out.metric_values.emplace_back(m, v);
           row_scores[m] = v;
         }
         if (std::count(d.metrics.begin(), d.metrics.end(), "pearson") ||
@@ -278,13 +368,15 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           } catch (const Error& e) {
             fail("{}: samples[{}].output: {} (pearson/spearman need numeric gold values)", d.path, i, e.what());
           }
-          gold_f.push_back(g);
-          pred_f.push_back(parse_float(pred));
-          row["pred_float"] = pred_f.back();
+          out.has_float = true;
+          out.gold_f = g;
+          out.pred_f = parse_float(pred);
+          row["pred_float"] = out.pred_f;
         }
       }
       if (d.multiple_choice()) {
         std::vector<double> ll, ll_norm;
+        SharedContext shared;
         for (const auto& choice : ex.choices) {
           std::vector<int32_t> ctx, cont;
           encode_pair(engine, prompt, choice, ctx, cont);
@@ -292,7 +384,7 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
           if (cont.size() >= static_cast<std::size_t>(context))
             fail("{}: samples[{}]: choice '{}' alone is longer than the model's context", d.path, i, choice);
           if (fit(ctx, static_cast<std::size_t>(context) - cont.size())) sample_truncated = true;
-          const double sum = continuation_logprob(engine, ctx, cont);
+          const double sum = shared.logprob(engine, ctx, cont);
           ll.push_back(sum);
           ll_norm.push_back(sum / static_cast<double>(std::max<std::size_t>(1, text::count_codepoints(choice))));
         }
@@ -307,17 +399,26 @@ json run_eval(infer::Engine& engine, const EvalOptions& opt) {
         for (const auto& m : d.metrics) {
           if (m != "acc" && m != "acc_norm") continue;
           const double v = (m == "acc" ? best : best_norm) == gold_at ? 1.0 : 0.0;
-          per_metric[m].push_back(v);
+          out.metric_values.emplace_back(m, v);
           row_scores[m] = v;
         }
       }
       row["scores"] = row_scores;
       if (sample_truncated) {
         row["prompt_truncated"] = true;
-        ++truncated;
+        out.truncated = true;
       }
-      rows_out.write(row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+      out.row = std::move(row);
       progress.step(d.name);
+    });
+    for (const Scored& r : results) {
+      for (const auto& [m, v] : r.metric_values) per_metric[m].push_back(v);
+      if (r.has_float) {
+        gold_f.push_back(r.gold_f);
+        pred_f.push_back(r.pred_f);
+      }
+      truncated += r.truncated;
+      rows_out.write(r.row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
     }
     json dinfo = {{"samples", n}, {"category", d.category}, {"num_few_shots", opt.num_few_shots}};
     if (truncated) dinfo["prompts_truncated"] = truncated;

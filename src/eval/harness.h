@@ -41,6 +41,9 @@ struct EvalOptions {
   int max_tokens = 0;     // 0 = the dataset's output_length
   PromptFormat format = prompt_format("v1.3");
   bool progress = true;
+  // Samples (and text documents) scored at once: their decoding steps are shared, so several
+  // raise throughput, and results do not depend on the number.
+  int parallel = 4;
   std::string model_label, adapter_label;  // recorded in scores.json
 };
 

@@ -177,6 +177,11 @@ class ReferenceDecoder : public Decoder {
   explicit ReferenceDecoder(ReferenceEngine& e) : e_(e) {}
   void append(const int32_t* ids, int n, float* logits) override;
   int length() const override { return static_cast<int>(seq_.size()); }
+  std::unique_ptr<Decoder> fork() const override {
+    auto d = std::make_unique<ReferenceDecoder>(e_);
+    d->seq_ = seq_;
+    return d;
+  }
 
  private:
   ReferenceEngine& e_;

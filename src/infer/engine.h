@@ -42,6 +42,9 @@ class Decoder {
   virtual void append(const int32_t* ids, int n, float* logits) = 0;
   // Tokens held so far.
   virtual int length() const = 0;
+  // An independent copy of this state (its KV cache copied), to continue one prefix several ways
+  // without processing it again; nullptr where a decoder cannot (the caller starts afresh).
+  virtual std::unique_ptr<Decoder> fork() const { return nullptr; }
 };
 
 struct Completion {

@@ -85,6 +85,7 @@ class FastDecoder : public Decoder {
   ~FastDecoder() override;
   void append(const int32_t* ids, int n, float* logits) override;
   int length() const override { return len_; }
+  std::unique_ptr<Decoder> fork() const override;
 
   // One forward pass over n rows: n tokens of this decoder (a prompt, or one token), or, with
   // `seqs`, one token of each of n decoders (a batched step: row t is seqs[t]'s next token, its
@@ -277,6 +278,15 @@ FastDecoder::FastDecoder(FastEngine& e) : e_(e), w_(e.weights()), kv_f16_(e.kv_f
 }
 
 FastDecoder::~FastDecoder() { e_.decoder_gone(this); }
+
+std::unique_ptr<Decoder> FastDecoder::fork() const {
+  auto d = std::make_unique<FastDecoder>(e_);
+  d->len_ = len_;
+  d->cap_ = cap_;
+  d->kc_ = kc_;
+  d->vc_ = vc_;
+  return d;
+}
 
 void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
