@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,22 @@ TEST(ChunkPool, AStalledThreadsSlotIsFinishedByTheOthers) {
     for (int c : counts) ASSERT_EQ(c, 1);
     // When the helper took part and stalled, the caller ran more than its own half.
     if (slept.load()) EXPECT_GT(by_caller.load(), 20);
+  }
+}
+
+TEST(ChunkPool, AThrowingChunkIsRethrownAndThePoolKeepsWorking) {
+  ChunkPool pool(1);
+  for (int64_t bad : {0, 7, 39}) {  // the caller's first chunk, one in its slot, the helper's last
+    std::vector<std::atomic<int>> count(40);
+    EXPECT_THROW(pool.run(40,
+                          [&](int64_t c) {
+                            count[c].fetch_add(1);
+                            if (c == bad) throw std::runtime_error("chunk failed");
+                          }),
+                 std::runtime_error);
+    for (auto& c : count) EXPECT_EQ(c.load(), 1) << "every other chunk still runs, once";
+    const std::vector<int> after = run_counts(pool, 40);
+    for (int c : after) ASSERT_EQ(c, 1);
   }
 }
 

@@ -186,7 +186,7 @@ TEST(InferDecoder, F16KvCacheStaysCloseToTheReference) {
 // Sequences decoded at once from several threads share decoding steps (one forward pass over all
 // their next tokens) and get exactly the logits each gets alone, for both families and every
 // weight type; one that dawdles between two tokens (longer than a step waits for it) too. A step
-// waits up to 100 ms here so that sharing does not hang on the scheduler (a tiny model's step
+// waits up to 40 ms here so that sharing does not hang on the scheduler (a tiny model's step
 // takes microseconds).
 TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
   constexpr int kSteps = 16;
@@ -196,7 +196,7 @@ TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
     for (const std::string dtype : {"f32", "bf16", "f16", "q8_0"}) {
       infer::LoadOptions o;
       o.dtype = dtype;
-      o.batch_wait_us = 100000;
+      o.batch_wait_us = 40000;
       auto e = infer::Engine::load(dir, o);
       std::vector<std::vector<std::vector<float>>> alone, together(prompts.size());
       uint64_t single_appends = 0;
@@ -206,7 +206,7 @@ TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
       }
       const infer::Engine::DecodeCounters before = e->decode_counters();
       const auto n = static_cast<std::ptrdiff_t>(prompts.size());
-      std::latch start(n), prompted(n);
+      std::latch start(n), prompted(n), stepped(n);
       std::vector<std::thread> threads;
       for (std::size_t i = 0; i < prompts.size(); ++i)
         threads.emplace_back([&, i] {
@@ -215,9 +215,12 @@ TEST(InferDecoder, ConcurrentSequencesShareStepsWithExactLogits) {
           std::vector<float> lg(e->config().vocab_size);
           dec->append(prompts[i].data(), static_cast<int>(prompts[i].size()), lg.data());
           together[i].push_back(lg);
-          prompted.arrive_and_wait();  // steps begin together (a tiny model's take microseconds)
+          // A new sequence is not waited for until its first token, and a tiny model's steps take
+          // microseconds: the sequences take their first step, then go on together.
+          prompted.arrive_and_wait();
           for (int s = 0; s < kSteps; ++s) {
-            if (i + 1 == prompts.size() && s == 5) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            if (s == 1) stepped.arrive_and_wait();
+            if (i + 1 == prompts.size() && s == 5) std::this_thread::sleep_for(std::chrono::milliseconds(60));
             const auto id = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
             dec->append(&id, 1, lg.data());
             together[i].push_back(lg);

@@ -398,10 +398,14 @@ TEST(InferKernels, Bf16PromptMatmulAgreesWithMatvec) {
     for (auto& v : x) v = nd(rng);
     const TestMatrix tm(w, rows, cols, infer::WType::BF16);
     const TestMatrix f32(w, rows, cols, infer::WType::F32);
+    std::vector<uint16_t> xs;
+    std::vector<float> part;
     for (int64_t n : {33, 70}) {
       std::vector<float> y(n * rows, -7.0f), one(rows);
-      if (!infer::matmul_bf16_prompt(tm.m, x.data(), n, y.data())) GTEST_SKIP() << "no AVX512-BF16 kernels here";
-      EXPECT_FALSE(infer::matmul_bf16_prompt(f32.m, x.data(), n, y.data())) << "only bf16 weights take this path";
+      if (!infer::matmul_bf16_prompt(tm.m, x.data(), n, y.data(), xs, part))
+        GTEST_SKIP() << "no AVX512-BF16 kernels here";
+      EXPECT_FALSE(infer::matmul_bf16_prompt(f32.m, x.data(), n, y.data(), xs, part))
+          << "only bf16 weights take this path";
       for (int64_t t = 0; t < n; ++t) {
         infer::matvec(tm.m, x.data() + t * cols, one.data(), 2);
         for (int64_t r = 0; r < rows; ++r) {
@@ -417,8 +421,9 @@ TEST(InferKernels, Bf16PromptMatmulAgreesWithMatvec) {
   if (best == "avx512") {
     infer::set_kernel_isa("avx2");
     const TestMatrix tm(std::vector<float>(64, 1.0f), 2, 32, infer::WType::BF16);
-    std::vector<float> x(40 * 32, 1.0f), y(40 * 2);
-    EXPECT_FALSE(infer::matmul_bf16_prompt(tm.m, x.data(), 40, y.data()));
+    std::vector<float> x(40 * 32, 1.0f), y(40 * 2), part;
+    std::vector<uint16_t> xs;
+    EXPECT_FALSE(infer::matmul_bf16_prompt(tm.m, x.data(), 40, y.data(), xs, part));
     infer::set_kernel_isa(best);
   }
 }

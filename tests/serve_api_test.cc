@@ -470,6 +470,37 @@ TEST(ServeApi, ClientDisconnectCancelsANonStreamingGeneration) {
   EXPECT_LT(engine.appends.load(), 41);
 }
 
+// An HTTP/1.0 client cannot read chunked encoding: its non-streamed answer comes whole, with a
+// Content-Length, and equals what an HTTP/1.1 client gets.
+TEST(ServeApi, Http10ClientGetsTheAnswerWithAContentLength) {
+  RunningServer srv(tiny_engine(), {});
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(srv.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const json request = {{"prompt", "猫"}, {"max_tokens", 8}, {"temperature", 0}};
+  const std::string body = request.dump();
+  const std::string req = "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) got.append(buf, n);  // HTTP/1.0: closed at the end
+  close(fd);
+  const std::size_t head_end = got.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << got;
+  const std::string head = got.substr(0, head_end);
+  EXPECT_NE(head.find(" 200 "), std::string::npos) << head;
+  EXPECT_NE(head.find("Content-Length: "), std::string::npos) << head;
+  EXPECT_EQ(head.find("chunked"), std::string::npos) << head;
+  auto c = srv.client();
+  const json want = post_json(c, "/v1/completions", request, 200);
+  EXPECT_EQ(json::parse(got.substr(head_end + 4))["choices"][0]["text"], want["choices"][0]["text"]);
+}
+
 TEST(ServeApi, AdmissionGateCountsAndCloses) {
   serve::AdmissionGate gate(2, 1);
   auto a = gate.enter(), b = gate.enter();

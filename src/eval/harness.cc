@@ -127,8 +127,11 @@ void parallel_for(std::size_t n, int workers, const std::function<void(std::size
     }
   };
   std::vector<std::thread> pool;
-  for (std::size_t w = 1; w < std::min<std::size_t>(static_cast<std::size_t>(std::max(1, workers)), n); ++w)
-    pool.emplace_back(work);
+  try {
+    for (std::size_t w = 1; w < std::min<std::size_t>(static_cast<std::size_t>(std::max(1, workers)), n); ++w)
+      pool.emplace_back(work);
+  } catch (...) {  // no more threads: the ones started (and this one) do the work
+  }
   work();
   for (auto& t : pool) t.join();
   for (const auto& e : errors)

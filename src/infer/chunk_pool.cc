@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <utility>
 #include <memory>
 
 #if defined(__x86_64__)
@@ -47,11 +48,20 @@ void ChunkPool::work(int own) {
   // cache-line transfer, and a token has thousands of chunks.
   int64_t finished = 0;
   const int S = static_cast<int>(slots_.size());
+  // A throwing chunk still counts as finished, so that the job ends and run() can rethrow.
+  auto call = [&](int64_t c) {
+    try {
+      (*fn_)(c);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+  };
   if (own < S)
-    for (int64_t c; (c = claim(own, true)) >= 0; ++finished) (*fn_)(c);
+    for (int64_t c; (c = claim(own, true)) >= 0; ++finished) call(c);
   for (int k = 1; k <= S; ++k) {
     const int s = (own + k) % S;
-    for (int64_t c; (c = claim(s, false)) >= 0; ++finished) (*fn_)(c);
+    for (int64_t c; (c = claim(s, false)) >= 0; ++finished) call(c);
   }
   if (finished) done_.fetch_add(finished, std::memory_order_seq_cst);
 }
@@ -100,6 +110,7 @@ void ChunkPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
   while (done_.load(std::memory_order_seq_cst) < n) cpu_relax();
   generation_.fetch_add(1, std::memory_order_seq_cst);  // even: closed; late helpers see no job
   while (active_.load(std::memory_order_seq_cst) != 0) cpu_relax();
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 ChunkPool& ChunkPool::shared(int threads) {

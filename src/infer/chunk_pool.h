@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -31,7 +32,8 @@ class ChunkPool {
   int helpers() const { return static_cast<int>(threads_.size()); }
   // Calls fn(c) for every c in [0, n) and returns when all calls have returned. When another thread
   // is using the pool, the caller runs all chunks itself (concurrent sequences each keep a core
-  // busy instead of queueing).
+  // busy instead of queueing). An exception from fn (on any thread) is rethrown here once the job
+  // has ended; the other chunks still run.
   void run(int64_t n, const std::function<void(int64_t)>& fn);
 
   // The process-wide pool with `threads - 1` helpers.
@@ -56,6 +58,8 @@ class ChunkPool {
   std::vector<Slot> slots_;
   std::atomic<int> next_slot_{0};
   std::atomic<int64_t> done_{0};
+  std::mutex error_mu_;
+  std::exception_ptr error_;  // the job's first exception
   std::atomic<int> active_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};

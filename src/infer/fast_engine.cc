@@ -83,6 +83,8 @@ class FastDecoder : public Decoder {
  public:
   explicit FastDecoder(FastEngine& e);
   ~FastDecoder() override;
+  FastDecoder(const FastDecoder&) = delete;  // registered with the engine by address
+  FastDecoder& operator=(const FastDecoder&) = delete;
   void append(const int32_t* ids, int n, float* logits) override;
   int length() const override { return len_; }
   std::unique_ptr<Decoder> fork() const override;
@@ -92,13 +94,17 @@ class FastDecoder : public Decoder {
   // logits go to seq_logits[t]). The running decoder's buffers hold the activations.
   void forward(const int32_t* ids, int n, float* logits, FastDecoder* const* seqs = nullptr,
                float* const* seq_logits = nullptr);
-  // Guarded by the engine's step lock: missed a step's gathering (busy with a prompt, a slow
-  // client), so steps do not wait for it until it queues a token again.
-  bool straggler = false;
+  // Guarded by the engine's step lock: steps do not wait for this decoder until it queues a token
+  // (new, or it missed a gathering: busy with a prompt, a slow client).
+  bool straggler = true;
 
  private:
   void linear(const WMat& W, const float* bias, const float* in, float* out, int n);
   void ensure_cache(int need);
+  void resize_cache(int cap);
+  // A layer's cache laid out for `cap` positions, holding the first len_ of `c` (laid out for
+  // `from_cap`).
+  std::vector<std::byte> relaid(const std::vector<std::byte>& c, int from_cap, int cap) const;
 
   FastEngine& e_;
   const ModelWeights& w_;
@@ -109,7 +115,8 @@ class FastDecoder : public Decoder {
   std::vector<std::vector<std::byte>> kc_, vc_;
   bool kv_f16_ = false;
   bool batch_rows_ = false;  // in a batched step: linear layers stay on the per-token kernels
-  std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_, logits_rows_;
+  std::vector<float> x_, h_, qkv_, att_, ff_, ff2_, tmp_, logits_rows_, bf16_part_;
+  std::vector<uint16_t> bf16_x_;
 };
 
 class FastEngine : public Engine {
@@ -190,11 +197,11 @@ class FastEngine : public Engine {
 // Single-token appends of concurrent sequences (the server's streams) go through the model
 // together: every weight is read once per step for all of them, and the per-token kernels
 // (matmul_tokens) give each token exactly the logits it would get alone. The first thread to find
-// no step running leads: it waits, at most LoadOptions::batch_wait_us, until every live decoder of the engine has
-// queued its next token, runs one forward pass over the queue (up to kMaxStep tokens) and wakes
-// the others; one that queued during the pass leads the next. A sequence alone never waits, and
-// one that misses a gathering (busy with its prompt, a slow client, a long sampling step) is not
-// waited for again until it queues a token.
+// no step running leads: it waits, at most LoadOptions::batch_wait_us, until every live decoder of
+// the engine has queued its next token, runs one forward pass over the queue (up to kMaxStep
+// tokens) and wakes the others; one that queued during the pass leads the next. A sequence alone
+// never waits; a new one is not waited for before its first token, nor one that missed a
+// gathering (busy with a prompt, a slow client, a long sampling step) until it queues again.
 constexpr std::size_t kMaxStep = 32;
 
 void FastEngine::step(FastDecoder* d, int32_t id, float* logits) {
@@ -224,10 +231,12 @@ void FastEngine::step(FastDecoder* d, int32_t id, float* logits) {
           ++stragglers_;
         }
       }
-    stepping_ = true;
+    // Taken before the step is marked running: an allocation failure here leaves the queue as it
+    // was, never a step that no one will end.
     const std::size_t n = std::min(pending_.size(), kMaxStep);
     std::vector<StepRequest*> batch(pending_.begin(), pending_.begin() + n);
     pending_.erase(pending_.begin(), pending_.begin() + n);
+    stepping_ = true;
     lock.unlock();
     std::exception_ptr error;
     try {
@@ -262,11 +271,14 @@ void FastEngine::step(FastDecoder* d, int32_t id, float* logits) {
 void FastEngine::decoder_born(FastDecoder* d) {
   std::lock_guard<std::mutex> lock(step_mu_);
   live_.push_back(d);
+  ++stragglers_;  // not waited for before its first token
 }
 
 void FastEngine::decoder_gone(FastDecoder* d) {
   std::lock_guard<std::mutex> lock(step_mu_);
-  live_.erase(std::find(live_.begin(), live_.end(), d));
+  const auto at = std::find(live_.begin(), live_.end(), d);
+  if (at == live_.end()) return;
+  live_.erase(at);
   if (d->straggler) --stragglers_;
   step_cv_.notify_all();  // a leader may be waiting for this sequence's token
 }
@@ -281,29 +293,40 @@ FastDecoder::~FastDecoder() { e_.decoder_gone(this); }
 
 std::unique_ptr<Decoder> FastDecoder::fork() const {
   auto d = std::make_unique<FastDecoder>(e_);
+  // The copy gets room to continue (a cache copied at its exact length would be copied again by
+  // the first token).
+  const int cap = std::min(w_.cfg.max_seq, std::max(cap_, len_ + 64));
   d->len_ = len_;
-  d->cap_ = cap_;
-  d->kc_ = kc_;
-  d->vc_ = vc_;
+  d->cap_ = cap;
+  for (int l = 0; l < w_.cfg.n_layer; ++l) {
+    d->kc_[l] = relaid(kc_[l], cap_, cap);
+    d->vc_[l] = relaid(vc_[l], cap_, cap);
+  }
   return d;
 }
 
 void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
-  const int cap = std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_)));
-  const std::size_t hd = w_.cfg.head_dim(), kvh = w_.cfg.n_kv_head;
-  const std::size_t es = kv_f16_ ? 2 : 4;
-  auto grow = [&](std::vector<std::byte>& c) {
-    std::vector<std::byte> g(kvh * cap * hd * es);
-    for (std::size_t h = 0; h < kvh && len_ > 0; ++h)
-      std::memcpy(&g[h * cap * hd * es], &c[h * cap_ * hd * es], es * len_ * hd);
-    c.swap(g);
-  };
+  resize_cache(std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_))));
+}
+
+// Reallocates every layer's cache for `cap` positions, keeping the first len_.
+void FastDecoder::resize_cache(int cap) {
+  if (cap == cap_) return;
   for (int l = 0; l < w_.cfg.n_layer; ++l) {
-    grow(kc_[l]);
-    grow(vc_[l]);
+    kc_[l] = relaid(kc_[l], cap_, cap);
+    vc_[l] = relaid(vc_[l], cap_, cap);
   }
   cap_ = cap;
+}
+
+std::vector<std::byte> FastDecoder::relaid(const std::vector<std::byte>& c, int from_cap, int cap) const {
+  const std::size_t hd = w_.cfg.head_dim(), kvh = w_.cfg.n_kv_head;
+  const std::size_t es = kv_f16_ ? 2 : 4;
+  std::vector<std::byte> g(kvh * cap * hd * es);
+  for (std::size_t h = 0; h < kvh && len_ > 0; ++h)
+    std::memcpy(&g[h * cap * hd * es], &c[h * from_cap * hd * es], es * len_ * hd);
+  return g;
 }
 
 void FastDecoder::append(const int32_t* ids, int n, float* logits) {
@@ -314,6 +337,10 @@ void FastDecoder::append(const int32_t* ids, int n, float* logits) {
     if (ids[i] < 0 || ids[i] >= w_.cfg.vocab_size) fail("token id {} is outside the vocabulary ({})", ids[i], w_.cfg.vocab_size);
   ensure_cache(len_ + n);
   if (n == 1) return e_.step(this, ids[0], logits);
+  // oneDNN takes its team from the calling thread's OpenMP setting, which the engine set only on
+  // the thread that loaded it (server and eval workers are other threads); a different team size
+  // may also change oneDNN's blocking and with it the last bits of the result.
+  if (omp_get_max_threads() != e_.threads()) omp_set_num_threads(e_.threads());
   // Long prompts go through in chunks so activations stay bounded.
   constexpr int kChunk = 256;
   for (int s = 0; s < n; s += kChunk) {
@@ -358,7 +385,7 @@ void FastDecoder::linear(const WMat& W, const float* bias, const float* in, floa
                       bias ? buf(bias, OC) : Buf{}, n, IC, OC);
     return;
   }
-  if (matmul_bf16_prompt(W, in, n, out)) {
+  if (matmul_bf16_prompt(W, in, n, out, bf16_x_, bf16_part_)) {
     if (bias)
       for (int t = 0; t < n; ++t)
         for (int64_t o = 0; o < OC; ++o) out[t * OC + o] += bias[o];
@@ -566,7 +593,6 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits, FastDecoder*
   if (seqs) {
     // Every row's logits, through the per-token kernels (each row as matvec would give it).
     for (int t = 0; t < n; ++t) {
-      ++seqs[t]->len_;
       if (gpt2)
         layernorm(&x_[t * C], &h_[t * C], w_.norm_f_w.data(), w_.norm_f_b.data(), C, c.norm_eps);
       else
@@ -575,7 +601,10 @@ void FastDecoder::forward(const int32_t* ids, int n, float* logits, FastDecoder*
     const int64_t V = w_.lm_head.rows;
     logits_rows_.resize(static_cast<std::size_t>(n) * V);
     matmul_tokens(w_.lm_head, h_.data(), n, logits_rows_.data(), nt);
-    for (int t = 0; t < n; ++t) std::memcpy(seq_logits[t], &logits_rows_[t * V], 4 * V);
+    for (int t = 0; t < n; ++t) {
+      if (seq_logits[t]) std::memcpy(seq_logits[t], &logits_rows_[t * V], 4 * V);
+      ++seqs[t]->len_;  // last: a failure above leaves every sequence as it was
+    }
     return;
   }
   len_ += n;

@@ -279,12 +279,11 @@ void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threa
   for (int64_t t = 0; t < n; t += block) matmul_token_block(W, x + t * W.cols, std::min(block, n - t), y + t * W.rows, W.rows, threads);
 }
 
-bool matmul_bf16_prompt(const WMat& W, const float* x, int64_t n, float* y) {
+bool matmul_bf16_prompt(const WMat& W, const float* x, int64_t n, float* y, std::vector<uint16_t>& xs,
+                        std::vector<float>& part) {
   if (W.type != WType::BF16 || current_isa().name != "avx512" || !cpu_has_avx512_bf16()) return false;
   const int64_t K = W.cols, R = W.rows;
   // Rows [0, n) of xs are the his, [n, 2n) the los: one matmul for both, its halves summed.
-  thread_local std::vector<uint16_t> xs;
-  thread_local std::vector<float> part;
   xs.resize(static_cast<std::size_t>(2 * n * K));
   part.resize(static_cast<std::size_t>(2 * n * R));
   for (int64_t t = 0; t < n; ++t) detail::split_bf16_avx512(x + t * K, K, xs.data() + t * K, xs.data() + (n + t) * K);

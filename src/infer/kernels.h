@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,8 +63,10 @@ void matmul_tokens(const WMat& W, const float* x, int64_t n, float* y, int threa
 // y[t * rows + r] = (W x_t)[r] for a bf16 W and a longer prompt, through oneDNN's bf16 matmul on
 // the weights as stored: each x_t as bf16 hi + lo halves (as matvec's AVX512-BF16 kernel takes it),
 // so the result keeps about 16 bits of x, where widening W to f32 panels first cost a third of the
-// prompt's time. Returns false, doing nothing, where the kernels lack AVX512-BF16.
-bool matmul_bf16_prompt(const WMat& W, const float* x, int64_t n, float* y);
+// prompt's time. Returns false, doing nothing, where the kernels lack AVX512-BF16. xs and part are
+// the caller's scratch (the decoder's, so that it is freed with the sequence).
+bool matmul_bf16_prompt(const WMat& W, const float* x, int64_t n, float* y, std::vector<uint16_t>& xs,
+                        std::vector<float>& part);
 
 // The instruction set the kernels use: "avx512" (AVX-512 F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C)
 // or "scalar". Chosen at start-up from the CPU; tests may force a lower one to compare paths.

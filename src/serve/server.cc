@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <random>
+#include <utility>
 
 #include "util/log.h"
 #include "util/resources.h"
@@ -318,14 +319,23 @@ void Server::handle_generation(Endpoint endpoint, const httplib::Request& req, h
       metrics_.observe_decode_rate(c.completion_tokens / c.decode_seconds);
   };
 
+  if (!g.stream && req.version == "HTTP/1.0") {  // no chunked encoding: generated before answering
+    infer::Completion c = engine_.complete(
+        g.prompt, g.sampling, [this](const std::string&) { return !stopping_.load(); }, on_token);
+    record(c);
+    res.set_content(dump_json(completion_response(endpoint, info, c)), "application/json");
+    return;
+  }
   if (!g.stream) {
     // Generated inside a content provider, whose sink says when the client has hung up (the
     // request handler has no view of the connection in this cpp-httplib), so a client that gives
-    // up stops its generation as a streaming one does. The status line goes out first: a failure
-    // during generation (never from the request's content, which was checked above) is reported
-    // in the body, with OpenAI's error shape.
-    res.set_chunked_content_provider("application/json", [this, g, info, slot, endpoint, on_token, record](
-                                                             std::size_t, httplib::DataSink& sink) mutable {
+    // up stops its generation as a streaming one does (one that half-closes its side after the
+    // request counts as gone). The status line goes out first: a failure during generation (never
+    // from the request's content, which was checked above) is reported in the body, with OpenAI's
+    // error shape.
+    res.set_chunked_content_provider("application/json", [this, g, info, slot, endpoint, on_token, record,
+                                                          ran = false](std::size_t, httplib::DataSink& sink) mutable {
+      if (std::exchange(ran, true)) return false;  // one generation per request, whatever httplib does
       std::string body;
       try {
         infer::Completion c = engine_.complete(

@@ -71,7 +71,7 @@ inline const std::string& tiny_model_dir() {
 // for a descheduled partner, and these tests measure behaviour, not speed.
 class SingleThreadEngine : public infer::Engine {
  public:
-  explicit SingleThreadEngine(const std::string& dir) : inner_(infer::Engine::load(dir)) {
+  explicit SingleThreadEngine(const std::string& dir) : inner_(infer::Engine::load(dir, one_thread())) {
     cfg_ = inner_->config();
     init_common(dir);
   }
@@ -88,6 +88,11 @@ class SingleThreadEngine : public infer::Engine {
     return std::make_unique<Dec>(inner_->new_decoder());
   }
   DecodeCounters decode_counters() const override { return inner_->decode_counters(); }
+  static infer::LoadOptions one_thread() {
+    infer::LoadOptions o;
+    o.threads = 1;
+    return o;
+  }
 
  private:
   std::unique_ptr<infer::Engine> inner_;
