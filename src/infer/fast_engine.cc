@@ -101,7 +101,6 @@ class FastDecoder : public Decoder {
  private:
   void linear(const WMat& W, const float* bias, const float* in, float* out, int n);
   void ensure_cache(int need);
-  void resize_cache(int cap);
   // A layer's cache laid out for `cap` positions, holding the first len_ of `c` (laid out for
   // `from_cap`).
   std::vector<std::byte> relaid(const std::vector<std::byte>& c, int from_cap, int cap) const;
@@ -231,10 +230,16 @@ void FastEngine::step(FastDecoder* d, int32_t id, float* logits) {
           ++stragglers_;
         }
       }
-    // Taken before the step is marked running: an allocation failure here leaves the queue as it
-    // was, never a step that no one will end.
+    // Taken before the step is marked running: an allocation failure here takes this request out
+    // of the queue, and never leaves a step that no one will end.
     const std::size_t n = std::min(pending_.size(), kMaxStep);
-    std::vector<StepRequest*> batch(pending_.begin(), pending_.begin() + n);
+    std::vector<StepRequest*> batch;
+    try {
+      batch.assign(pending_.begin(), pending_.begin() + n);
+    } catch (...) {
+      pending_.erase(std::find(pending_.begin(), pending_.end(), &r));
+      throw;
+    }
     pending_.erase(pending_.begin(), pending_.begin() + n);
     stepping_ = true;
     lock.unlock();
@@ -307,12 +312,7 @@ std::unique_ptr<Decoder> FastDecoder::fork() const {
 
 void FastDecoder::ensure_cache(int need) {
   if (need <= cap_) return;
-  resize_cache(std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_))));
-}
-
-// Reallocates every layer's cache for `cap` positions, keeping the first len_.
-void FastDecoder::resize_cache(int cap) {
-  if (cap == cap_) return;
+  const int cap = std::min(w_.cfg.max_seq, std::max(need, std::max(64, 2 * cap_)));
   for (int l = 0; l < w_.cfg.n_layer; ++l) {
     kc_[l] = relaid(kc_[l], cap_, cap);
     vc_[l] = relaid(vc_[l], cap_, cap);
