@@ -130,13 +130,16 @@ void register_serving(CLI::App& app) {
       "OpenAI's shapes (streaming as server-sent events with `data: [DONE]`, usage counts), /health,\n"
       "/metrics (Prometheus text), /tokenize and /detokenize, and a chat page at /. Chat messages\n"
       "become a prompt through the chat template (LLM-jp's instruction format by default). --parallel\n"
-      "generations run at once, --max-queue more wait, beyond that the server answers 503. Errors are\n"
-      "OpenAI-style JSON. Ctrl-C or SIGTERM stops after the requests in flight.");
+      "generations run at once, --max-queue more wait, beyond that the server answers 503. The running\n"
+      "generations share decoding steps (the weights are read once per step for all of them, each\n"
+      "gets the tokens it would get alone), so more of them raise throughput at the cost of KV-cache\n"
+      "memory. Errors are OpenAI-style JSON. Ctrl-C or SIGTERM stops after the requests in flight.");
   add_model_options(serve_cmd, s->m);
   serve_cmd->add_option("--host", s->so.host, "Address to listen on")->capture_default_str();
   serve_cmd->add_option("--port", s->so.port, "Port to listen on (0 = any free port, printed at start)")
       ->capture_default_str();
-  serve_cmd->add_option("--parallel", s->so.parallel, "Generations running at once")->capture_default_str();
+  serve_cmd->add_option("--parallel", s->so.parallel, "Generations running at once (sharing decoding steps)")
+      ->capture_default_str();
   serve_cmd->add_option("--max-queue", s->so.max_queue, "Generations that may wait for a slot before 503")
       ->capture_default_str();
   serve_cmd->add_option("--api-key", s->so.api_key,
