@@ -385,33 +385,58 @@ TEST(ServeApi, AdmissionQueuesThenRefusesWith503) {
   EXPECT_EQ(call(), 200);
 }
 
-TEST(ServeApi, ClientDisconnectCancelsAStreamingGeneration) {
+// A raw loopback socket to the server (so a test can hang up mid-answer or speak HTTP/1.0), with
+// a POST of `body` to /v1/completions already sent; -1 after a test failure.
+int raw_post(int port, const std::string& http_version, const json& body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) {
+    ADD_FAILURE() << "socket";
+    return -1;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string text = body.dump();
+  const std::string req = "POST /v1/completions " + http_version +
+                          "\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(text.size()) + "\r\n\r\n" + text;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ADD_FAILURE() << "cannot send the request";
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads until `marker` has arrived (an empty marker: until the server closes).
+std::string read_until(int fd, const std::string& marker) {
+  std::string got;
+  char buf[4096];
+  while (marker.empty() || got.find(marker) == std::string::npos) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, n);
+  }
+  return got;
+}
+
+// A client asks for 80 tokens, 20 ms each, and hangs up once the answer has begun: the
+// generation stops within a few tokens instead of running to 80 (1.6 s).
+void expect_hang_up_stops_generation(bool stream) {
   ThrottledEngine engine(tiny_engine());
   engine.per_token = std::chrono::milliseconds(20);
   engine.open();
   RunningServer srv(engine, {});
-  // A raw socket so the test can hang up in the middle of the stream.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const json request = {{"prompt", "猫"}, {"max_tokens", 80}, {"ignore_eos", true}, {"stream", stream}};
+  const int fd = raw_post(srv.port(), "HTTP/1.1", request);
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(srv.port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string body = json{{"prompt", "猫"}, {"max_tokens", 80}, {"ignore_eos", true}, {"stream", true}}.dump();
-  const std::string req =
-      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  std::string got;
-  char buf[4096];
-  while (got.find("data: ") == std::string::npos) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    ASSERT_GT(n, 0);
-    got.append(buf, n);
-  }
+  // Streamed: the first event; not streamed: the headers, sent before generation, then a few tokens.
+  const std::string marker = stream ? "data: " : "\r\n\r\n";
+  ASSERT_NE(read_until(fd, marker).find(marker), std::string::npos);
+  if (!stream) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   close(fd);
-  // The generation stops within a few tokens of the hang-up instead of running to 80 (1.6 s).
   auto c = srv.client();
   ASSERT_TRUE(eventually([&] {
     auto m = c.Get("/metrics");
@@ -427,68 +452,18 @@ TEST(ServeApi, ClientDisconnectCancelsAStreamingGeneration) {
   EXPECT_LT(engine.appends.load(), 41);
 }
 
-TEST(ServeApi, ClientDisconnectCancelsANonStreamingGeneration) {
-  ThrottledEngine engine(tiny_engine());
-  engine.per_token = std::chrono::milliseconds(20);
-  engine.open();
-  RunningServer srv(engine, {});
-  // A raw socket so the test can hang up in the middle of the stream.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(srv.port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string body = json{{"prompt", "猫"}, {"max_tokens", 80}, {"ignore_eos", true}}.dump();
-  const std::string req =
-      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  std::string got;
-  char buf[4096];
-  while (got.find("\r\n\r\n") == std::string::npos) {  // the headers: generation has begun
-    const ssize_t n = read(fd, buf, sizeof buf);
-    ASSERT_GT(n, 0);
-    got.append(buf, n);
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  close(fd);
-  // The generation stops within a few tokens of the hang-up instead of running to 80 (1.6 s).
-  auto c = srv.client();
-  ASSERT_TRUE(eventually([&] {
-    auto m = c.Get("/metrics");
-    return m && m->body.find("tsumugi_requests_in_flight 0") != std::string::npos &&
-           m->body.find("\ntsumugi_generated_tokens_total ") != std::string::npos &&
-           m->body.find("tsumugi_generated_tokens_total 0\n") == std::string::npos;
-  }));
-  auto m = c.Get("/metrics");
-  const std::string key = "\ntsumugi_generated_tokens_total ";
-  const int generated = std::stoi(m->body.substr(m->body.find(key) + key.size()));
-  EXPECT_GT(generated, 0);
-  EXPECT_LT(generated, 40) << m->body;
-  EXPECT_LT(engine.appends.load(), 41);
-}
+TEST(ServeApi, ClientDisconnectCancelsAStreamingGeneration) { expect_hang_up_stops_generation(true); }
+
+TEST(ServeApi, ClientDisconnectCancelsANonStreamingGeneration) { expect_hang_up_stops_generation(false); }
 
 // An HTTP/1.0 client cannot read chunked encoding: its non-streamed answer comes whole, with a
 // Content-Length, and equals what an HTTP/1.1 client gets.
 TEST(ServeApi, Http10ClientGetsTheAnswerWithAContentLength) {
   RunningServer srv(tiny_engine(), {});
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(srv.port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const json request = {{"prompt", "猫"}, {"max_tokens", 8}, {"temperature", 0}};
-  const std::string body = request.dump();
-  const std::string req = "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  std::string got;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) got.append(buf, n);  // HTTP/1.0: closed at the end
+  const int fd = raw_post(srv.port(), "HTTP/1.0", request);
+  ASSERT_GE(fd, 0);
+  const std::string got = read_until(fd, "");  // HTTP/1.0: the server closes at the end
   close(fd);
   const std::size_t head_end = got.find("\r\n\r\n");
   ASSERT_NE(head_end, std::string::npos) << got;
