@@ -28,6 +28,29 @@ void Backend::dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint
   upload(out, h.data(), n);
 }
 
+void Backend::matmul_gelu_forward(Buf out, Buf pre, const Buf& inp, const Buf& weight, const Buf& bias, int N, int IC,
+                                  int OC) {
+  matmul_forward(pre, inp, weight, bias, N, IC, OC);
+  gelu_forward(out, pre, static_cast<std::size_t>(N) * OC);
+}
+
+void Backend::matmul_gelu_backward(Buf dpre, Buf dweight, Buf dbias, const Buf& dout, const Buf& act, const Buf& weight,
+                                   const Buf& pre, Buf dact, int N, int IC, int OC) {
+  matmul_backward(dact, dweight, dbias, dout, act, weight, N, IC, OC, false);
+  gelu_backward(dpre, pre, dact, static_cast<std::size_t>(N) * IC);
+}
+
+void Backend::adamw_update_segments(Buf master, Buf param, const Buf& grad, Buf m, Buf v,
+                                    const std::vector<AdamWSegment>& segments, const AdamWParams& p) {
+  AdamWParams q = p;
+  for (const AdamWSegment& s : segments) {
+    if (s.count == 0) continue;
+    q.weight_decay = s.weight_decay;
+    adamw_update(view(master, s.offset, s.count), param ? view(param, s.offset, s.count) : Buf{},
+                 view(grad, s.offset, s.count), view(m, s.offset, s.count), view(v, s.offset, s.count), s.count, q);
+  }
+}
+
 void Backend::copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C, bool accumulate) {
   if (N <= 0 || C <= 0) return;
   const std::size_t dn = static_cast<std::size_t>(N - 1) * dst_stride + C;

@@ -53,6 +53,13 @@ struct AdamWParams {
   float grad_scale;    // multiplies the gradient first (clipping and 1/accumulation)
 };
 
+// One tensor of a flat parameter buffer for Backend::adamw_update_segments: elements
+// [offset, offset + count) of every buffer passed, updated with this weight decay.
+struct AdamWSegment {
+  std::size_t offset = 0, count = 0;
+  float weight_decay = 0.0f;
+};
+
 // Sums and gathers over the ranks of a data-parallel job directly on one backend's buffers (NCCL
 // on CUDA), so gradients and weights need not pass through host memory. A backend that has no
 // such transport returns none from make_device_comm and the trainer goes through the host
@@ -152,6 +159,17 @@ class Backend {
   // GELU, tanh approximation (GPT-2's gelu_new)
   virtual void gelu_forward(Buf out, const Buf& inp, std::size_t n) = 0;
   virtual void gelu_backward(Buf dinp, const Buf& inp, const Buf& dout, std::size_t n) = 0;
+  // A linear layer followed by GELU (GPT-2's MLP up projection): pre[N,OC] = inp W^T + b, kept
+  // for the backward pass, and out = gelu(pre). The default runs matmul_forward and gelu_forward;
+  // the CUDA backend can do it in one cuBLASLt matmul with a GELU epilogue.
+  virtual void matmul_gelu_forward(Buf out, Buf pre, const Buf& inp, const Buf& weight, const Buf& bias, int N,
+                                   int IC, int OC);
+  // The backward of a linear layer whose input was gelu(pre) (the MLP down projection) carried on
+  // through the GELU: dpre[N,IC] = (dout W) * gelu'(pre) (overwritten), dweight += act^T dout,
+  // dbias += column sums of dout. dact [N,IC] is scratch for backends that do not fuse (its
+  // contents afterwards are unspecified).
+  virtual void matmul_gelu_backward(Buf dpre, Buf dweight, Buf dbias, const Buf& dout, const Buf& act,
+                                    const Buf& weight, const Buf& pre, Buf dact, int N, int IC, int OC);
   // inp rows are [gate(F) | up(F)]; out[N,F] = silu(gate) * up
   virtual void swiglu_forward(Buf out, const Buf& inp, int N, int F) = 0;
   virtual void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) = 0;
@@ -196,6 +214,13 @@ class Backend {
   // same buffer as master). Decoupled weight decay: w -= lr * (mhat/(sqrt(vhat)+eps) + wd * w).
   virtual void adamw_update(Buf master, Buf param, const Buf& grad, Buf m, Buf v, std::size_t n,
                             const AdamWParams& p) = 0;
+  // adamw_update on several tensors of the same flat buffers in one call, each segment with its
+  // own weight decay (p.weight_decay is not used). Elements outside every segment are left alone;
+  // segments must not overlap. Results equal one adamw_update per segment, which is what this
+  // default does; the CUDA backend runs them all in one kernel (GPT-2 124M has ~150 tensors, and
+  // one launch each left the GPU idle between the small ones).
+  virtual void adamw_update_segments(Buf master, Buf param, const Buf& grad, Buf m, Buf v,
+                                     const std::vector<AdamWSegment>& segments, const AdamWParams& p);
   // sum of squares of a gradient buffer (fp64 accumulation), returned to the host
   virtual double sum_squares(const Buf& b, std::size_t n) = 0;
   // sum of a Float32 buffer, returned to the host

@@ -381,9 +381,13 @@ void Model::forward_layer(int l, int B, int T, const Buf& residual) {
     hidden_dropout(L.attproj, L.attproj, N, 2 * l + 1);
     be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
     be_.layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, P(p + 6), P(p + 7), N, C, cfg_.norm_eps);
-    be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
-    lora(l, S::MlpUp, L.ln2, L.fc);
-    be_.gelu_forward(L.fc_act, L.fc, static_cast<std::size_t>(N) * F);
+    if (adapter(l, S::MlpUp)) {  // the adapter adds to the pre-activation
+      be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
+      lora(l, S::MlpUp, L.ln2, L.fc);
+      be_.gelu_forward(L.fc_act, L.fc, static_cast<std::size_t>(N) * F);
+    } else {
+      be_.matmul_gelu_forward(L.fc_act, L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
+    }
     be_.matmul_forward(L.fcproj, L.fc_act, P(p + 10), P(p + 11), N, F, C);
     lora(l, S::MlpDown, L.fc_act, L.fcproj);
   } else {
@@ -447,9 +451,13 @@ void Model::run_backward(int B, int T) {
     const Buf dmlp = hidden_on_ ? a.ddrop : a.dres;
     hidden_dropout(a.ddrop, a.dres, N, 2 * l + 2);
     if (!llama) {
-      be_.matmul_backward(a.dfc_act, G(p + 10), G(p + 11), dmlp, L.fc_act, P(p + 10), N, F, C, false);
-      lora(l, S::MlpDown, dmlp, L.fc_act, a.dfc_act);
-      be_.gelu_backward(a.dfc, L.fc, a.dfc_act, static_cast<std::size_t>(N) * F);
+      if (adapter(l, S::MlpDown)) {  // the adapter adds to the activation's gradient
+        be_.matmul_backward(a.dfc_act, G(p + 10), G(p + 11), dmlp, L.fc_act, P(p + 10), N, F, C, false);
+        lora(l, S::MlpDown, dmlp, L.fc_act, a.dfc_act);
+        be_.gelu_backward(a.dfc, L.fc, a.dfc_act, static_cast<std::size_t>(N) * F);
+      } else {
+        be_.matmul_gelu_backward(a.dfc, G(p + 10), G(p + 11), dmlp, L.fc_act, P(p + 10), L.fc, a.dfc_act, N, F, C);
+      }
       be_.matmul_backward(a.dln, G(p + 8), G(p + 9), a.dfc, L.ln2, P(p + 8), N, C, F, false);
       lora(l, S::MlpUp, a.dfc, L.ln2, a.dln);
       be_.layernorm_backward(a.dres, G(p + 6), G(p + 7), a.dln, L.res2, P(p + 6), L.ln2_mean, L.ln2_rstd, N, C);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "backend/backend.h"
 #include "formats/tensorboard.h"
@@ -381,15 +382,19 @@ void Trainer::optimizer_step(int64_t step, double clip, double lr) {
   const auto& t = cfg_.train;
   backend::AdamWParams ap{static_cast<float>(lr), static_cast<float>(t.beta1), static_cast<float>(t.beta2),
                           static_cast<float>(t.eps), 0.0f, static_cast<int>(step), static_cast<float>(clip)};
+  // Each tensor's part of this rank's slice, relative to the slice, in one call.
+  std::vector<backend::AdamWSegment> segments;
   for (const auto& p : model_->trainable_layout()) {
     const std::size_t a = std::max<std::size_t>(p.offset, shard_lo_);
     const std::size_t b = std::min<std::size_t>(p.offset + p.size, shard_hi_);
     if (a >= b) continue;
-    ap.weight_decay = p.decay ? static_cast<float>(t.weight_decay) : 0.0f;
-    be_->adamw_update(be_->view(model_->trainable_master(), a, b - a), be_->view(model_->trainable_params(), a, b - a),
-                      be_->view(model_->trainable_grads(), a, b - a), be_->view(m_, a - shard_lo_, b - a),
-                      be_->view(v_, a - shard_lo_, b - a), b - a, ap);
+    segments.push_back({a - shard_lo_, b - a, p.decay ? static_cast<float>(t.weight_decay) : 0.0f});
   }
+  const std::size_t len = shard_hi_ - shard_lo_;
+  if (!segments.empty())
+    be_->adamw_update_segments(be_->view(model_->trainable_master(), shard_lo_, len),
+                               be_->view(model_->trainable_params(), shard_lo_, len),
+                               be_->view(model_->trainable_grads(), shard_lo_, len), m_, v_, segments, ap);
   if (zero_ && dev_) {  // every rank gets every slice's updated master weights, then its compute copy
     const std::size_t n = model_->num_trainable();
     dev_->allgather(model_->trainable_master(), shard_counts_);
@@ -521,9 +526,16 @@ int Trainer::run() {
     if (tb_) tb_->add_scalars({{"valid/loss", static_cast<float>(vl)}}, 0);
     if (rank_ == 0) log::info("step 0 (the base model): validation loss {:.4f}", vl);
   }
+  // A step's time runs from the previous step's gradient reduction to this one's: the host waits
+  // for the device there anyway, and the optimizer update then runs on the device while the host
+  // logs and prepares the next batch (waiting for it at the end of each step left a GPU idle
+  // during that host work). After evaluation, checkpoints and samples, which are not training,
+  // the clock restarts at the next step.
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> mark;
   while (step < t.steps) {
     ++step;
-    auto t0 = std::chrono::steady_clock::now();
+    if (!mark) mark = Clock::now();
     model_->zero_grad();
     double loss_sum = 0;
     for (int a = 0; a < accum_; ++a)
@@ -552,6 +564,9 @@ int Trainer::run() {
       loss_sum += model_->forward_backward(in.data() + at, tg.data() + at, micro_, T, loss_scale);
     }
     const double norm = reduce_gradients(&loss_sum);
+    const auto reduced = Clock::now();
+    const double dt = std::chrono::duration<double>(reduced - *mark).count();
+    mark = reduced;
     const double loss = loss_sum / targets;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       fail("the loss became {} at step {} (gradient norm {}); weights were not updated. The last good checkpoint is "
@@ -561,8 +576,6 @@ int Trainer::run() {
     const double clip = t.grad_clip > 0 && norm > t.grad_clip ? t.grad_clip / (norm + 1e-6) : 1.0;
     const double lr = learning_rate(t, step);
     optimizer_step(step, clip, lr);
-    be_->synchronize();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const uint64_t step_tokens = static_cast<uint64_t>(t.batch_size) * T;
     tokens_seen_ += step_tokens;
     last_loss = loss;
@@ -581,6 +594,7 @@ int Trainer::run() {
                                                           {"perf/mfu", static_cast<float>(mfu)}};
     if (have_valid && (step % t.eval_interval == 0 || step == t.steps)) {
       double vl = evaluate();
+      mark.reset();
       j["val_loss"] = vl;
       scalars.emplace_back("valid/loss", static_cast<float>(vl));
       if (rank_ == 0) log::info("step {}: validation loss {:.4f}", step, vl);
@@ -599,7 +613,10 @@ int Trainer::run() {
       window_time = 0;
       window_tokens = 0;
     }
-    if (t.sample_interval > 0 && step % t.sample_interval == 0 && step != t.steps) sample(step);
+    if (t.sample_interval > 0 && step % t.sample_interval == 0 && step != t.steps) {
+      sample(step);
+      mark.reset();
+    }
     const bool pause = t.stop_after > 0 && step == t.stop_after && step < t.steps;
     bool stop = interrupted();
     if (world_ > 1) {  // every rank must stop at the same step, whichever saw the signal
@@ -607,9 +624,14 @@ int Trainer::run() {
       comm_->allreduce_sum(&any, 1);
       stop = any > 0;
     }
-    if (stop || pause || step == t.steps || (t.checkpoint_interval > 0 && step % t.checkpoint_interval == 0))
+    if (stop || pause || step == t.steps || (t.checkpoint_interval > 0 && step % t.checkpoint_interval == 0)) {
       write_checkpoint(step, loss);
-    if (t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps) write_report(true);
+      mark.reset();
+    }
+    if (t.report_interval > 0 && (step % t.report_interval == 0) && step != t.steps) {
+      write_report(true);
+      mark.reset();
+    }
     if (stop || pause) {
       if (stop) log::warn("interrupted at step {}: checkpoint written; continue with --resume", step);
       else log::info("stopped after step {} as train.stop_after asks; continue with --resume", step);

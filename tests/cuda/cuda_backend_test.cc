@@ -455,6 +455,56 @@ TEST_F(CudaOps, Matmul) {
   }
 }
 
+// The GELU MLP ops with cuBLASLt's GELU epilogues (TSUMUGI_CUDA_GELU_FUSION=2) and without, against
+// the CPU backend's two separate ops; an odd width (no epilogue: leading dimension not divisible
+// by 8) takes the unfused path inside the fused backend.
+TEST_F(CudaOps, MatmulGeluFusedAndApart) {
+  for (const char* fusion : {"2", "0"}) {
+    setenv("TSUMUGI_CUDA_GELU_FUSION", fusion, 1);
+    std::string why;
+    auto alt = make_gpu(&why);
+    unsetenv("TSUMUGI_CUDA_GELU_FUSION");
+    ASSERT_TRUE(alt) << why;
+    std::swap(gpu_, alt);
+    for (const MatmulCase& mc : {MatmulCase{pick(1024, 24), pick(768, 16), pick(3072, 64), true},
+                                 MatmulCase{pick(300, 20), pick(256, 24), pick(1000, 40), false},
+                                 MatmulCase{pick(77, 9), pick(64, 16), pick(130, 18), true}}) {
+      const std::string tag = std::string("fusion ") + fusion + " N=" + std::to_string(mc.N) +
+                              " C=" + std::to_string(mc.IC) + " F=" + std::to_string(mc.OC);
+      const std::size_t N = mc.N, C = mc.IC, F = mc.OC;
+      auto& x = twin(randn(N * C, 1.f, 31), Kind::Activation);
+      auto& w_up = twin(randn(F * C, 0.05f, 32), Kind::Param);
+      auto& b_up = twin(randn(F, 0.5f, 33), Kind::Param);
+      auto& pre = twin_zero(N * F, Kind::Activation);
+      auto& act = twin_zero(N * F, Kind::Activation);
+      const Buf bc = mc.bias ? b_up.c : Buf{}, bg = mc.bias ? b_up.g : Buf{};
+      cpu_->matmul_gelu_forward(act.c, pre.c, x.c, w_up.c, bc, mc.N, mc.IC, mc.OC);
+      gpu_->matmul_gelu_forward(act.g, pre.g, x.g, w_up.g, bg, mc.N, mc.IC, mc.OC);
+      compare("matmul_gelu_forward pre " + tag, pre, kMatmul);
+      compare("matmul_gelu_forward act " + tag, act, kMatmul);
+      // The down projection [C, F] and its backward through the GELU.
+      auto& w_dn = twin(randn(C * F, 0.05f, 34), Kind::Param);
+      auto& dout = twin(randn(N * C, 1.f, 35), Kind::Activation);
+      auto& dpre = twin_zero(N * F, Kind::Activation);
+      auto& dact = twin_zero(N * F, Kind::Activation);
+      auto& dw = twin(randn(C * F, 1.f, 36), Kind::Grad);
+      auto& db = twin(randn(C, 1.f, 37), Kind::Grad);
+      cpu_->matmul_gelu_backward(dpre.c, dw.c, db.c, dout.c, act.c, w_dn.c, pre.c, dact.c, mc.N, mc.OC, mc.IC);
+      gpu_->matmul_gelu_backward(dpre.g, dw.g, db.g, dout.g, act.g, w_dn.g, pre.g, dact.g, mc.N, mc.OC, mc.IC);
+      // dpre = (dout W) * gelu'(pre): one more rounding on the unfused path (dact in bf16).
+      compare("matmul_gelu_backward dpre " + tag, dpre, Tol{2e-2, 5e-3});
+      compare("matmul_gelu_backward dweight += " + tag, dw, kMatmul);
+      compare("matmul_gelu_backward dbias += " + tag, db, kMatmul);
+      // The fused backward never needs the activation's gradient, so dact shows which path ran.
+      const std::vector<float> dact_g = get(*gpu_, dact.g, N * F);
+      const bool untouched = std::all_of(dact_g.begin(), dact_g.end(), [](float v) { return v == 0.f; });
+      EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
+    }
+    TearDown();
+    std::swap(gpu_, alt);
+  }
+}
+
 TEST_F(CudaOps, MatmulOnOffsetViewsAndFp32Bias) {
   // Parameters usually live in one buffer; a view at an odd offset is only 2-byte aligned.
   const int N = pick(300, 20), IC = pick(256, 24), OC = pick(384, 16);
@@ -723,13 +773,89 @@ TEST_F(CudaOps, AdamW) {
                kBf16Out);
 }
 
+// One launch for many tensors must give exactly what one call per tensor gives, leave elements
+// outside every segment alone, and rebuild its table when the segments change.
+TEST_F(CudaOps, AdamWSegmentsEqualOneCallPerTensor) {
+  const std::size_t n = pick(200'000, 40'000);
+  // Uneven sizes, one spanning several chunks, a gap at [100, 130) and one empty segment.
+  const std::vector<AdamWSegment> first = {{0, 100, 0.1f},
+                                           {130, 7, 0.0f},
+                                           {137, 0, 0.5f},
+                                           {137, n - 137 - 2000, 0.1f},
+                                           {n - 2000, 2000, 0.0f}};
+  const std::vector<AdamWSegment> second = {{0, n / 2, 0.0f}, {n / 2, n - n / 2, 0.01f}};
+  Backend& g = *gpu_;
+  auto fill = [&](Kind k, float scale, uint64_t seed) {
+    Buf b = g.alloc(n, k);
+    const std::vector<float> x = randn(n, scale, seed);
+    g.upload(b, x.data(), n);
+    return b;
+  };
+  Buf master[2], param[2], m[2], v[2];
+  for (int i = 0; i < 2; ++i) {
+    master[i] = fill(Kind::Master, 0.02f, 201);
+    param[i] = fill(Kind::Param, 0.02f, 201);
+    m[i] = fill(Kind::OptState, 0.001f, 202);
+    v[i] = g.alloc(n, Kind::OptState);
+  }
+  for (int step = 1; step <= 3; ++step) {
+    Buf grad = fill(Kind::Grad, 0.01f, 203 + step);
+    const auto& segs = step < 3 ? first : second;
+    const AdamWParams p{3e-4f * step, 0.9f, 0.95f, 1e-8f, 99.f, step, 0.5f};
+    g.adamw_update_segments(master[0], param[0], grad, m[0], v[0], segs, p);
+    for (const AdamWSegment& s : segs) {
+      if (!s.count) continue;
+      AdamWParams q = p;
+      q.weight_decay = s.weight_decay;
+      g.adamw_update(g.view(master[1], s.offset, s.count), g.view(param[1], s.offset, s.count),
+                     g.view(grad, s.offset, s.count), g.view(m[1], s.offset, s.count),
+                     g.view(v[1], s.offset, s.count), s.count, q);
+    }
+    g.free(grad);
+    if (step == 2) {  // the gap [100, 130) is in no segment of the first two steps
+      const std::vector<float> m_now = get(g, m[0], n), m_init = randn(n, 0.001f, 202);
+      const std::vector<float> w_now = get(g, master[0], n), w_init = randn(n, 0.02f, 201);
+      for (std::size_t i = 100; i < 130; ++i) {
+        EXPECT_EQ(m_now[i], m_init[i]) << i;
+        EXPECT_EQ(w_now[i], w_init[i]) << i;
+      }
+      EXPECT_NE(m_now[99], m_init[99]);
+      EXPECT_NE(m_now[130], m_init[130]);
+    }
+    for (auto* b : {master, param, m, v}) {
+      const std::vector<float> one = get(g, b[0], n), each = get(g, b[1], n);
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < n; ++i) differ += std::memcmp(&one[i], &each[i], 4) != 0;
+      EXPECT_EQ(differ, 0u) << "step " << step;
+    }
+  }
+  for (int i = 0; i < 2; ++i)
+    for (Buf* b : {&master[i], &param[i], &m[i], &v[i]}) g.free(*b);
+  // Overlapping segments are refused.
+  Buf x = g.alloc(100, Kind::Master), y = g.alloc(100, Kind::OptState), z = g.alloc(100, Kind::OptState);
+  Buf gr = g.alloc(100, Kind::Grad);
+  const AdamWParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.f, 1, 1.f};
+  try {
+    g.adamw_update_segments(x, Buf{}, gr, y, z, {{0, 60, 0.f}, {50, 50, 0.1f}}, p);
+    ADD_FAILURE() << "overlapping segments were accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("overlap"), std::string::npos) << e.what();
+  }
+  for (Buf* b : {&x, &y, &z, &gr}) g.free(*b);
+}
+
 TEST_F(CudaOps, Reductions) {
-  const std::size_t n = pick(3'000'001, 2000);
+  const std::size_t n = pick(3'000'001, 2003);  // not a multiple of the 16-byte vectors
   auto& g = twin(randn(n, 0.1f, 111), Kind::Grad);
   auto& f = twin(randn(n, 1.f, 112, 0.25f), Kind::Float32);
   const double sc = cpu_->sum_squares(g.c, n), sg = gpu_->sum_squares(g.g, n);
   std::printf("  sum_squares cpu %.10g gpu %.10g\n", sc, sg);
   EXPECT_NEAR(sg, sc, 1e-9 * sc);
+  // A view one element in is only 2-byte aligned: the scalar path.
+  const double vc = cpu_->sum_squares(cpu_->view(g.c, 1, n - 1), n - 1);
+  const double vg = gpu_->sum_squares(gpu_->view(g.g, 1, n - 1), n - 1);
+  EXPECT_NEAR(vg, vc, 1e-9 * vc);
+  EXPECT_NEAR(sg - vg, static_cast<double>(get(*cpu_, g.c, 1)[0]) * get(*cpu_, g.c, 1)[0], 1e-9 * sc);
   const double fc = cpu_->sum(f.c, n), fg = gpu_->sum(f.g, n);
   std::printf("  sum cpu %.10g gpu %.10g\n", fc, fg);
   EXPECT_NEAR(fg, fc, 1e-9 * n);
@@ -743,13 +869,23 @@ TEST_F(CudaOps, Reductions) {
 // it catches integration mistakes (kinds, views, op order) that single ops cannot.
 class CudaModel : public ::testing::TestWithParam<std::string> {};
 
+// "<preset>+gelu_fusion": the GPT-2 MLP with its GELU in the matmul epilogues
+// (TSUMUGI_CUDA_GELU_FUSION=2).
 TEST_P(CudaModel, LossAndGradientsMatchCpu) {
+  std::string preset = GetParam();
+  const std::size_t plus = preset.find('+');
+  if (plus != std::string::npos) {
+    ASSERT_EQ(preset.substr(plus), "+gelu_fusion");
+    preset.resize(plus);
+    setenv("TSUMUGI_CUDA_GELU_FUSION", "2", 1);
+  }
   std::string why;
   auto gpu = make_gpu(&why);
+  unsetenv("TSUMUGI_CUDA_GELU_FUSION");
   if (!gpu) GTEST_SKIP() << "no CUDA backend here: " << why;
   auto cpu = make_cpu_backend(false);
   using tsumugi::model::Model;
-  tsumugi::model::ModelConfig cfg = tsumugi::model::model_preset(GetParam());
+  tsumugi::model::ModelConfig cfg = tsumugi::model::model_preset(preset);
   cfg.n_layer = 2;
   cfg.vocab_size = 384;
   cfg.max_seq = 128;
@@ -801,10 +937,11 @@ TEST_P(CudaModel, LossAndGradientsMatchCpu) {
   EXPECT_LT(worst, 5e-2) << worst_name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, CudaModel, ::testing::Values("gpt2-tiny", "llama-tiny"),
+INSTANTIATE_TEST_SUITE_P(Families, CudaModel,
+                         ::testing::Values("gpt2-tiny", "llama-tiny", "gpt2-tiny+gelu_fusion"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
-                           for (auto& ch : n) if (ch == '-') ch = '_';
+                           for (auto& ch : n) if (ch == '-' || ch == '+') ch = '_';
                            return n;
                          });
 

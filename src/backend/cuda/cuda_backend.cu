@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace tsumugi::backend {
 namespace TSU_CUDA_NS {
@@ -108,10 +109,14 @@ struct Gemm {
   bool accumulate = false;  // beta = 1
   const void* bias = nullptr;
   DType bias_t = DType::BF16;
+  // GELU epilogues: GeluAux writes C's pre-activation to aux and gelu of it to C; GeluGrad
+  // multiplies the product by gelu'(aux). aux has C's type and layout (leading dimension ldc).
+  enum class Epi { None, GeluAux, GeluGrad } epi = Epi::None;
+  void* aux = nullptr;
 };
 
 struct GemmKey {
-  int ta, tb, m, n, k, lda, ldb, ldc, ct, accumulate, bias, align_a, align_b, align_c;
+  int ta, tb, m, n, k, lda, ldb, ldc, ct, accumulate, bias, align_a, align_b, align_c, epi, align_aux;
   bool operator==(const GemmKey& o) const { return std::memcmp(this, &o, sizeof(*this)) == 0; }
 };
 struct GemmKeyHash {
@@ -332,22 +337,48 @@ class CudaBackend final : public Backend {
     need(weight, sz(OC, IC), {DType::BF16}, "matmul_forward", "weight");
     if (bias) need(bias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, "matmul_forward",
                    "bias");
-    Gemm g;
-    g.ta = true;
-    g.tb = false;
-    g.m = OC;
-    g.n = N;
-    g.k = IC;
-    g.A = weight.ptr;
-    g.lda = IC;
-    g.B = inp.ptr;
-    g.ldb = IC;
-    g.C = out.ptr;
-    g.ct = dtype_of(out.kind);
-    g.ldc = OC;
-    g.bias = bias ? bias.ptr : nullptr;
-    g.bias_t = bias ? dtype_of(bias.kind) : DType::BF16;
-    gemm(g);
+    gemm(forward_gemm(out, inp, weight, bias, N, IC, OC));
+  }
+
+  // TSUMUGI_CUDA_GELU_FUSION=1 fuses the GELU into the up projection's matmul (cuBLASLt's
+  // GELU_AUX epilogue writes both the pre-activation and the activation), =2 also the GELU's
+  // backward into the down projection's input-gradient matmul (DGELU epilogue). Where cuBLASLt
+  // offers no algorithm for a shape, or pointers are not aligned for it, the two ops run apart.
+  void matmul_gelu_forward(Buf out, Buf pre, const Buf& inp, const Buf& weight, const Buf& bias,
+                           int N, int IC, int OC) override {
+    const char* op = "matmul_gelu_forward";
+    need(out, sz(N, OC), {DType::BF16, DType::F32}, op, "out");
+    need(pre, sz(N, OC), {DType::BF16, DType::F32}, op, "pre");
+    need(inp, sz(N, IC), {DType::BF16}, op, "inp");
+    need(weight, sz(OC, IC), {DType::BF16}, op, "weight");
+    if (bias) need(bias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, op, "bias");
+    if (gelu_fusion_ >= 1 && N > 0 && OC > 0 && IC > 0) {
+      Gemm g = forward_gemm(out, inp, weight, bias, N, IC, OC);
+      g.epi = Gemm::Epi::GeluAux;
+      g.aux = pre.ptr;
+      if (dtype_of(pre.kind) == g.ct && lt_fused(g)) return;
+    }
+    Backend::matmul_gelu_forward(out, pre, inp, weight, bias, N, IC, OC);
+  }
+
+  void matmul_gelu_backward(Buf dpre, Buf dweight, Buf dbias, const Buf& dout, const Buf& act,
+                            const Buf& weight, const Buf& pre, Buf dact, int N, int IC,
+                            int OC) override {
+    const char* op = "matmul_gelu_backward";
+    need(dpre, sz(N, IC), {DType::BF16, DType::F32}, op, "dpre");
+    need(pre, sz(N, IC), {DType::BF16, DType::F32}, op, "pre");
+    need(dout, sz(N, OC), {DType::BF16}, op, "dout");
+    need(weight, sz(OC, IC), {DType::BF16}, op, "weight");
+    if (gelu_fusion_ >= 2 && N > 0 && OC > 0 && IC > 0) {
+      Gemm g = input_grad_gemm(dpre, dout, weight, N, IC, OC, false);
+      g.epi = Gemm::Epi::GeluGrad;
+      g.aux = pre.ptr;
+      if (dtype_of(pre.kind) == g.ct && lt_fused(g)) {
+        matmul_backward(Buf{}, dweight, dbias, dout, act, weight, N, IC, OC, false);
+        return;
+      }
+    }
+    Backend::matmul_gelu_backward(dpre, dweight, dbias, dout, act, weight, pre, dact, N, IC, OC);
   }
 
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
@@ -356,20 +387,7 @@ class CudaBackend final : public Backend {
     if (dinp) {
       need(dinp, sz(N, IC), {DType::BF16, DType::F32}, "matmul_backward", "dinp");
       need(weight, sz(OC, IC), {DType::BF16}, "matmul_backward", "weight");
-      // dinp^T [IC,N] = W^T [IC,OC] x dout^T [OC,N]
-      Gemm g;
-      g.m = IC;
-      g.n = N;
-      g.k = OC;
-      g.A = weight.ptr;
-      g.lda = IC;
-      g.B = dout.ptr;
-      g.ldb = OC;
-      g.C = dinp.ptr;
-      g.ct = dtype_of(dinp.kind);
-      g.ldc = IC;
-      g.accumulate = accumulate_dinp;
-      gemm(g);
+      gemm(input_grad_gemm(dinp, dout, weight, N, IC, OC, accumulate_dinp));
     }
     if (dweight) {
       need(dweight, sz(OC, IC), {DType::BF16, DType::F32}, "matmul_backward", "dweight");
@@ -548,21 +566,41 @@ class CudaBackend final : public Backend {
     need(grad, n, {DType::BF16, DType::F32}, op, "grad");
     need(m, n, {DType::F32}, op, "m");
     need(v, n, {DType::F32}, op, "v");
-    if (p.step < 1) bad(op, "step must be >= 1 (bias correction)");
-    // Bias corrections in fp32 exactly as the CPU backend computes them.
-    const float bc1 = 1.0f - std::pow(p.beta1, static_cast<float>(p.step));
-    const float bc2 = 1.0f - std::pow(p.beta2, static_cast<float>(p.step));
-    AdamWArgs a;
-    a.beta1 = p.beta1;
-    a.beta2 = p.beta2;
-    a.eps = p.eps;
-    a.grad_scale = p.grad_scale;
-    a.step_size = p.lr / bc1;
-    a.bc2_sqrt = std::sqrt(bc2);
-    a.decay = 1.0f - p.lr * p.weight_decay;
+    const AdamWArgs a = adamw_args(op, p);
     adamw(ctx_, as_f32(master), param ? param.ptr : nullptr,
           param ? dtype_of(param.kind) : DType::F32, grad.ptr, dtype_of(grad.kind), as_f32(m),
           as_f32(v), n, a);
+  }
+
+  void adamw_update_segments(Buf master, Buf param, const Buf& grad, Buf m, Buf v,
+                             const std::vector<AdamWSegment>& segments,
+                             const AdamWParams& p) override {
+    const char* op = "adamw_update_segments";
+    std::size_t end = 0;
+    std::vector<float> decays;  // the distinct weight decays, in order of appearance
+    for (const AdamWSegment& s : segments) {
+      if (s.count == 0) continue;
+      end = std::max(end, s.offset + s.count);
+      if (std::find(decays.begin(), decays.end(), s.weight_decay) == decays.end())
+        decays.push_back(s.weight_decay);
+    }
+    if (end == 0) return;
+    if (decays.size() > static_cast<std::size_t>(kAdamWMaxDecays)) {
+      Backend::adamw_update_segments(master, param, grad, m, v, segments, p);
+      return;
+    }
+    need(master, end, {DType::F32}, op, "master");
+    if (param) need(param, end, {DType::BF16, DType::F32}, op, "param");
+    need(grad, end, {DType::BF16, DType::F32}, op, "grad");
+    need(m, end, {DType::F32}, op, "m");
+    need(v, end, {DType::F32}, op, "v");
+    const AdamWArgs a = adamw_args(op, p);
+    if (!same_segments(segments, adamw_segments_)) upload_adamw_table(op, segments, decays);
+    AdamWDecays d{};
+    for (std::size_t i = 0; i < decays.size(); ++i) d.v[i] = 1.0f - p.lr * decays[i];
+    adamw_chunks(ctx_, adamw_table_, adamw_table_len_, as_f32(master), param ? param.ptr : nullptr,
+                 param ? dtype_of(param.kind) : DType::F32, grad.ptr, dtype_of(grad.kind),
+                 as_f32(m), as_f32(v), a, d);
   }
 
   double sum_squares(const Buf& b, std::size_t n) override {
@@ -602,6 +640,63 @@ class CudaBackend final : public Backend {
     need(in, n, {DType::BF16, DType::F32}, op, "in");
     rope(ctx_, out.ptr, dtype_of(out.kind), in.ptr, dtype_of(in.kind), s.B, s.T, s.n_head,
          s.n_kv_head, s.head_dim, theta, inverse);
+  }
+
+  // Bias corrections in fp32 exactly as the CPU backend computes them.
+  static AdamWArgs adamw_args(const char* op, const AdamWParams& p) {
+    if (p.step < 1) bad(op, "step must be >= 1 (bias correction)");
+    const float bc1 = 1.0f - std::pow(p.beta1, static_cast<float>(p.step));
+    const float bc2 = 1.0f - std::pow(p.beta2, static_cast<float>(p.step));
+    AdamWArgs a;
+    a.beta1 = p.beta1;
+    a.beta2 = p.beta2;
+    a.eps = p.eps;
+    a.grad_scale = p.grad_scale;
+    a.step_size = p.lr / bc1;
+    a.bc2_sqrt = std::sqrt(bc2);
+    a.decay = 1.0f - p.lr * p.weight_decay;
+    return a;
+  }
+
+  static bool same_segments(const std::vector<AdamWSegment>& x, const std::vector<AdamWSegment>& y) {
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (x[i].offset != y[i].offset || x[i].count != y[i].count ||
+          x[i].weight_decay != y[i].weight_decay)
+        return false;
+    return true;
+  }
+
+  // The chunk table of adamw_update_segments lives on the device and is rebuilt only when the
+  // segments change (a training run passes the same ones every step).
+  void upload_adamw_table(const char* op, const std::vector<AdamWSegment>& segments,
+                          const std::vector<float>& decays) {
+    std::vector<AdamWSegment> sorted;
+    for (const AdamWSegment& s : segments)
+      if (s.count) sorted.push_back(s);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const AdamWSegment& x, const AdamWSegment& y) { return x.offset < y.offset; });
+    for (std::size_t i = 1; i < sorted.size(); ++i)
+      if (sorted[i].offset < sorted[i - 1].offset + sorted[i - 1].count)
+        bad(op, "segments overlap at element " + std::to_string(sorted[i].offset));
+    const std::vector<AdamWChunk> table = adamw_chunk_table(segments, decays);
+    const std::size_t bytes = table.size() * sizeof(AdamWChunk);
+    if (bytes > adamw_table_bytes_) {
+      TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old table may still be in use
+      if (adamw_table_) TSU_CUDA_CHECK(cudaFree(adamw_table_));
+      held(-static_cast<int64_t>(adamw_table_bytes_));
+      adamw_table_ = nullptr;
+      adamw_table_bytes_ = 0;
+      TSU_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&adamw_table_), bytes));
+      adamw_table_bytes_ = bytes;
+      held(static_cast<int64_t>(bytes));
+    }
+    // From pageable memory, so the copy is done before the call returns and `table` may go.
+    TSU_CUDA_CHECK(cudaMemcpyAsync(adamw_table_, table.data(), bytes, cudaMemcpyHostToDevice,
+                                   stream_));
+    TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    adamw_table_len_ = table.size();
+    adamw_segments_ = segments;
   }
 
   double reduce(const Buf& b, std::size_t n, bool squares) {
@@ -654,6 +749,73 @@ class CudaBackend final : public Backend {
                                      cudaMemcpyHostToDevice, stream_));
       TSU_CUDA_CHECK(cudaEventRecord(stage_event_[k], stream_));
     }
+  }
+
+  static Gemm forward_gemm(const Buf& out, const Buf& inp, const Buf& weight, const Buf& bias,
+                           int N, int IC, int OC) {
+    Gemm g;
+    g.ta = true;
+    g.tb = false;
+    g.m = OC;
+    g.n = N;
+    g.k = IC;
+    g.A = weight.ptr;
+    g.lda = IC;
+    g.B = inp.ptr;
+    g.ldb = IC;
+    g.C = out.ptr;
+    g.ct = dtype_of(out.kind);
+    g.ldc = OC;
+    g.bias = bias ? bias.ptr : nullptr;
+    g.bias_t = bias ? dtype_of(bias.kind) : DType::BF16;
+    return g;
+  }
+
+  // dinp^T [IC,N] = W^T [IC,OC] x dout^T [OC,N]
+  static Gemm input_grad_gemm(const Buf& dinp, const Buf& dout, const Buf& weight, int N, int IC,
+                              int OC, bool accumulate) {
+    Gemm g;
+    g.m = IC;
+    g.n = N;
+    g.k = OC;
+    g.A = weight.ptr;
+    g.lda = IC;
+    g.B = dout.ptr;
+    g.ldb = OC;
+    g.C = dinp.ptr;
+    g.ct = dtype_of(dinp.kind);
+    g.ldc = IC;
+    g.accumulate = accumulate;
+    return g;
+  }
+
+  // A matmul with a GELU epilogue through cuBLASLt, or false (nothing launched) when this shape,
+  // these pointers or this build cannot take it.
+  bool lt_fused(const Gemm& g) {
+    if (force_gemm_ex_ || g.accumulate || g.k == 0) return false;
+    // cuBLASLt reads the bias itself only in D's type, 16-byte aligned; aux needs a leading
+    // dimension divisible by 8 and 16-byte alignment.
+    if (g.bias && (g.bias_t != g.ct || reinterpret_cast<std::uintptr_t>(g.bias) % 16 != 0))
+      return false;
+    if (g.ldc % 8 != 0 || reinterpret_cast<std::uintptr_t>(g.aux) % 16 != 0) return false;
+    LtPlan& plan = lt_plan(g, g.bias != nullptr);
+    if (!plan.ok) return false;
+    if (g.bias)
+      TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &g.bias, sizeof(g.bias)));
+    TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                  &g.aux, sizeof(g.aux)));
+    const float alpha = 1.f, beta = 0.f;
+    const cublasStatus_t st =
+        cublasLtMatmul(lt_, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &beta, g.C, plan.c, g.C,
+                       plan.c, &plan.algo, workspace_, kWorkspaceBytes, stream_);
+    if (st == CUBLAS_STATUS_SUCCESS) return true;
+    std::fprintf(stderr,
+                 "tsumugi: cuBLASLt matmul %dx%dx%d with a GELU epilogue failed (%s); running "
+                 "the GELU apart for this shape\n",
+                 g.m, g.n, g.k, cublasGetStatusString(st));
+    plan.ok = false;
+    return false;
   }
 
   void gemm(const Gemm& g) {
@@ -724,6 +886,8 @@ class CudaBackend final : public Backend {
     key.align_a = static_cast<int>(ptr_alignment(g.A));
     key.align_b = static_cast<int>(ptr_alignment(g.B));
     key.align_c = static_cast<int>(ptr_alignment(g.C));
+    key.epi = static_cast<int>(g.epi);
+    key.align_aux = g.aux ? static_cast<int>(ptr_alignment(g.aux)) : 0;
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     LtPlan& p = plans_[key];
@@ -732,8 +896,19 @@ class CudaBackend final : public Backend {
     TSU_BLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-    const cublasLtEpilogue_t epi = fuse_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtEpilogue_t epi = fuse_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    if (g.epi == Gemm::Epi::GeluAux)
+      epi = fuse_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    if (g.epi == Gemm::Epi::GeluGrad) epi = CUBLASLT_EPILOGUE_DGELU;
     TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (g.epi != Gemm::Epi::None) {
+      // The heuristic judges alignment from the aux pointer; the call sets each one's own.
+      const int64_t aux_ld = g.ldc;
+      TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                    &g.aux, sizeof(g.aux)));
+      TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                    &aux_ld, sizeof(aux_ld)));
+    }
     if (fuse_bias) {
       // The bias type defaults to D's type, which fuse_bias guarantees.
       const void* bias = g.bias;
@@ -797,6 +972,12 @@ class CudaBackend final : public Backend {
     ctx_.wmma_attention = attn == "wmma";
     ctx_.fa2_q64 = attn == "fa2_q64";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
+    const std::string fusion = env("TSUMUGI_CUDA_GELU_FUSION");
+    if (!fusion.empty()) {
+      if (fusion != "0" && fusion != "1" && fusion != "2")
+        bad("init", "TSUMUGI_CUDA_GELU_FUSION must be 0, 1 or 2, not '" + fusion + "'");
+      gelu_fusion_ = fusion[0] - '0';
+    }
     TSU_BLAS_CHECK(cublasLtCreate(&lt_));
     TSU_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
     held(static_cast<int64_t>(kWorkspaceBytes));
@@ -848,6 +1029,8 @@ class CudaBackend final : public Backend {
       if (stage_event_[i]) (void)cudaEventDestroy(stage_event_[i]);
       stage_event_[i] = nullptr;
     }
+    if (adamw_table_) (void)cudaFree(adamw_table_);
+    adamw_table_ = nullptr;
     if (result_dev_) (void)cudaFree(result_dev_);
     result_dev_ = nullptr;
     if (result_host_) (void)cudaFreeHost(result_host_);
@@ -862,6 +1045,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   Ctx ctx_;
   bool force_gemm_ex_ = false;
+  int gelu_fusion_ = 0;  // TSUMUGI_CUDA_GELU_FUSION: 0 none, 1 forward, 2 forward and backward
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
@@ -872,6 +1056,9 @@ class CudaBackend final : public Backend {
   int stage_next_ = 0;
   double* result_dev_ = nullptr;
   double* result_host_ = nullptr;
+  AdamWChunk* adamw_table_ = nullptr;  // adamw_update_segments' chunks for adamw_segments_
+  std::size_t adamw_table_bytes_ = 0, adamw_table_len_ = 0;
+  std::vector<AdamWSegment> adamw_segments_;
   std::unordered_map<GemmKey, LtPlan, GemmKeyHash> plans_;
   std::unordered_map<void*, std::size_t> allocations_;  // buffer -> bytes
   uint64_t held_bytes_ = 0, peak_bytes_ = 0;  // through the cudaMalloc calls above

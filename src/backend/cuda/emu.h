@@ -609,12 +609,20 @@ enum cublasOperation_t { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
 enum cudaDataType { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
 enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
 enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
-enum cublasLtEpilogue_t : uint32_t { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 };
+enum cublasLtEpilogue_t : uint32_t {
+  CUBLASLT_EPILOGUE_DEFAULT = 1,
+  CUBLASLT_EPILOGUE_BIAS = 4,
+  CUBLASLT_EPILOGUE_GELU_AUX = 32 | 128,
+  CUBLASLT_EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4,
+  CUBLASLT_EPILOGUE_DGELU = 64 | 128
+};
 enum cublasLtMatmulDescAttributes_t {
   CUBLASLT_MATMUL_DESC_TRANSA = 3,
   CUBLASLT_MATMUL_DESC_TRANSB = 4,
   CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
   CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+  CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER = 11,
+  CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD = 12,
   CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26
 };
 enum cublasLtMatmulPreferenceAttributes_t {
@@ -631,6 +639,8 @@ struct LtDesc {
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void* bias = nullptr;
   int bias_type = -1;
+  void* aux = nullptr;  // GELU input: written by GELU_AUX(_BIAS), read by DGELU; D's type
+  int64_t aux_ld = 0;
 };
 struct LtLayout {
   cudaDataType type;
@@ -652,10 +662,25 @@ inline void store_from_float(void* p, cudaDataType t, std::size_t i, float v) {
     static_cast<float*>(p)[i] = v;
 }
 
+// The GELU epilogues, tanh approximation (the form cuBLASLt's GELU epilogues compute).
+enum class GeluEpi { None, Aux, Grad };
+inline float gelu_tanh(float x) {
+  return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+inline float gelu_tanh_grad(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  const float t = std::tanh(u);
+  return 0.5f * (1.f + t) +
+         0.5f * x * (1.f - t * t) * 0.7978845608028654f * (1.f + 3.f * 0.044715f * x * x);
+}
+
 // Column-major D[m,n] = alpha op(A) op(B) + beta C (+ bias[m]); C is not read when beta == 0.
+// GeluEpi::Aux stores that value in aux (C's type, leading dimension aux_ld) and gelu of it in
+// D; GeluEpi::Grad multiplies it by gelu'(aux) instead.
 inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void* A,
                  cudaDataType at, long lda, const void* B, cudaDataType bt, long ldb, float beta,
-                 void* C, cudaDataType ct, long ldc, const void* bias, cudaDataType biast) {
+                 void* C, cudaDataType ct, long ldc, const void* bias, cudaDataType biast,
+                 GeluEpi epi = GeluEpi::None, void* aux = nullptr, long aux_ld = 0) {
   if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) fatal("gemm: leading dimension too small");
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
@@ -671,6 +696,13 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void*
       float v = alpha * acc;
       if (beta != 0.f) v += beta * load_as_float(C, ct, ci);
       if (bias) v += load_as_float(bias, biast, i);
+      const std::size_t ai = i + static_cast<std::size_t>(j) * aux_ld;
+      if (epi == GeluEpi::Aux) {
+        store_from_float(aux, ct, ai, v);
+        v = gelu_tanh(v);
+      } else if (epi == GeluEpi::Grad) {
+        v *= gelu_tanh_grad(load_as_float(aux, ct, ai));
+      }
       store_from_float(C, ct, ci, v);
     }
   check_guards("gemm");
@@ -754,6 +786,14 @@ inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
       if (size != sizeof(void*)) return CUBLAS_STATUS_INVALID_VALUE;
       std::memcpy(&d->bias, buf, size);
       break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
+      if (size != sizeof(void*)) return CUBLAS_STATUS_INVALID_VALUE;
+      std::memcpy(&d->aux, buf, size);
+      break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
+      if (size != sizeof(int64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+      std::memcpy(&d->aux_ld, buf, size);
+      break;
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
       if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
       std::memcpy(&d->bias_type, buf, size);
@@ -807,12 +847,33 @@ inline bool lt_shapes_ok(const LtDesc* d, const LtLayout* A, const LtLayout* B, 
 }
 }  // namespace emu
 
+namespace emu {
+// The documented requirements of the epilogues emulated: the GELU ones need the aux buffer with a
+// leading dimension divisible by 8 and no less than D's rows.
+inline bool lt_epilogue_ok(const LtDesc* d, const LtLayout* D) {
+  switch (d->epilogue) {
+    case CUBLASLT_EPILOGUE_DEFAULT:
+      return true;
+    case CUBLASLT_EPILOGUE_BIAS:
+      return d->bias != nullptr;
+    case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
+      if (!d->bias) return false;
+      [[fallthrough]];
+    case CUBLASLT_EPILOGUE_GELU_AUX:
+    case CUBLASLT_EPILOGUE_DGELU:
+      return d->aux && d->aux_ld % 8 == 0 && d->aux_ld >= static_cast<int64_t>(D->rows);
+  }
+  return false;
+}
+}  // namespace emu
+
 inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t B,
     cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t, int requested,
     cublasLtMatmulHeuristicResult_t* results, int* returned) {
   *returned = 0;
   if (!emu::lt_shapes_ok(d, A, B, C, D)) return CUBLAS_STATUS_INVALID_VALUE;
+  if (!emu::lt_epilogue_ok(d, D)) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
   std::memset(&results[0], 0, sizeof(results[0]));
   *returned = 1;
@@ -829,11 +890,18 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, c
   const bool ta = d->ta == CUBLAS_OP_T, tb = d->tb == CUBLAS_OP_T;
   const int m = static_cast<int>(Dl->rows), n = static_cast<int>(Dl->cols);
   const int k = static_cast<int>(ta ? Al->rows : Al->cols);
-  const void* bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS ? d->bias : nullptr;
-  if (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !bias) return CUBLAS_STATUS_INVALID_VALUE;
+  if (!emu::lt_epilogue_ok(d, Dl)) return CUBLAS_STATUS_INVALID_VALUE;
+  const bool with_bias =
+      d->epilogue == CUBLASLT_EPILOGUE_BIAS || d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  const void* bias = with_bias ? d->bias : nullptr;
+  emu::GeluEpi epi = emu::GeluEpi::None;
+  if (d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX || d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
+    epi = emu::GeluEpi::Aux;
+  if (d->epilogue == CUBLASLT_EPILOGUE_DGELU) epi = emu::GeluEpi::Grad;
   const cudaDataType bt = d->bias_type < 0 ? Dl->type : static_cast<cudaDataType>(d->bias_type);
   emu::gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, Al->type, Al->ld, B, Bl->type,
-            Bl->ld, *static_cast<const float*>(beta), D, Dl->type, Dl->ld, bias, bt);
+            Bl->ld, *static_cast<const float*>(beta), D, Dl->type, Dl->ld, bias, bt, epi, d->aux,
+            static_cast<long>(d->aux_ld));
   return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/common.cuh"
@@ -130,6 +131,25 @@ struct AdamWArgs {
 };
 void adamw(const Ctx& c, float* master, void* param, DType pt, const void* grad, DType gt,
            float* m, float* v, std::size_t n, const AdamWArgs& a);
+// adamw on many tensors in one launch: a table of chunks (one block each), every chunk inside
+// one tensor and carrying the index of that tensor's decay factor (1 - lr * weight_decay).
+constexpr std::size_t kAdamWChunk = 16384;
+constexpr int kAdamWMaxDecays = 4;
+struct AdamWChunk {
+  uint64_t start;
+  uint32_t len;
+  uint32_t decay_index;
+};
+struct AdamWDecays {
+  float v[kAdamWMaxDecays];
+};
+// The table for these segments; decays lists the distinct weight decays (at most
+// kAdamWMaxDecays), and a chunk's decay_index points into it.
+std::vector<AdamWChunk> adamw_chunk_table(const std::vector<AdamWSegment>& segments,
+                                          const std::vector<float>& decays);
+void adamw_chunks(const Ctx& c, const AdamWChunk* table, std::size_t nchunks, float* master,
+                  void* param, DType pt, const void* grad, DType gt, float* m, float* v,
+                  const AdamWArgs& a, const AdamWDecays& decays);
 std::size_t reduce_scratch_bytes();
 // Writes sum(x) or sum(x^2) (fp64 accumulation) to *result_dev (device memory).
 void reduce_sum(const Ctx& c, const void* x, DType xt, std::size_t n, bool squares,
