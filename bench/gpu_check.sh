@@ -134,6 +134,41 @@ kernel_bench() {
     echo "== TSUMUGI_CUDA_ATTENTION=$m"
     TSUMUGI_CUDA_ATTENTION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'attention|estimated step'
   done
+  # The MLP's GELU in cuBLASLt's matmul epilogues: 1 forward only, 2 forward and backward.
+  for m in 1 2; do
+    echo "== TSUMUGI_CUDA_GELU_FUSION=$m"
+    TSUMUGI_CUDA_GELU_FUSION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'gelu|estimated step'
+  done
+  return "$rc"
+}
+
+# Median tokens/s and MFU of steps 11 and later (the first ones include start-up work).
+median_speed() {
+  python3 - "$1" "$2" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if "tokens_per_s" in r and r.get("step", 0) > 10]
+if not rows:
+    sys.exit(f"{sys.argv[2]}: no steps after 10 in {sys.argv[1]}")
+tps = statistics.median(r["tokens_per_s"] for r in rows)
+mfu = statistics.median(r["mfu"] for r in rows)
+print(f"{sys.argv[2]:<40} {tps:>12,.0f} tokens/s   MFU {100 * mfu:5.1f}%   ({len(rows)} steps)")
+PY
+}
+
+# The same GPT-2 124M run with each optional CUDA setting, shorter, for a direct comparison with
+# the defaults in one session.
+train_variants() {
+  local rc=0 v name
+  local steps=$(( STEPS < 40 ? STEPS : 40 ))
+  for v in "TSUMUGI_CUDA_GELU_FUSION=1" "TSUMUGI_CUDA_GELU_FUSION=2"; do
+    name=${v//=/-}
+    env "$v" "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
+      --set train.seq_len=1024 --set train.micro_batch_size=16 --set train.batch_size=16 \
+      --set "train.steps=$steps" --set train.eval_interval=0 --set train.checkpoint_interval=0 \
+      --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/variant-$name" || rc=1
+    median_speed "$OUT/variant-$name/metrics.jsonl" "$v" || rc=1
+  done
   return "$rc"
 }
 
@@ -225,12 +260,13 @@ if build; then build_status=ok; else build_status=FAILED; fi
 SUMMARY+=("$(printf '%-16s %-28s %4ss' build "$build_status" "$((SECONDS - t0))")")
 
 # `timeout` runs programs, not shell functions: export them and call them through bash.
-export -f gpu_info cuda_tests kernel_bench train_bench train_parity nccl_two_gpus
+export -f gpu_info cuda_tests kernel_bench median_speed train_bench train_variants train_parity nccl_two_gpus
 export OUT STEPS BIN_TSUMUGI BIN_TESTS BIN_BENCH
 stage nvidia-smi 30 bash -c gpu_info
 if [ -x "$BIN_TESTS" ]; then stage cuda-tests 120 bash -c cuda_tests; else SUMMARY+=("cuda-tests       skipped (not built)"); fi
 if [ -x "$BIN_BENCH" ]; then stage kernel-bench 60 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-bench 150 bash -c train_bench; else SUMMARY+=("train-bench      skipped (not built)"); fi
+if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 150 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-parity 120 bash -c train_parity; else SUMMARY+=("train-parity     skipped (not built)"); fi
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 if [ "$gpus" -lt 2 ]; then
@@ -252,6 +288,12 @@ if [ -f "$OUT/cuda_tests.log" ]; then
   grep -E ' FAIL$' "$OUT/cuda_tests.log" | head -20
 fi
 [ -f "$OUT/kernel_bench.log" ] && grep -E '^estimated step' "$OUT/kernel_bench.log"
+[ -f "$OUT/gpt2-124m/metrics.jsonl" ] && median_speed "$OUT/gpt2-124m/metrics.jsonl" "GPT-2 124M, defaults"
+for f in "$OUT"/variant-*/metrics.jsonl; do
+  [ -f "$f" ] || continue
+  v=$(basename "$(dirname "$f")")
+  median_speed "$f" "GPT-2 124M, ${v#variant-}"
+done
 if [ -f "$OUT/gpt2-124m/metrics.jsonl" ]; then
   python3 - "$OUT/gpt2-124m/metrics.jsonl" <<'PY' || tail -n 1 "$OUT/gpt2-124m/metrics.jsonl"
 import json, sys

@@ -83,13 +83,33 @@ int main(int argc, char** argv) {
   for (const Mm& mm : {Mm{"qkv", C, 3 * C}, Mm{"attn proj", C, C}, Mm{"mlp up", C, F},
                        Mm{"mlp down", F, C}}) {
     const double fl = 2.0 * N * mm.IC * mm.OC;
+    // The MLP's up projection forward and down projection backward are counted in the GELU rows.
     rows.push_back({std::string("matmul fwd ") + mm.name,
                     time_ms(g, [&] { g.matmul_forward(y, x, w, bias, N, mm.IC, mm.OC); }, iters),
-                    double(L), fl, 0});
+                    std::string(mm.name) == "mlp up" ? 0.0 : double(L), fl, 0});
     rows.push_back({std::string("matmul bwd ") + mm.name,
                     time_ms(g, [&] { g.matmul_backward(y, dw, db, dy, x, w, N, mm.IC, mm.OC, false); },
                             iters),
+                    std::string(mm.name) == "mlp down" ? 0.0 : double(L), 2 * fl, 0});
+  }
+  {
+    // What the model calls: the up projection with its GELU, and the down projection's backward
+    // through the GELU; TSUMUGI_CUDA_GELU_FUSION decides whether each is one matmul or two ops.
+    const char* fusion = std::getenv("TSUMUGI_CUDA_GELU_FUSION");
+    const std::string tag = std::string(" (gelu fusion ") + (fusion && *fusion ? fusion : "0") + ")";
+    Buf pre = g.alloc(static_cast<std::size_t>(N) * F, Kind::Activation);
+    Buf xc = filled(g, static_cast<std::size_t>(N) * C, Kind::Activation, 1.f, 13);
+    Buf dyc = filled(g, static_cast<std::size_t>(N) * C, Kind::Activation, 1.f, 14);
+    Buf dbc = g.alloc(C, Kind::Grad);
+    const double fl = 2.0 * N * C * F;
+    g.matmul_forward(pre, xc, w, bias, N, C, F);
+    rows.push_back({"matmul fwd mlp up + gelu" + tag,
+                    time_ms(g, [&] { g.matmul_gelu_forward(y, pre, xc, w, bias, N, C, F); }, iters),
+                    double(L), fl, 0});
+    rows.push_back({"matmul bwd mlp down + gelu bwd" + tag,
+                    time_ms(g, [&] { g.matmul_gelu_backward(dy, dw, dbc, dyc, y, w, pre, x, N, F, C); }, iters),
                     double(L), 2 * fl, 0});
+    for (Buf* b : {&pre, &xc, &dyc, &dbc}) g.free(*b);
   }
   g.free(w);
   g.free(dw);
@@ -145,10 +165,11 @@ int main(int argc, char** argv) {
                     2.0 * L + 1, 0, 5 * nc2});
     rows.push_back({"residual add", time_ms(g, [&] { g.add(y, x, dy, static_cast<std::size_t>(N) * C); }, iters),
                     2.0 * L, 0, 3 * nc2});
-    rows.push_back({"gelu fwd", time_ms(g, [&] { g.gelu_forward(y, x, static_cast<std::size_t>(N) * F); }, iters), double(L),
+    // Counted in the "+ gelu" rows above.
+    rows.push_back({"gelu fwd", time_ms(g, [&] { g.gelu_forward(y, x, static_cast<std::size_t>(N) * F); }, iters), 0,
                     0, 2.0 * N * F * 2});
     rows.push_back({"gelu bwd", time_ms(g, [&] { g.gelu_backward(y, x, dy, static_cast<std::size_t>(N) * F); }, iters),
-                    double(L), 0, 3.0 * N * F * 2});
+                    0, 0, 3.0 * N * F * 2});
     for (Buf* b : {&wln, &bln, &mean, &rstd, &dwl, &dbl}) g.free(*b);
   }
   {
@@ -158,8 +179,46 @@ int main(int argc, char** argv) {
     Buf grad = filled(g, P, Kind::Grad, 0.01f, 12);
     Buf m = g.alloc(P, Kind::OptState), v = g.alloc(P, Kind::OptState);
     AdamWParams ap{6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.f};
-    rows.push_back({"adamw (124M params)", time_ms(g, [&] { g.adamw_update(master, param, grad, m, v, P, ap); }, iters), 1,
-                    0, double(P) * (4 * 3 * 2 + 2 + 2)});
+    const double adamw_bytes = double(P) * (4 * 3 * 2 + 2 + 2);
+    rows.push_back({"adamw (124M params, one buffer)",
+                    time_ms(g, [&] { g.adamw_update(master, param, grad, m, v, P, ap); }, iters), 0, 0, adamw_bytes});
+    // The trainer's call: GPT-2 124M's tensors in the checkpoint's order, weight decay on matrices.
+    std::vector<AdamWSegment> segs;
+    auto add = [&](std::size_t count, bool decay) {
+      const std::size_t at = segs.empty() ? 0 : segs.back().offset + segs.back().count;
+      segs.push_back({at, count, decay ? 0.1f : 0.0f});
+    };
+    add(std::size_t(V) * C, true);
+    add(std::size_t(1024) * C, true);
+    for (int l = 0; l < L; ++l) {
+      for (std::size_t n : {std::size_t(C), std::size_t(C)}) add(n, false);
+      add(std::size_t(3) * C * C, true);
+      add(std::size_t(3) * C, false);
+      add(std::size_t(C) * C, true);
+      for (std::size_t n : {std::size_t(C), std::size_t(C), std::size_t(C)}) add(n, false);
+      add(std::size_t(F) * C, true);
+      add(std::size_t(F), false);
+      add(std::size_t(C) * F, true);
+      add(std::size_t(C), false);
+    }
+    add(C, false);
+    add(C, false);
+    if (segs.back().offset + segs.back().count <= P) {
+      rows.push_back({"adamw, " + std::to_string(segs.size()) + " tensors, one call each",
+                      time_ms(g, [&] {
+                        AdamWParams q = ap;
+                        for (const AdamWSegment& sg : segs) {
+                          q.weight_decay = sg.weight_decay;
+                          g.adamw_update(g.view(master, sg.offset, sg.count), g.view(param, sg.offset, sg.count),
+                                         g.view(grad, sg.offset, sg.count), g.view(m, sg.offset, sg.count),
+                                         g.view(v, sg.offset, sg.count), sg.count, q);
+                        }
+                      }, iters),
+                      0, 0, adamw_bytes});
+      rows.push_back({"adamw, " + std::to_string(segs.size()) + " tensors in one launch",
+                      time_ms(g, [&] { g.adamw_update_segments(master, param, grad, m, v, segs, ap); }, iters), 1, 0,
+                      adamw_bytes});
+    }
     rows.push_back({"grad sum_squares (124M, syncs)", time_ms(g, [&] { (void)g.sum_squares(grad, P); }, iters), 1, 0,
                     double(P) * 2});
     for (Buf* b : {&master, &param, &grad, &m, &v}) g.free(*b);
