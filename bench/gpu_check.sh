@@ -169,6 +169,14 @@ train_variants() {
       --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/variant-$name" || rc=1
     median_speed "$OUT/variant-$name/metrics.jsonl" "$v" || rc=1
   done
+  # Where the time goes inside a run: GPU time per op and shape, and the GPU's idle gaps (events
+  # around every op slow the host a little, so this run is not a speed figure). 20 steps.
+  TSUMUGI_CUDA_PROFILE=1 "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
+    --set train.seq_len=1024 --set train.micro_batch_size=16 --set train.batch_size=16 \
+    --set train.steps=20 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
+    --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/profile" \
+    2> "$OUT/profile.log" || rc=1
+  grep -A80 'CUDA profile' "$OUT/profile.log" || { echo "no profile in $OUT/profile.log"; rc=1; }
   return "$rc"
 }
 
@@ -266,7 +274,7 @@ stage nvidia-smi 30 bash -c gpu_info
 if [ -x "$BIN_TESTS" ]; then stage cuda-tests 120 bash -c cuda_tests; else SUMMARY+=("cuda-tests       skipped (not built)"); fi
 if [ -x "$BIN_BENCH" ]; then stage kernel-bench 60 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-bench 150 bash -c train_bench; else SUMMARY+=("train-bench      skipped (not built)"); fi
-if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 150 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
+if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 200 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-parity 120 bash -c train_parity; else SUMMARY+=("train-parity     skipped (not built)"); fi
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 if [ "$gpus" -lt 2 ]; then
@@ -289,6 +297,7 @@ if [ -f "$OUT/cuda_tests.log" ]; then
 fi
 [ -f "$OUT/kernel_bench.log" ] && grep -E '^estimated step' "$OUT/kernel_bench.log"
 [ -f "$OUT/gpt2-124m/metrics.jsonl" ] && median_speed "$OUT/gpt2-124m/metrics.jsonl" "GPT-2 124M, defaults"
+[ -f "$OUT/profile.log" ] && grep -E 'CUDA profile|all ops|GPU idle' "$OUT/profile.log"
 for f in "$OUT"/variant-*/metrics.jsonl; do
   [ -f "$f" ] || continue
   v=$(basename "$(dirname "$f")")

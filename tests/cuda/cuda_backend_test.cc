@@ -863,6 +863,38 @@ TEST_F(CudaOps, Reductions) {
   EXPECT_EQ(gpu_->sum_squares(g.g, n), sg) << "deterministic";
 }
 
+// TSUMUGI_CUDA_PROFILE=1 prints each op's calls and GPU time when the backend goes away; a fused
+// op's fallback pieces count as that op.
+TEST(CudaProfile, CountsEveryOuterOpOnce) {
+  setenv("TSUMUGI_CUDA_PROFILE", "1", 1);
+  std::string why;
+  auto g = make_gpu(&why);
+  unsetenv("TSUMUGI_CUDA_PROFILE");
+  if (!g) GTEST_SKIP() << "no CUDA backend here: " << why;
+  const int N = 24, C = 16, F = 40;
+  Buf x = g->alloc(N * C, Kind::Activation), w = g->alloc(F * C, Kind::Param);
+  Buf pre = g->alloc(N * F, Kind::Activation), act = g->alloc(N * F, Kind::Activation);
+  for (int i = 0; i < 3; ++i) g->matmul_forward(pre, x, w, Buf{}, N, C, F);
+  g->matmul_gelu_forward(act, pre, x, w, Buf{}, N, C, F);  // fusion off: matmul + gelu inside
+  (void)g->sum_squares(act, N * F);
+  g->synchronize();
+  for (Buf* b : {&x, &w, &pre, &act}) g->free(*b);
+  ::testing::internal::CaptureStderr();
+  g.reset();
+  const std::string report = ::testing::internal::GetCapturedStderr();
+  std::printf("%s", report.c_str());
+  auto calls = [&](const std::string& op) {
+    const std::size_t at = report.find("  " + op + " ");
+    if (at == std::string::npos) return -1L;
+    return std::strtol(report.c_str() + at + 2 + 44, nullptr, 10);
+  };
+  EXPECT_EQ(calls("matmul_forward 16->40"), 3);
+  EXPECT_EQ(calls("matmul_gelu_forward 16->40"), 1);
+  EXPECT_EQ(calls("gelu_forward"), -1) << "counted inside matmul_gelu_forward";
+  EXPECT_EQ(calls("sum_squares"), 1);
+  EXPECT_EQ(calls("GPU idle, gaps under 1 ms") + calls("GPU idle, gaps of 1 ms or more"), 4) << "between 5 ops";
+}
+
 // ---------------------------------------------------------------------------- whole model
 // The model code (src/model) on both backends: same bf16-representable weights and tokens, one
 // forward/backward. bf16 activations on the GPU make this a looser check than the op tests;

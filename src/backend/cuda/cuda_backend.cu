@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -223,15 +224,18 @@ class CudaBackend final : public Backend {
   }
 
   void upload(Buf dst, const float* src, std::size_t count) override {
+    const OpTimer op_timer(this, "upload");
     need(dst, count, {DType::F32, DType::BF16}, "upload", "dst");
     upload_raw(dst, src, count, dtype_of(dst.kind));
   }
   void upload_ints(Buf dst, const int32_t* src, std::size_t count) override {
+    const OpTimer op_timer(this, "upload_ints");
     need(dst, count, {DType::I32}, "upload_ints", "dst");
     upload_raw(dst, src, count, DType::I32);
   }
 
   void download(float* dst, const Buf& src, std::size_t count) override {
+    const OpTimer op_timer(this, "download");
     need(src, count, {DType::F32, DType::BF16, DType::I32}, "download", "src");
     const DType dt = dtype_of(src.kind);
     const std::size_t es = dtype_size(dt);
@@ -254,12 +258,14 @@ class CudaBackend final : public Backend {
   }
 
   void zero(Buf b, std::size_t count) override {
+    const OpTimer op_timer(this, "zero");
     if (count == 0) return;
     need(b, count, {DType::F32, DType::BF16, DType::I32}, "zero", "b");
     TSU_CUDA_CHECK(cudaMemsetAsync(b.ptr, 0, count * element_size(b.kind), stream_));
   }
 
   void copy(Buf dst, const Buf& src, std::size_t count) override {
+    const OpTimer op_timer(this, "copy");
     if (count == 0) return;
     need(dst, count, {DType::F32, DType::BF16, DType::I32}, "copy", "dst");
     need(src, count, {DType::F32, DType::BF16, DType::I32}, "copy", "src");
@@ -274,11 +280,15 @@ class CudaBackend final : public Backend {
     convert(ctx_, dst.ptr, dt, src.ptr, st, count);
   }
 
-  void synchronize() override { TSU_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (prof_) prof_resolve(false);
+  }
 
   // ---- LoRA / hidden-dropout helpers (the mask is backend.h's dropout_uniform, as on the CPU)
   void dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint64_t seed,
                      uint64_t first_row, float scale) override {
+    const OpTimer op_timer(this, "dropout_scale");
     const std::size_t n = sz(N, C);
     if (n == 0) return;
     need(out, n, {DType::BF16, DType::F32}, "dropout_scale", "out");
@@ -292,6 +302,7 @@ class CudaBackend final : public Backend {
 
   void copy_strided(Buf dst, int dst_stride, const Buf& src, int src_stride, int N, int C,
                     bool accumulate) override {
+    const OpTimer op_timer(this, "copy_strided");
     if (N <= 0 || C <= 0) return;
     if (dst_stride < C || src_stride < C) bad("copy_strided", "a stride is smaller than C");
     need(dst, sz(N - 1, dst_stride) + C, {DType::BF16, DType::F32}, "copy_strided", "dst");
@@ -303,6 +314,7 @@ class CudaBackend final : public Backend {
   // ---- embeddings
   void embedding_forward(Buf out, const Buf& tokens, const Buf& wte, const Buf& wpe, int B, int T,
                          int C) override {
+    const OpTimer op_timer(this, "embedding_forward");
     const std::size_t N = sz(B, T);
     need(out, N * C, {DType::BF16}, "embedding_forward", "out");
     need(tokens, N, {DType::I32}, "embedding_forward", "tokens");
@@ -315,6 +327,7 @@ class CudaBackend final : public Backend {
 
   void embedding_backward(Buf dwte, Buf dwpe, const Buf& dout, const Buf& tokens, int B, int T,
                           int C) override {
+    const OpTimer op_timer(this, "embedding_backward");
     const std::size_t N = sz(B, T);
     need(dwte, static_cast<std::size_t>(C), {DType::BF16}, "embedding_backward", "dwte");
     need(dout, N * C, {DType::BF16}, "embedding_backward", "dout");
@@ -332,6 +345,7 @@ class CudaBackend final : public Backend {
   // x inp^T [IC,N], with the bias added along the OC rows.
   void matmul_forward(Buf out, const Buf& inp, const Buf& weight, const Buf& bias, int N, int IC,
                       int OC) override {
+    const OpTimer op_timer(this, "matmul_forward", IC, OC);
     need(out, sz(N, OC), {DType::BF16, DType::F32}, "matmul_forward", "out");
     need(inp, sz(N, IC), {DType::BF16}, "matmul_forward", "inp");
     need(weight, sz(OC, IC), {DType::BF16}, "matmul_forward", "weight");
@@ -346,6 +360,7 @@ class CudaBackend final : public Backend {
   // offers no algorithm for a shape, or pointers are not aligned for it, the two ops run apart.
   void matmul_gelu_forward(Buf out, Buf pre, const Buf& inp, const Buf& weight, const Buf& bias,
                            int N, int IC, int OC) override {
+    const OpTimer op_timer(this, "matmul_gelu_forward", IC, OC);
     const char* op = "matmul_gelu_forward";
     need(out, sz(N, OC), {DType::BF16, DType::F32}, op, "out");
     need(pre, sz(N, OC), {DType::BF16, DType::F32}, op, "pre");
@@ -364,6 +379,7 @@ class CudaBackend final : public Backend {
   void matmul_gelu_backward(Buf dpre, Buf dweight, Buf dbias, const Buf& dout, const Buf& act,
                             const Buf& weight, const Buf& pre, Buf dact, int N, int IC,
                             int OC) override {
+    const OpTimer op_timer(this, "matmul_gelu_backward", IC, OC);
     const char* op = "matmul_gelu_backward";
     need(dpre, sz(N, IC), {DType::BF16, DType::F32}, op, "dpre");
     need(pre, sz(N, IC), {DType::BF16, DType::F32}, op, "pre");
@@ -383,6 +399,7 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                        const Buf& weight, int N, int IC, int OC, bool accumulate_dinp) override {
+    const OpTimer op_timer(this, "matmul_backward", IC, OC);
     need(dout, sz(N, OC), {DType::BF16}, "matmul_backward", "dout");
     if (dinp) {
       need(dinp, sz(N, IC), {DType::BF16, DType::F32}, "matmul_backward", "dinp");
@@ -420,6 +437,7 @@ class CudaBackend final : public Backend {
   // ---- norms
   void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
                          const Buf& bias, int N, int C, float eps) override {
+    const OpTimer op_timer(this, "layernorm_forward");
     const char* op = "layernorm_forward";
     need(out, sz(N, C), {DType::BF16}, op, "out");
     need(inp, sz(N, C), {DType::BF16}, op, "inp");
@@ -434,6 +452,7 @@ class CudaBackend final : public Backend {
   void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                           const Buf& weight, const Buf& mean, const Buf& rstd, int N,
                           int C) override {
+    const OpTimer op_timer(this, "layernorm_backward");
     const char* op = "layernorm_backward";
     if (dinp) need(dinp, sz(N, C), {DType::BF16}, op, "dinp");
     if (dweight) need(dweight, static_cast<std::size_t>(C), {DType::BF16}, op, "dweight");
@@ -451,6 +470,7 @@ class CudaBackend final : public Backend {
 
   void rmsnorm_forward(Buf out, Buf rstd, const Buf& inp, const Buf& weight, int N, int C,
                        float eps) override {
+    const OpTimer op_timer(this, "rmsnorm_forward");
     const char* op = "rmsnorm_forward";
     need(out, sz(N, C), {DType::BF16}, op, "out");
     need(inp, sz(N, C), {DType::BF16}, op, "inp");
@@ -462,6 +482,7 @@ class CudaBackend final : public Backend {
 
   void rmsnorm_backward(Buf dinp, Buf dweight, const Buf& dout, const Buf& inp,
                         const Buf& weight, const Buf& rstd, int N, int C) override {
+    const OpTimer op_timer(this, "rmsnorm_backward");
     const char* op = "rmsnorm_backward";
     if (dinp) need(dinp, sz(N, C), {DType::BF16}, op, "dinp");
     if (dweight) need(dweight, static_cast<std::size_t>(C), {DType::BF16}, op, "dweight");
@@ -476,6 +497,7 @@ class CudaBackend final : public Backend {
 
   // ---- elementwise
   void add(Buf out, const Buf& a, const Buf& b, std::size_t n) override {
+    const OpTimer op_timer(this, "add");
     need(out, n, {DType::BF16, DType::F32}, "add", "out");
     need(a, n, {DType::BF16, DType::F32}, "add", "a");
     need(b, n, {DType::BF16, DType::F32}, "add", "b");
@@ -483,16 +505,19 @@ class CudaBackend final : public Backend {
                      dtype_of(b.kind), n);
   }
   void accumulate(Buf dst, const Buf& src, std::size_t n) override {
+    const OpTimer op_timer(this, "accumulate");
     need(dst, n, {DType::BF16, DType::F32}, "accumulate", "dst");
     need(src, n, {DType::BF16, DType::F32}, "accumulate", "src");
     TSU_CUDA_NS::accumulate(ctx_, dst.ptr, dtype_of(dst.kind), src.ptr, dtype_of(src.kind), n);
   }
   void gelu_forward(Buf out, const Buf& inp, std::size_t n) override {
+    const OpTimer op_timer(this, "gelu_forward");
     need(out, n, {DType::BF16, DType::F32}, "gelu_forward", "out");
     need(inp, n, {DType::BF16, DType::F32}, "gelu_forward", "inp");
     TSU_CUDA_NS::gelu_forward(ctx_, out.ptr, dtype_of(out.kind), inp.ptr, dtype_of(inp.kind), n);
   }
   void gelu_backward(Buf dinp, const Buf& inp, const Buf& dout, std::size_t n) override {
+    const OpTimer op_timer(this, "gelu_backward");
     need(dinp, n, {DType::BF16, DType::F32}, "gelu_backward", "dinp");
     need(inp, n, {DType::BF16, DType::F32}, "gelu_backward", "inp");
     need(dout, n, {DType::BF16, DType::F32}, "gelu_backward", "dout");
@@ -500,12 +525,14 @@ class CudaBackend final : public Backend {
                                dout.ptr, dtype_of(dout.kind), n);
   }
   void swiglu_forward(Buf out, const Buf& inp, int N, int F) override {
+    const OpTimer op_timer(this, "swiglu_forward");
     need(out, sz(N, F), {DType::BF16, DType::F32}, "swiglu_forward", "out");
     need(inp, sz(N, 2, F), {DType::BF16, DType::F32}, "swiglu_forward", "inp");
     TSU_CUDA_NS::swiglu_forward(ctx_, out.ptr, dtype_of(out.kind), inp.ptr, dtype_of(inp.kind), N,
                                 F);
   }
   void swiglu_backward(Buf dinp, const Buf& inp, const Buf& dout, int N, int F) override {
+    const OpTimer op_timer(this, "swiglu_backward");
     need(dinp, sz(N, 2, F), {DType::BF16, DType::F32}, "swiglu_backward", "dinp");
     need(inp, sz(N, 2, F), {DType::BF16, DType::F32}, "swiglu_backward", "inp");
     need(dout, sz(N, F), {DType::BF16, DType::F32}, "swiglu_backward", "dout");
@@ -515,14 +542,17 @@ class CudaBackend final : public Backend {
 
   // ---- rope
   void rope_forward(Buf out, const Buf& qkv, const AttentionShape& s, float theta) override {
+    const OpTimer op_timer(this, "rope_forward");
     rope_common("rope_forward", out, qkv, s, theta, false);
   }
   void rope_backward(Buf dqkv, const Buf& dout, const AttentionShape& s, float theta) override {
+    const OpTimer op_timer(this, "rope_backward");
     rope_common("rope_backward", dqkv, dout, s, theta, true);
   }
 
   // ---- attention
   void attention_forward(Buf out, Buf lse, const Buf& qkv, const AttentionShape& s) override {
+    const OpTimer op_timer(this, "attention_forward");
     const char* op = "attention_forward";
     check_shape(op, s);
     need(out, sz(s.B, s.T) * s.n_head * s.head_dim, {DType::BF16}, op, "out");
@@ -533,6 +563,7 @@ class CudaBackend final : public Backend {
 
   void attention_backward(Buf dqkv, const Buf& dout, const Buf& qkv, const Buf& out,
                           const Buf& lse, const AttentionShape& s) override {
+    const OpTimer op_timer(this, "attention_backward");
     const char* op = "attention_backward";
     check_shape(op, s);
     const std::size_t nqkv = sz(s.B, s.T) * (s.n_head + 2 * s.n_kv_head) * s.head_dim;
@@ -550,6 +581,7 @@ class CudaBackend final : public Backend {
   // ---- loss
   void cross_entropy_forward_backward(Buf losses, Buf logits, const Buf& targets, int N, int V,
                                       float dloss) override {
+    const OpTimer op_timer(this, "cross_entropy_forward_backward");
     const char* op = "cross_entropy_forward_backward";
     need(losses, static_cast<std::size_t>(N), {DType::F32}, op, "losses");
     need(logits, sz(N, V), {DType::BF16}, op, "logits");
@@ -560,6 +592,7 @@ class CudaBackend final : public Backend {
   // ---- optimizer
   void adamw_update(Buf master, Buf param, const Buf& grad, Buf m, Buf v, std::size_t n,
                     const AdamWParams& p) override {
+    const OpTimer op_timer(this, "adamw_update");
     const char* op = "adamw_update";
     need(master, n, {DType::F32}, op, "master");
     if (param) need(param, n, {DType::BF16, DType::F32}, op, "param");
@@ -575,6 +608,7 @@ class CudaBackend final : public Backend {
   void adamw_update_segments(Buf master, Buf param, const Buf& grad, Buf m, Buf v,
                              const std::vector<AdamWSegment>& segments,
                              const AdamWParams& p) override {
+    const OpTimer op_timer(this, "adamw_update_segments");
     const char* op = "adamw_update_segments";
     std::size_t end = 0;
     std::vector<float> decays;  // the distinct weight decays, in order of appearance
@@ -604,15 +638,135 @@ class CudaBackend final : public Backend {
   }
 
   double sum_squares(const Buf& b, std::size_t n) override {
+    const OpTimer op_timer(this, "sum_squares");
     need(b, n, {DType::BF16, DType::F32}, "sum_squares", "b");
     return reduce(b, n, true);
   }
   double sum(const Buf& b, std::size_t n) override {
+    const OpTimer op_timer(this, "sum");
     need(b, n, {DType::BF16, DType::F32}, "sum", "b");
     return reduce(b, n, false);
   }
 
  private:
+  // ---- TSUMUGI_CUDA_PROFILE=1: the GPU time of every op inside a real run, from a pair of events
+  // around each (the outermost op only: a fused op's fallback pieces count as that op), summed per
+  // op and shape and printed when the backend goes away, with the gaps between ops: the time the
+  // GPU waited for the host, short gaps (under 1 ms: launches, synchronizations and host work
+  // within and between steps) apart from long ones (start-up, evaluation, checkpoints). The
+  // events cost the host a few microseconds per op, so runs for speed figures leave it off.
+  class OpTimer {
+   public:
+    OpTimer(CudaBackend* b, const char* op, int in = -1, int out = -1) : b_(b->prof_ ? b : nullptr) {
+      if (b_) b_->prof_begin(op, in, out);
+    }
+    ~OpTimer() {
+      if (b_) b_->prof_end();
+    }
+    OpTimer(const OpTimer&) = delete;
+    OpTimer& operator=(const OpTimer&) = delete;
+
+   private:
+    CudaBackend* b_;
+  };
+  struct ProfSpan {
+    std::string label;
+    cudaEvent_t start = nullptr, end = nullptr;
+  };
+  struct ProfTotal {
+    double ms = 0;
+    long calls = 0;
+  };
+
+  cudaEvent_t prof_event() {
+    if (!prof_free_.empty()) {
+      cudaEvent_t e = prof_free_.back();
+      prof_free_.pop_back();
+      return e;
+    }
+    cudaEvent_t e = nullptr;
+    TSU_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault));
+    return e;
+  }
+
+  void prof_begin(const char* op, int in, int out) {
+    if (prof_depth_ > 0) {  // the op's own sub-ops are part of it
+      ++prof_depth_;
+      return;
+    }
+    prof_open_.label = op;
+    if (in >= 0) prof_open_.label += " " + std::to_string(in) + "->" + std::to_string(out);
+    prof_open_.start = prof_event();
+    prof_open_.end = prof_event();
+    TSU_CUDA_CHECK(cudaEventRecord(prof_open_.start, stream_));
+    prof_depth_ = 1;  // only now: if anything above threw, no OpTimer will call prof_end
+  }
+
+  void prof_end() noexcept {
+    if (--prof_depth_ > 0) return;
+    (void)cudaEventRecord(prof_open_.end, stream_);
+    prof_pending_.push_back(prof_open_);
+    if (prof_pending_.size() >= 16384) prof_resolve(true);  // runs that never synchronize
+  }
+
+  // Folds finished spans into the totals; the stream must have been synchronized (sync = true
+  // does it).
+  void prof_resolve(bool sync) noexcept {
+    if (prof_pending_.empty()) return;
+    if (sync) (void)cudaStreamSynchronize(stream_);
+    for (const ProfSpan& sp : prof_pending_) {
+      float ms = 0, gap = 0;
+      if (cudaEventElapsedTime(&ms, sp.start, sp.end) == cudaSuccess) {
+        ProfTotal& t = prof_totals_[sp.label];
+        t.ms += ms;
+        ++t.calls;
+      }
+      if (prof_prev_end_ && cudaEventElapsedTime(&gap, prof_prev_end_, sp.start) == cudaSuccess) {
+        ProfTotal& t = gap < 1.0f ? prof_short_gaps_ : prof_long_gaps_;
+        t.ms += gap;
+        ++t.calls;
+      }
+      prof_free_.push_back(sp.start);
+      if (prof_prev_end_) prof_free_.push_back(prof_prev_end_);
+      prof_prev_end_ = sp.end;  // kept for the next span's gap
+    }
+    prof_pending_.clear();
+    (void)cudaGetLastError();
+  }
+
+  void prof_report() noexcept {
+    prof_resolve(true);
+    if (prof_totals_.empty()) return;
+    std::vector<std::pair<std::string, ProfTotal>> rows(prof_totals_.begin(), prof_totals_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    double busy = 0;
+    for (const auto& r : rows) busy += r.second.ms;
+    const double span = busy + prof_short_gaps_.ms + prof_long_gaps_.ms;
+    std::fprintf(stderr, "tsumugi: CUDA profile (TSUMUGI_CUDA_PROFILE=1) on %s: %.1f ms of GPU timeline\n",
+                 prop_.name, span);
+    std::fprintf(stderr, "  %-44s %9s %11s %7s %11s\n", "op (in->out features)", "calls", "ms", "%", "us/call");
+    for (const auto& r : rows)
+      std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%% %11.1f\n", r.first.c_str(), r.second.calls, r.second.ms,
+                   100.0 * r.second.ms / span, 1e3 * r.second.ms / static_cast<double>(r.second.calls));
+    std::fprintf(stderr, "  %-44s %9s %11.2f %6.1f%%\n", "all ops", "", busy, 100.0 * busy / span);
+    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "GPU idle, gaps under 1 ms", prof_short_gaps_.calls,
+                 prof_short_gaps_.ms, 100.0 * prof_short_gaps_.ms / span);
+    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "GPU idle, gaps of 1 ms or more", prof_long_gaps_.calls,
+                 prof_long_gaps_.ms, 100.0 * prof_long_gaps_.ms / span);
+  }
+
+  void prof_release() noexcept {
+    for (const ProfSpan& sp : prof_pending_) {
+      prof_free_.push_back(sp.start);
+      prof_free_.push_back(sp.end);
+    }
+    prof_pending_.clear();
+    for (cudaEvent_t e : prof_free_) (void)cudaEventDestroy(e);
+    prof_free_.clear();
+    if (prof_prev_end_) (void)cudaEventDestroy(prof_prev_end_);
+    prof_prev_end_ = nullptr;
+  }
+
   static bf16* as_bf16(const Buf& b) { return static_cast<bf16*>(b.ptr); }
   static bf16* opt_bf16(const Buf& b) { return b ? static_cast<bf16*>(b.ptr) : nullptr; }
   static float* as_f32(const Buf& b) { return static_cast<float*>(b.ptr); }
@@ -705,6 +859,7 @@ class CudaBackend final : public Backend {
     TSU_CUDA_CHECK(cudaMemcpyAsync(result_host_, result_dev_, sizeof(double),
                                    cudaMemcpyDeviceToHost, stream_));
     TSU_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (prof_) prof_resolve(false);
     return *result_host_;
   }
 
@@ -972,6 +1127,7 @@ class CudaBackend final : public Backend {
     ctx_.wmma_attention = attn == "wmma";
     ctx_.fa2_q64 = attn == "fa2_q64";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
+    prof_ = std::string(env("TSUMUGI_CUDA_PROFILE")) == "1";
     const std::string fusion = env("TSUMUGI_CUDA_GELU_FUSION");
     if (!fusion.empty()) {
       if (fusion != "0" && fusion != "1" && fusion != "2")
@@ -1005,6 +1161,8 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     if (stream_) (void)cudaStreamSynchronize(stream_);
+    if (prof_ && stream_) prof_report();
+    prof_release();
     for (auto& kv : allocations_) (void)cudaFree(kv.first);
     allocations_.clear();
     for (auto& kv : plans_) {
@@ -1046,6 +1204,14 @@ class CudaBackend final : public Backend {
   Ctx ctx_;
   bool force_gemm_ex_ = false;
   int gelu_fusion_ = 0;  // TSUMUGI_CUDA_GELU_FUSION: 0 none, 1 forward, 2 forward and backward
+  bool prof_ = false;  // TSUMUGI_CUDA_PROFILE=1
+  int prof_depth_ = 0;
+  ProfSpan prof_open_;
+  std::vector<ProfSpan> prof_pending_;
+  std::vector<cudaEvent_t> prof_free_;
+  cudaEvent_t prof_prev_end_ = nullptr;  // the end of the last span folded in
+  std::map<std::string, ProfTotal> prof_totals_;
+  ProfTotal prof_short_gaps_, prof_long_gaps_;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
