@@ -134,6 +134,8 @@ kernel_bench() {
     echo "== TSUMUGI_CUDA_ATTENTION=$m"
     TSUMUGI_CUDA_ATTENTION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'attention|estimated step'
   done
+  echo "== B=64 (the micro-batch llm.c trains GPT-2 124M with)"
+  "$BIN_BENCH" 64 1024 2>&1 | grep -E 'matmul|estimated step'
   # The MLP's GELU in cuBLASLt's matmul epilogues: 1 forward only, 2 forward and backward.
   for m in 1 2; do
     echo "== TSUMUGI_CUDA_GELU_FUSION=$m"
@@ -156,19 +158,24 @@ print(f"{sys.argv[2]:<40} {tps:>12,.0f} tokens/s   MFU {100 * mfu:5.1f}%   ({len
 PY
 }
 
-# The same GPT-2 124M run with each optional CUDA setting, shorter, for a direct comparison with
-# the defaults in one session.
+# The same GPT-2 124M run with each optional CUDA setting and with larger micro-batches (bigger
+# matmuls; AdamW, the gradient norm and the host's per-step work spread over more tokens), 30
+# steps each, for a direct comparison with the defaults in one session. Each line: NAME ENV B.
 train_variants() {
-  local rc=0 v name
-  local steps=$(( STEPS < 40 ? STEPS : 40 ))
-  for v in "TSUMUGI_CUDA_GELU_FUSION=1" "TSUMUGI_CUDA_GELU_FUSION=2"; do
-    name=${v//=/-}
-    env "$v" "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
-      --set train.seq_len=1024 --set train.micro_batch_size=16 --set train.batch_size=16 \
-      --set "train.steps=$steps" --set train.eval_interval=0 --set train.checkpoint_interval=0 \
-      --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/variant-$name" || rc=1
-    median_speed "$OUT/variant-$name/metrics.jsonl" "$v" || rc=1
-  done
+  local rc=0 name env_set b
+  while read -r name env_set b; do
+    env $env_set "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
+      --set train.seq_len=1024 --set "train.micro_batch_size=$b" --set "train.batch_size=$b" \
+      --set train.steps=30 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
+      --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/variant-$name" </dev/null || rc=1
+    median_speed "$OUT/variant-$name/metrics.jsonl" "$name" || rc=1
+  done <<'EOF2'
+B16-gelu-fusion-1 TSUMUGI_CUDA_GELU_FUSION=1 16
+B16-gelu-fusion-2 TSUMUGI_CUDA_GELU_FUSION=2 16
+B32 TSUMUGI_CUDA_GELU_FUSION=0 32
+B64 TSUMUGI_CUDA_GELU_FUSION=0 64
+B64-gelu-fusion-2 TSUMUGI_CUDA_GELU_FUSION=2 64
+EOF2
   # Where the time goes inside a run: GPU time per op and shape, and the GPU's idle gaps (events
   # around every op slow the host a little, so this run is not a speed figure). 20 steps.
   TSUMUGI_CUDA_PROFILE=1 "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
@@ -272,9 +279,9 @@ export -f gpu_info cuda_tests kernel_bench median_speed train_bench train_varian
 export OUT STEPS BIN_TSUMUGI BIN_TESTS BIN_BENCH
 stage nvidia-smi 30 bash -c gpu_info
 if [ -x "$BIN_TESTS" ]; then stage cuda-tests 120 bash -c cuda_tests; else SUMMARY+=("cuda-tests       skipped (not built)"); fi
-if [ -x "$BIN_BENCH" ]; then stage kernel-bench 60 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
+if [ -x "$BIN_BENCH" ]; then stage kernel-bench 120 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-bench 150 bash -c train_bench; else SUMMARY+=("train-bench      skipped (not built)"); fi
-if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 200 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
+if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 300 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
 if [ -x "$BIN_TSUMUGI" ]; then stage train-parity 120 bash -c train_parity; else SUMMARY+=("train-parity     skipped (not built)"); fi
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 if [ "$gpus" -lt 2 ]; then
@@ -296,7 +303,7 @@ if [ -f "$OUT/cuda_tests.log" ]; then
   grep -E ' FAIL$' "$OUT/cuda_tests.log" | head -20
 fi
 [ -f "$OUT/kernel_bench.log" ] && grep -E '^estimated step' "$OUT/kernel_bench.log"
-[ -f "$OUT/gpt2-124m/metrics.jsonl" ] && median_speed "$OUT/gpt2-124m/metrics.jsonl" "GPT-2 124M, defaults"
+[ -f "$OUT/gpt2-124m/metrics.jsonl" ] && median_speed "$OUT/gpt2-124m/metrics.jsonl" "GPT-2 124M, B16, defaults"
 [ -f "$OUT/profile.log" ] && grep -E 'CUDA profile|all ops|GPU idle' "$OUT/profile.log"
 for f in "$OUT"/variant-*/metrics.jsonl; do
   [ -f "$f" ] || continue
