@@ -1126,6 +1126,9 @@ class CudaBackend final : public Backend {
     ctx_.simple_attention = attn == "simple";
     ctx_.wmma_attention = attn == "wmma";
     ctx_.fa2_q64 = attn == "fa2_q64";
+    // TSUMUGI_CUDA_CE=two_pass: the cross-entropy kernel that reads each row twice from global
+    // memory instead of keeping it in shared memory (the fallback for vocabularies too large).
+    ctx_.ce_two_pass = std::string(env("TSUMUGI_CUDA_CE")) == "two_pass";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     prof_ = std::string(env("TSUMUGI_CUDA_PROFILE")) == "1";
     const std::string fusion = env("TSUMUGI_CUDA_GELU_FUSION");
@@ -1157,6 +1160,7 @@ class CudaBackend final : public Backend {
                                "); rebuild with CMAKE_CUDA_ARCHITECTURES including it: " + e.what());
     }
     attention_init(static_cast<int>(prop_.sharedMemPerBlockOptin));
+    cross_entropy_init(static_cast<int>(prop_.sharedMemPerBlockOptin));
   }
 
   void release() noexcept {

@@ -51,6 +51,7 @@ struct Ctx {
   bool simple_attention = false;  // force the plain (no tensor core) attention kernels
   bool wmma_attention = false;    // the older WMMA tensor-core kernels instead of the FA2 ones
   bool fa2_q64 = false;           // FA2 forward and dQ with 64-query blocks at every head_dim
+  bool ce_two_pass = false;       // cross-entropy without the row in shared memory
 };
 
 // ---- elementwise.cu
@@ -119,6 +120,9 @@ void attention_backward(const Ctx& c, bf16* dqkv, const bf16* dout, const bf16* 
                         const bf16* out, const float* lse, const AttnDims& d, void* scratch);
 
 // ---- loss_optim.cu
+// Raises the shared-memory limit of the kernel that keeps a row of logits in shared memory
+// (rows up to about max_smem_optin / 2 entries; larger vocabularies use the two-pass kernel).
+void cross_entropy_init(int max_smem_optin);
 void cross_entropy(const Ctx& c, float* losses, bf16* logits, const int* targets, int N, int V,
                    float dloss);
 // torch.optim.AdamW's operation order (as the CPU backend): w *= decay;

@@ -104,6 +104,94 @@ __global__ void __launch_bounds__(kCeThreads)
   }
 }
 
+constexpr float kCeLog2e = 1.4426950408889634f;
+
+// Sum of v over the block's kCeThreads threads (every thread gets it); `red` is kCeWarps floats.
+__device__ __forceinline__ float ce_block_sum(float v, float* red) {
+  v = warp_sum(v);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float t = 0.f;
+#pragma unroll
+  for (int w = 0; w < kCeWarps; ++w) t += red[w];  // the same order in every thread
+  __syncthreads();
+  return t;
+}
+__device__ __forceinline__ float ce_block_max(float v, float* red) {
+  v = warp_max(v);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float t = red[0];
+#pragma unroll
+  for (int w = 1; w < kCeWarps; ++w) t = fmaxf(t, red[w]);
+  __syncthreads();
+  return t;
+}
+
+// The row-in-shared-memory variant (V * 2 bytes of dynamic shared memory, V % 8 == 0): the logits
+// are read from global memory once and the gradients written once; the max, the sum of
+// exponentials and the gradients are three passes over shared memory. Taking the max first keeps
+// the sum free of the online softmax's serial rescaling (the two-pass kernel above spends most
+// of its time in that dependency chain, not waiting for memory).
+__global__ void __launch_bounds__(kCeThreads)
+    cross_entropy_smem_kernel(float* losses, bf16* logits, const int* targets, int V, float dloss) {
+  TSU_DYNAMIC_SMEM(smem);
+  uint4* row_s = reinterpret_cast<uint4*>(smem);
+  __shared__ float red[kCeWarps];
+  const int nv = V / 8;
+  uint4* xv = reinterpret_cast<uint4*>(logits + static_cast<std::size_t>(blockIdx.x) * V);
+  const int tgt = targets[blockIdx.x];
+  // fmaxf drops a NaN logit from the max, but the sum of exponentials below turns it into a NaN
+  // loss (and gradients), as the two-pass kernel does.
+  float m = -INFINITY;
+  // Unrolled so that each thread has several 16-byte loads in flight (two blocks fit an SM).
+#pragma unroll 4
+  for (int i = threadIdx.x; i < nv; i += kCeThreads) {
+    const uint4 u = xv[i];
+    row_s[i] = u;
+    const bf16* e = reinterpret_cast<const bf16*>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) m = fmaxf(m, ld(e + k));
+  }
+  m = ce_block_max(m, red);
+  const float m2 = m * kCeLog2e;
+  float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // independent sums: no serial chain
+  for (int i = threadIdx.x; i < nv; i += kCeThreads) {
+    const uint4 u = row_s[i];
+    const bf16* e = reinterpret_cast<const bf16*>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) part[k] += exp2f(fmaf(ld(e + k), kCeLog2e, -m2));
+  }
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) sum += part[k];
+  sum = ce_block_sum(sum, red);
+  const float lse = m + logf(sum);
+  if (threadIdx.x == 0) {
+    float loss = 0.f;
+    if (tgt >= V) loss = quiet_nan();
+    else if (tgt >= 0) loss = lse - ld(reinterpret_cast<const bf16*>(row_s) + tgt);
+    losses[blockIdx.x] = loss;
+  }
+  if (dloss == 0.f) return;
+  const bool ignored = tgt < 0;
+  const float lse2 = lse * kCeLog2e;
+  for (int i = threadIdx.x; i < nv; i += kCeThreads) {
+    uint4 u = row_s[i];
+    bf16* e = reinterpret_cast<bf16*>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int j = i * 8 + k;
+      const float g =
+          ignored ? 0.f : dloss * (exp2f(fmaf(ld(e + k), kCeLog2e, -lse2)) - (j == tgt ? 1.f : 0.f));
+      st(e + k, g);
+    }
+    xv[i] = u;
+  }
+}
+
+int g_ce_smem_limit = 0;  // set by cross_entropy_init: the largest row kept in shared memory
+
 template <class TP, class TG>
 __device__ __forceinline__ void adamw_element(std::size_t i, float* master, TP* param,
                                               const TG* grad, float* m, float* v,
@@ -197,10 +285,26 @@ __global__ void reduce_final_kernel(const double* partial, int count, double* re
 
 }  // namespace
 
+void cross_entropy_init(int max_smem_optin) {
+  // Leave room for the kernel's static shared memory.
+  const int limit = max_smem_optin - 1024;
+  if (limit <= 0) return;
+  auto* k = &cross_entropy_smem_kernel;
+  TSU_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+  g_ce_smem_limit = limit;
+}
+
 void cross_entropy(const Ctx& c, float* losses, bf16* logits, const int* targets, int N, int V,
                    float dloss) {
   if (N == 0) return;
   const bool vec = V % 8 == 0 && reinterpret_cast<std::uintptr_t>(logits) % 16 == 0;
+  const std::size_t row_bytes = static_cast<std::size_t>(V) * sizeof(bf16);
+  if (vec && !c.ce_two_pass && row_bytes <= static_cast<std::size_t>(g_ce_smem_limit)) {
+    auto* k = &cross_entropy_smem_kernel;
+    TSU_LAUNCH(k, static_cast<unsigned>(N), kCeThreads, row_bytes, c.stream, losses, logits,
+               targets, V, dloss);
+    return;
+  }
   if (vec) {
     auto* k = &cross_entropy_kernel<true>;
     TSU_LAUNCH(k, static_cast<unsigned>(N), kCeThreads, 0, c.stream, losses, logits, targets, V,
