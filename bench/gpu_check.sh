@@ -134,8 +134,9 @@ kernel_bench() {
     echo "== TSUMUGI_CUDA_ATTENTION=$m"
     TSUMUGI_CUDA_ATTENTION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'attention|estimated step'
   done
-  echo "== TSUMUGI_CUDA_CE=two_pass (the cross-entropy kernel before the row went to shared memory)"
-  TSUMUGI_CUDA_CE=two_pass "$BIN_BENCH" 16 1024 2>&1 | grep -E 'cross-entropy|estimated step'
+  echo "== TSUMUGI_CUDA_CE=two_pass TSUMUGI_CUDA_LN=two_pass (the two-pass cross-entropy and LayerNorm backward kernels)"
+  TSUMUGI_CUDA_CE=two_pass TSUMUGI_CUDA_LN=two_pass "$BIN_BENCH" 16 1024 2>&1 |
+    grep -E 'cross-entropy|layernorm bwd|estimated step'
   echo "== B=64 (the micro-batch llm.c trains GPT-2 124M with)"
   "$BIN_BENCH" 64 1024 2>&1 | grep -E 'matmul|estimated step'
   # The MLP's GELU in cuBLASLt's matmul epilogues: 1 forward only, 2 forward and backward.

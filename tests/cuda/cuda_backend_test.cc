@@ -553,9 +553,19 @@ TEST_F(CudaOps, MatmulThroughCublasGemmEx) {
 
 // ---------------------------------------------------------------------------- norms
 TEST_F(CudaOps, LayerNorm) {
-  for (int C : {pick(768, 96), pick(1001, 50)}) {  // vector and scalar row kernels
-    const int N = pick(1000, 37);
-    const std::string tag = " C=" + std::to_string(C);
+  // The backward runs in one pass for C % 8 == 0 up to 1024 (1..4 vectors of 8 per lane, the
+  // last one partly past C at 520), else (and with TSUMUGI_CUDA_LN=two_pass) as column sums and a
+  // row kernel, vectorised or scalar (odd C).
+  for (const char* mode : {"", "two_pass"}) {
+  setenv("TSUMUGI_CUDA_LN", mode, 1);
+  std::string why;
+  auto alt = make_gpu(&why);
+  unsetenv("TSUMUGI_CUDA_LN");
+  ASSERT_TRUE(alt) << why;
+  std::swap(gpu_, alt);
+  for (int C : {pick(768, 96), pick(1024, 520), pick(2048, 1032), pick(1001, 50)}) {
+    const int N = pick(1000, 300);
+    const std::string tag = " C=" + std::to_string(C) + (*mode ? " two_pass" : "");
     const std::size_t NC = static_cast<std::size_t>(N) * C;
     auto& x = twin(randn(NC, 2.f, 51, 0.5f), Kind::Activation);
     auto& w = twin(randn(C, 0.3f, 52, 1.f), Kind::Param);
@@ -577,6 +587,9 @@ TEST_F(CudaOps, LayerNorm) {
     compare("layernorm_backward dinp +=" + tag, dx, kBf16Out);
     compare("layernorm_backward dweight +=" + tag, dw, kMatmul);
     compare("layernorm_backward dbias +=" + tag, db, kMatmul);
+  }
+  TearDown();
+  std::swap(gpu_, alt);
   }
 }
 

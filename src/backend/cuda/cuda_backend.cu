@@ -1129,6 +1129,9 @@ class CudaBackend final : public Backend {
     // TSUMUGI_CUDA_CE=two_pass: the cross-entropy kernel that reads each row twice from global
     // memory instead of keeping it in shared memory (the fallback for vocabularies too large).
     ctx_.ce_two_pass = std::string(env("TSUMUGI_CUDA_CE")) == "two_pass";
+    // TSUMUGI_CUDA_LN=two_pass: LayerNorm's backward as separate column sums and row kernel (the
+    // one-pass kernel takes C <= 1024).
+    ctx_.ln_two_pass = std::string(env("TSUMUGI_CUDA_LN")) == "two_pass";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     prof_ = std::string(env("TSUMUGI_CUDA_PROFILE")) == "1";
     const std::string fusion = env("TSUMUGI_CUDA_GELU_FUSION");

@@ -52,6 +52,7 @@ struct Ctx {
   bool wmma_attention = false;    // the older WMMA tensor-core kernels instead of the FA2 ones
   bool fa2_q64 = false;           // FA2 forward and dQ with 64-query blocks at every head_dim
   bool ce_two_pass = false;       // cross-entropy without the row in shared memory
+  bool ln_two_pass = false;       // LayerNorm backward as column sums, then the row kernel
 };
 
 // ---- elementwise.cu

@@ -2,6 +2,8 @@
 // over rows by the deterministic column reduction in elementwise.cu.
 #include "backend/cuda/kernels.h"
 
+#include <algorithm>
+
 namespace tsumugi::backend::TSU_CUDA_NS {
 namespace {
 
@@ -107,6 +109,132 @@ __global__ void norm_backward_kernel(bf16* dinp, const bf16* dout, const bf16* i
   }
 }
 
+// LayerNorm backward in one pass over the rows (C <= 32 * 8 * NV, C % 8 == 0, aligned): each warp
+// takes rows warp_id, warp_id + total warps, ..., loads its lanes' 8-column vectors of dout, inp
+// and dinp together (one memory round trip per row), keeps them in registers for the row's two
+// reductions and its dinp update, and sums its share of the weight and bias gradients over its
+// rows in registers. The block's 8 warps then add theirs in warp order into one partial row per
+// block, and norm_partials_final_kernel adds the blocks' rows in block order: deterministic. This
+// reads dout and inp once where the column reduction plus the row kernel read them twice.
+constexpr int kLnFusedMaxVec = 4;  // C up to 1024
+template <int NV>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_backward_fused_kernel(bf16* dinp, const bf16* dout, const bf16* inp,
+                                    const bf16* weight, const float* mean, const float* rstd, int N,
+                                    int C, float* part_w, float* part_b) {
+  __shared__ float red[kRowsPerBlock][kLnFusedMaxVec * 256];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warps = gridDim.x * kRowsPerBlock;
+  float w[NV][8], acc_w[NV][8], acc_b[NV][8];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) {
+    const int c = (v * 32 + lane) * 8;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) w[v][k] = acc_w[v][k] = acc_b[v][k] = 0.f;
+    if (c < C) load8(weight + c, w[v]);
+  }
+  for (int row = blockIdx.x * kRowsPerBlock + warp; row < N; row += warps) {
+    const std::size_t off = static_cast<std::size_t>(row) * C;
+    const float mu = mean[row], rs = rstd[row];
+    uint4 xu[NV], gu[NV], du[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int c = (v * 32 + lane) * 8;
+      if (c >= C) continue;
+      xu[v] = *reinterpret_cast<const uint4*>(inp + off + c);
+      gu[v] = *reinterpret_cast<const uint4*>(dout + off + c);
+      if (dinp) du[v] = *reinterpret_cast<const uint4*>(dinp + off + c);
+    }
+    float a = 0.f, b = 0.f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int c = (v * 32 + lane) * 8;
+      if (c >= C) continue;
+      const bf16* xe = reinterpret_cast<const bf16*>(&xu[v]);
+      const bf16* ge = reinterpret_cast<const bf16*>(&gu[v]);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float g = ld(ge + k), xhat = (ld(xe + k) - mu) * rs;
+        const float dn = g * w[v][k];
+        a += dn;
+        b += dn * xhat;
+        acc_w[v][k] += g * xhat;
+        acc_b[v][k] += g;
+      }
+    }
+    a = warp_sum(a) / C;
+    b = warp_sum(b) / C;
+    if (!dinp) continue;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int c = (v * 32 + lane) * 8;
+      if (c >= C) continue;
+      const bf16* xe = reinterpret_cast<const bf16*>(&xu[v]);
+      const bf16* ge = reinterpret_cast<const bf16*>(&gu[v]);
+      bf16* de = reinterpret_cast<bf16*>(&du[v]);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float xhat = (ld(xe + k) - mu) * rs;
+        st(de + k, ld(de + k) + rs * (ld(ge + k) * w[v][k] - a - xhat * b));
+      }
+      *reinterpret_cast<uint4*>(dinp + off + c) = du[v];
+    }
+  }
+  // The block's partial rows: warps in order, first the weight's, then the bias's.
+  for (int which = 0; which < 2; ++which) {
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int c = (v * 32 + lane) * 8;
+      if (c >= C) continue;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) red[warp][c + k] = which == 0 ? acc_w[v][k] : acc_b[v][k];
+    }
+    __syncthreads();
+    float* part = which == 0 ? part_w : part_b;
+    for (int c = threadIdx.x; c < C; c += kThreads) {
+      float t = 0.f;
+      for (int r = 0; r < kRowsPerBlock; ++r) t += red[r][c];
+      part[static_cast<std::size_t>(blockIdx.x) * C + c] = t;
+    }
+    __syncthreads();
+  }
+}
+
+// dweight[c] += the sum over R partial rows of part_w[r, c] (and dbias from part_b): each block
+// takes 32 columns, its 8 warps sum interleaved rows, and the 8 sums are added in warp order.
+constexpr int kFinalCols = 32;
+__global__ void norm_partials_final_kernel(const float* part_w, const float* part_b, bf16* dweight,
+                                           bf16* dbias, int R, int C) {
+  __shared__ float red[2][kRowsPerBlock][kFinalCols];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int c = blockIdx.x * kFinalCols + lane;
+  float sw = 0.f, sb = 0.f;
+  if (c < C)
+    for (int r = warp; r < R; r += kRowsPerBlock) {
+      sw += part_w[static_cast<std::size_t>(r) * C + c];
+      sb += part_b[static_cast<std::size_t>(r) * C + c];
+    }
+  red[0][warp][lane] = sw;
+  red[1][warp][lane] = sb;
+  __syncthreads();
+  if (warp == 0 && c < C) {
+    float tw = 0.f, tb = 0.f;
+    for (int w = 0; w < kRowsPerBlock; ++w) {
+      tw += red[0][w][lane];
+      tb += red[1][w][lane];
+    }
+    st(dweight + c, ld(dweight + c) + tw);
+    st(dbias + c, ld(dbias + c) + tb);
+  }
+}
+
+// Blocks of the fused LayerNorm backward: at least 16 rows per warp, at most 2 blocks per SM
+// (the register budget of 256 threads at C = 768 allows 2).
+unsigned ln_fused_blocks(int N, int sm_count) {
+  const int by_rows = (N + 16 * kRowsPerBlock - 1) / (16 * kRowsPerBlock);
+  return static_cast<unsigned>(std::max(1, std::min(by_rows, 2 * std::max(sm_count, 1))));
+}
+
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd_out, const bf16* inp,
                                        const bf16* weight, int N, int C, float eps) {
   const int lane = threadIdx.x % 32;
@@ -139,13 +267,36 @@ void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const 
 }
 
 std::size_t norm_backward_scratch_bytes(int N, int C, int sm_count) {
-  return column_reduce_scratch_bytes(N, C, sm_count);
+  const std::size_t fused =
+      2 * align_up(static_cast<std::size_t>(ln_fused_blocks(N, sm_count)) * C * sizeof(float), 256);
+  return std::max(column_reduce_scratch_bytes(N, C, sm_count), fused);
 }
 
 void layernorm_backward(const Ctx& c, bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout,
                         const bf16* inp, const bf16* weight, const float* mean, const float* rstd,
                         int N, int C, void* scratch) {
   if (N == 0) return;
+  const int nv = (C + 255) / 256;
+  if (!c.ln_two_pass && dweight && dbias && nv <= kLnFusedMaxVec &&
+      vec8_ok(C, {dinp, dout, inp, weight})) {
+    const unsigned blocks = ln_fused_blocks(N, c.sm_count);
+    float* part_w = static_cast<float*>(scratch);
+    float* part_b = reinterpret_cast<float*>(
+        static_cast<char*>(scratch) + align_up(static_cast<std::size_t>(blocks) * C * sizeof(float), 256));
+    auto launch = [&](auto* k) {
+      TSU_LAUNCH(k, blocks, kThreads, 0, c.stream, dinp, dout, inp, weight, mean, rstd, N, C,
+                 part_w, part_b);
+    };
+    if (nv == 1) launch(&layernorm_backward_fused_kernel<1>);
+    else if (nv == 2) launch(&layernorm_backward_fused_kernel<2>);
+    else if (nv == 3) launch(&layernorm_backward_fused_kernel<3>);
+    else launch(&layernorm_backward_fused_kernel<4>);
+    auto* f = &norm_partials_final_kernel;
+    TSU_LAUNCH(f, (C + kFinalCols - 1) / kFinalCols, kThreads, 0, c.stream,
+               static_cast<const float*>(part_w), static_cast<const float*>(part_b), dweight, dbias,
+               static_cast<int>(blocks), C);
+    return;
+  }
   // Parameter gradients first: dinp may alias dout, and the row kernel overwrites it.
   column_reduce(c, dout, inp, mean, rstd, dweight, DType::BF16, dbias, DType::BF16, N, C,
                 scratch);
