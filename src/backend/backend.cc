@@ -28,6 +28,12 @@ void Backend::dropout_scale(Buf out, const Buf& inp, int N, int C, float p, uint
   upload(out, h.data(), n);
 }
 
+void Backend::add_layernorm_forward(Buf sum, Buf out, Buf mean, Buf rstd, const Buf& a, const Buf& b,
+                                    const Buf& weight, const Buf& bias, int N, int C, float eps) {
+  add(sum, a, b, static_cast<std::size_t>(N) * C);
+  layernorm_forward(out, mean, rstd, sum, weight, bias, N, C, eps);
+}
+
 void Backend::matmul_gelu_forward(Buf out, Buf pre, const Buf& inp, const Buf& weight, const Buf& bias, int N, int IC,
                                   int OC) {
   matmul_forward(pre, inp, weight, bias, N, IC, OC);

@@ -379,8 +379,8 @@ void Model::forward_layer(int l, int B, int T, const Buf& residual) {
     be_.matmul_forward(L.attproj, L.att, P(p + 4), P(p + 5), N, C, C);
     lora(l, S::AttnOut, L.att, L.attproj);
     hidden_dropout(L.attproj, L.attproj, N, 2 * l + 1);
-    be_.add(L.res2, residual, L.attproj, static_cast<std::size_t>(N) * C);
-    be_.layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, P(p + 6), P(p + 7), N, C, cfg_.norm_eps);
+    be_.add_layernorm_forward(L.res2, L.ln2, L.ln2_mean, L.ln2_rstd, residual, L.attproj, P(p + 6), P(p + 7), N, C,
+                              cfg_.norm_eps);
     if (adapter(l, S::MlpUp)) {  // the adapter adds to the pre-activation
       be_.matmul_forward(L.fc, L.ln2, P(p + 8), P(p + 9), N, C, F);
       lora(l, S::MlpUp, L.ln2, L.fc);

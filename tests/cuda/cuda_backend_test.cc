@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
@@ -587,6 +588,26 @@ TEST_F(CudaOps, LayerNorm) {
     compare("layernorm_backward dinp +=" + tag, dx, kBf16Out);
     compare("layernorm_backward dweight +=" + tag, dw, kMatmul);
     compare("layernorm_backward dbias +=" + tag, db, kMatmul);
+
+    // The residual add fused with the norm equals add then layernorm_forward, bit for bit, and
+    // the CPU's two ops within bf16 rounding.
+    auto& r = twin(randn(NC, 1.f, 58), Kind::Activation);
+    auto& sum = twin_zero(NC, Kind::Activation);
+    auto& out2 = twin_zero(NC, Kind::Activation);
+    auto& mean2 = twin_zero(N, Kind::Float32);
+    auto& rstd2 = twin_zero(N, Kind::Float32);
+    cpu_->add_layernorm_forward(sum.c, out2.c, mean2.c, rstd2.c, x.c, r.c, w.c, b.c, N, C, 1e-5f);
+    gpu_->add_layernorm_forward(sum.g, out2.g, mean2.g, rstd2.g, x.g, r.g, w.g, b.g, N, C, 1e-5f);
+    compare("add_layernorm_forward sum" + tag, sum, kBf16Out);
+    compare("add_layernorm_forward out" + tag, out2, kBf16Out);
+    gpu_->add(sum.g, x.g, r.g, NC);
+    gpu_->layernorm_forward(out.g, mean.g, rstd.g, sum.g, w.g, b.g, N, C, 1e-5f);
+    for (auto [fused, apart, n, what] :
+         {std::tuple{&out2, &out, NC, "out"}, {&mean2, &mean, std::size_t(N), "mean"},
+          {&rstd2, &rstd, std::size_t(N), "rstd"}}) {
+      const std::vector<float> f = get(*gpu_, fused->g, n), s2 = get(*gpu_, apart->g, n);
+      EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
+    }
   }
   TearDown();
   std::swap(gpu_, alt);

@@ -449,6 +449,25 @@ class CudaBackend final : public Backend {
                                    as_bf16(weight), bias ? as_bf16(bias) : nullptr, N, C, eps);
   }
 
+  void add_layernorm_forward(Buf sum, Buf out, Buf mean, Buf rstd, const Buf& a, const Buf& b,
+                             const Buf& weight, const Buf& bias, int N, int C, float eps) override {
+    const OpTimer op_timer(this, "add_layernorm_forward");
+    const char* op = "add_layernorm_forward";
+    need(sum, sz(N, C), {DType::BF16}, op, "sum");
+    need(out, sz(N, C), {DType::BF16}, op, "out");
+    need(a, sz(N, C), {DType::BF16}, op, "a");
+    need(b, sz(N, C), {DType::BF16}, op, "b");
+    need(weight, static_cast<std::size_t>(C), {DType::BF16}, op, "weight");
+    if (bias) need(bias, static_cast<std::size_t>(C), {DType::BF16}, op, "bias");
+    if (mean) need(mean, static_cast<std::size_t>(N), {DType::F32}, op, "mean");
+    if (rstd) need(rstd, static_cast<std::size_t>(N), {DType::F32}, op, "rstd");
+    if (TSU_CUDA_NS::add_layernorm_forward(ctx_, as_bf16(sum), as_bf16(out), opt_f32(mean),
+                                           opt_f32(rstd), as_bf16(a), as_bf16(b), as_bf16(weight),
+                                           bias ? as_bf16(bias) : nullptr, N, C, eps))
+      return;
+    Backend::add_layernorm_forward(sum, out, mean, rstd, a, b, weight, bias, N, C, eps);
+  }
+
   void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout, const Buf& inp,
                           const Buf& weight, const Buf& mean, const Buf& rstd, int N,
                           int C) override {

@@ -97,6 +97,11 @@ void copy_strided(const Ctx& c, void* dst, DType dt, int dst_stride, const void*
 // ---- norm.cu (mean/rstd may be null in forward: not stored)
 void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const bf16* inp,
                        const bf16* weight, const bf16* bias, int N, int C, float eps);
+// sum = a + b and out = LayerNorm(sum) in one pass; false (nothing launched) when the shape or
+// alignment does not suit the kernel (C > 1024, C % 8 != 0) or TSUMUGI_CUDA_LN=two_pass.
+bool add_layernorm_forward(const Ctx& c, bf16* sum, bf16* out, float* mean, float* rstd,
+                           const bf16* a, const bf16* b, const bf16* weight, const bf16* bias, int N,
+                           int C, float eps);
 std::size_t norm_backward_scratch_bytes(int N, int C, int sm_count);
 void layernorm_backward(const Ctx& c, bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout,
                         const bf16* inp, const bf16* weight, const float* mean, const float* rstd,

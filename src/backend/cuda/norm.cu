@@ -70,6 +70,68 @@ __global__ void layernorm_forward_kernel(bf16* out, float* mean_out, float* rstd
   }
 }
 
+// sum = a + b, then LayerNorm of the sum, with the row in registers (C <= 256 * NV, C % 8 == 0,
+// aligned). The sum is rounded to bf16 before it is normalised and the sums run in
+// layernorm_forward_kernel's order, so the results equal add followed by layernorm_forward.
+template <int NV>
+__global__ void __launch_bounds__(kThreads)
+    add_layernorm_forward_kernel(bf16* sum, bf16* out, float* mean_out, float* rstd_out,
+                                 const bf16* a, const bf16* b, const bf16* weight,
+                                 const bf16* bias, int N, int C, float eps) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= N) return;  // whole warp leaves together
+  const std::size_t off = static_cast<std::size_t>(row) * C;
+  float v[NV][8];
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < NV; ++j) {
+    const int c = (j * 32 + lane) * 8;
+    if (c >= C) continue;
+    float x[8], y[8];
+    load8(a + off + c, x);
+    load8(b + off + c, y);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) x[k] += y[k];
+    store8(sum + off + c, x);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[j][k] = __bfloat162float(__float2bfloat16_rn(x[k]));
+      s += v[j][k];
+    }
+  }
+  const float mean = warp_sum(s) / C;
+  float var = 0.f;
+#pragma unroll
+  for (int j = 0; j < NV; ++j) {
+    const int c = (j * 32 + lane) * 8;
+    if (c >= C) continue;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) var += (v[j][k] - mean) * (v[j][k] - mean);
+  }
+  const float rstd = 1.f / sqrtf(warp_sum(var) / C + eps);
+#pragma unroll
+  for (int j = 0; j < NV; ++j) {
+    const int c = (j * 32 + lane) * 8;
+    if (c >= C) continue;
+    float w[8], bb[8];
+    load8(weight + c, w);
+    if (bias) {
+      load8(bias + c, bb);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) bb[k] = 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[j][k] = (v[j][k] - mean) * rstd * w[k] + bb[k];
+    store8(out + off + c, v[j]);
+  }
+  if (lane == 0) {
+    if (mean_out) mean_out[row] = mean;
+    if (rstd_out) rstd_out[row] = rstd;
+  }
+}
+
 // dinp += rstd * (dn - mean(dn) - xhat * mean(dn * xhat)), dn = dout * weight.
 // mean == nullptr: RMSNorm (xhat = x * rstd, no mean(dn) term).
 template <bool VEC>
@@ -264,6 +326,24 @@ void layernorm_forward(const Ctx& c, bf16* out, float* mean, float* rstd, const 
   auto* k = vec ? &layernorm_forward_kernel<true> : &layernorm_forward_kernel<false>;
   TSU_LAUNCH(k, row_blocks(N), kThreads, 0, c.stream, out, mean, rstd, inp, weight, bias, N, C,
              eps);
+}
+
+bool add_layernorm_forward(const Ctx& c, bf16* sum, bf16* out, float* mean, float* rstd,
+                           const bf16* a, const bf16* b, const bf16* weight, const bf16* bias, int N,
+                           int C, float eps) {
+  const int nv = (C + 255) / 256;
+  if (c.ln_two_pass || nv > kLnFusedMaxVec || !vec8_ok(C, {sum, out, a, b, weight, bias}))
+    return false;
+  if (N == 0) return true;
+  auto launch = [&](auto* k) {
+    TSU_LAUNCH(k, row_blocks(N), kThreads, 0, c.stream, sum, out, mean, rstd, a, b, weight, bias,
+               N, C, eps);
+  };
+  if (nv == 1) launch(&add_layernorm_forward_kernel<1>);
+  else if (nv == 2) launch(&add_layernorm_forward_kernel<2>);
+  else if (nv == 3) launch(&add_layernorm_forward_kernel<3>);
+  else launch(&add_layernorm_forward_kernel<4>);
+  return true;
 }
 
 std::size_t norm_backward_scratch_bytes(int N, int C, int sm_count) {
