@@ -14,7 +14,14 @@
 #
 # Environment: OUT (results; the device tool sets it; default /tmp/tsumugi-gpu-check), STEPS
 # (training steps, default 30), CUDA_ARCH (default: the GPU's compute capability, else 90), JOBS
-# (build parallelism).
+# (build parallelism), STAGES (comma-separated stages to run after the build, default all:
+# data,tests,kernel-bench,train-bench,train-variants,train-parity,nccl-2gpu; a lent GPU machine
+# allows 10 minutes per command, so a first call can take the build and the tests and a second,
+# on the still-warm machine, the rest).
+#
+# The training stages read demo-out/ (the demo's tokenizer and Megatron shards); the data stage
+# makes it from data/corpus with the built binary when it is missing (about a minute), so carry
+# demo-out/ to the GPU machine if you have it.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -114,6 +121,29 @@ build() {
     echo "some shared libraries are still missing (above)"
     return 1
   fi
+}
+
+# The demo's tokenizer and shards (scripts/demo.sh steps 1-5), when they are not there yet.
+ensure_data() {
+  local d=demo-out
+  if [ -f $d/tok.model ] && [ -f $d/shards/ja.idx ] && [ -f $d/shards/en.idx ] && [ -f $d/shards/code.idx ]; then
+    echo "$d/ is there"
+    return 0
+  fi
+  echo "making $d/ from data/corpus"
+  mkdir -p $d || return 1
+  python3 scripts/make_dirty_corpus.py --in data/corpus --langs ja --out $d/raw.jsonl.gz --seed 1 || return 1
+  "$BIN_TSUMUGI" -q corpus clean --preset llm-jp-v1-ja --dedup minhash -o $d/clean-ja $d/raw.jsonl.gz || return 1
+  "$BIN_TSUMUGI" -q corpus clean --preset en --dedup exact -o $d/clean-en data/corpus/en.jsonl.gz || return 1
+  "$BIN_TSUMUGI" -q corpus clean --preset code --dedup exact -o $d/clean-code data/corpus/code.jsonl.gz || return 1
+  "$BIN_TSUMUGI" -q tokenizer train --input $d/clean-ja/kept-*.jsonl.zst $d/clean-en/kept-*.jsonl.zst \
+    $d/clean-code/kept-*.jsonl.zst --vocab-size 8000 --model-type unigram --byte-fallback true \
+    --split-digits true --control-symbols '<EOD>' --input-sentence-size 30000 --num-threads "$(nproc)" \
+    -o $d/tok || return 1
+  local lang
+  for lang in ja en code; do
+    "$BIN_TSUMUGI" -q tokenize --model $d/tok.model -o $d/shards/$lang $d/clean-$lang/kept-*.jsonl.zst || return 1
+  done
 }
 
 gpu_info() {
@@ -278,16 +308,29 @@ if build; then build_status=ok; else build_status=FAILED; fi
 SUMMARY+=("$(printf '%-16s %-28s %4ss' build "$build_status" "$((SECONDS - t0))")")
 
 # `timeout` runs programs, not shell functions: export them and call them through bash.
-export -f gpu_info cuda_tests kernel_bench median_speed train_bench train_variants train_parity nccl_two_gpus
+export -f ensure_data gpu_info cuda_tests kernel_bench median_speed train_bench train_variants train_parity \
+  nccl_two_gpus
 export OUT STEPS BIN_TSUMUGI BIN_TESTS BIN_BENCH
+STAGES=${STAGES:-data,tests,kernel-bench,train-bench,train-variants,train-parity,nccl-2gpu}
+wanted() { [[ ",$STAGES," == *",$1,"* ]]; }
+# want NAME BINARY: whether to run stage NAME (asked for, and its binary was built).
+want() {
+  wanted "$1" || return 1
+  [ -x "$2" ] && return 0
+  SUMMARY+=("$(printf '%-16s skipped (not built)' "$1")")
+  return 1
+}
 stage nvidia-smi 30 bash -c gpu_info
-if [ -x "$BIN_TESTS" ]; then stage cuda-tests 120 bash -c cuda_tests; else SUMMARY+=("cuda-tests       skipped (not built)"); fi
-if [ -x "$BIN_BENCH" ]; then stage kernel-bench 120 bash -c kernel_bench; else SUMMARY+=("kernel-bench     skipped (not built)"); fi
-if [ -x "$BIN_TSUMUGI" ]; then stage train-bench 150 bash -c train_bench; else SUMMARY+=("train-bench      skipped (not built)"); fi
-if [ -x "$BIN_TSUMUGI" ]; then stage train-variants 300 bash -c train_variants; else SUMMARY+=("train-variants   skipped (not built)"); fi
-if [ -x "$BIN_TSUMUGI" ]; then stage train-parity 120 bash -c train_parity; else SUMMARY+=("train-parity     skipped (not built)"); fi
+if want data "$BIN_TSUMUGI"; then stage data 300 bash -c ensure_data; fi
+if want tests "$BIN_TESTS"; then stage cuda-tests 120 bash -c cuda_tests; fi
+if want kernel-bench "$BIN_BENCH"; then stage kernel-bench 120 bash -c kernel_bench; fi
+if want train-bench "$BIN_TSUMUGI"; then stage train-bench 150 bash -c train_bench; fi
+if want train-variants "$BIN_TSUMUGI"; then stage train-variants 300 bash -c train_variants; fi
+if want train-parity "$BIN_TSUMUGI"; then stage train-parity 120 bash -c train_parity; fi
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-if [ "$gpus" -lt 2 ]; then
+if ! wanted nccl-2gpu; then
+  :
+elif [ "$gpus" -lt 2 ]; then
   SUMMARY+=("nccl-2gpu        skipped ($gpus GPU)")
 elif ! command -v mpirun >/dev/null; then
   SUMMARY+=("nccl-2gpu        skipped (no mpirun)")
