@@ -350,7 +350,7 @@ if [ -f "$OUT/cuda_tests.log" ]; then
 fi
 [ -f "$OUT/kernel_bench.log" ] && grep -E '^estimated step' "$OUT/kernel_bench.log"
 [ -f "$OUT/gpt2-124m/metrics.jsonl" ] && median_speed "$OUT/gpt2-124m/metrics.jsonl" "GPT-2 124M, B16, defaults"
-[ -f "$OUT/profile.log" ] && grep -E 'CUDA profile|all ops|GPU idle' "$OUT/profile.log"
+[ -f "$OUT/profile.log" ] && grep -E 'CUDA profile|all ops|gaps' "$OUT/profile.log"
 for f in "$OUT"/variant-*/metrics.jsonl; do
   [ -f "$f" ] || continue
   v=$(basename "$(dirname "$f")")

@@ -497,9 +497,13 @@ TEST_F(CudaOps, MatmulGeluFusedAndApart) {
       compare("matmul_gelu_backward dweight += " + tag, dw, kMatmul);
       compare("matmul_gelu_backward dbias += " + tag, db, kMatmul);
       // The fused backward never needs the activation's gradient, so dact shows which path ran.
+      // The emulator offers every epilogue cuBLASLt documents; a real cuBLASLt may have no
+      // algorithm for a shape and the ops then run apart, which is also correct.
       const std::vector<float> dact_g = get(*gpu_, dact.g, N * F);
       const bool untouched = std::all_of(dact_g.begin(), dact_g.end(), [](float v) { return v == 0.f; });
-      EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
+      std::printf("  %s: GELU backward %s\n", tag.c_str(), untouched ? "fused (DGELU)" : "apart");
+      if (kEmu) EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
+      else if (fusion[0] != '2' || F % 8 != 0) EXPECT_FALSE(untouched) << tag;
     }
     TearDown();
     std::swap(gpu_, alt);
@@ -602,11 +606,15 @@ TEST_F(CudaOps, LayerNorm) {
     compare("add_layernorm_forward out" + tag, out2, kBf16Out);
     gpu_->add(sum.g, x.g, r.g, NC);
     gpu_->layernorm_forward(out.g, mean.g, rstd.g, sum.g, w.g, b.g, N, C, 1e-5f);
+    // Bit for bit under the emulator; nvcc could contract a multiply-add differently in the two
+    // kernels, so on a GPU within one bf16 rounding.
     for (auto [fused, apart, n, what] :
          {std::tuple{&out2, &out, NC, "out"}, {&mean2, &mean, std::size_t(N), "mean"},
           {&rstd2, &rstd, std::size_t(N), "rstd"}}) {
       const std::vector<float> f = get(*gpu_, fused->g, n), s2 = get(*gpu_, apart->g, n);
-      EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
+      if (kEmu) EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
+      else expect_close(std::string("add_layernorm_forward = add + layernorm_forward ") + what + tag, s2, f,
+                        Tol{8e-3, 1e-6});
     }
   }
   TearDown();
@@ -900,6 +908,12 @@ TEST_F(CudaOps, AdamWSegmentsEqualOneCallPerTensor) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("overlap"), std::string::npos) << e.what();
   }
+  try {
+    g.adamw_update_segments(x, Buf{}, gr, y, z, {{0, 50, NAN}, {50, 50, 0.1f}}, p);
+    ADD_FAILURE() << "a NaN weight decay was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("not a finite number"), std::string::npos) << e.what();
+  }
   for (Buf* b : {&x, &y, &z, &gr}) g.free(*b);
 }
 
@@ -951,7 +965,8 @@ TEST(CudaProfile, CountsEveryOuterOpOnce) {
   EXPECT_EQ(calls("matmul_gelu_forward 16->40"), 1);
   EXPECT_EQ(calls("gelu_forward"), -1) << "counted inside matmul_gelu_forward";
   EXPECT_EQ(calls("sum_squares"), 1);
-  EXPECT_EQ(calls("GPU idle, gaps under 1 ms") + calls("GPU idle, gaps of 1 ms or more"), 4) << "between 5 ops";
+  EXPECT_EQ(calls("gaps under 1 ms (idle, or untimed: NCCL)") + calls("gaps of 1 ms or more (idle, or NCCL)"), 4)
+      << "between 5 ops";
 }
 
 // ---------------------------------------------------------------------------- whole model

@@ -638,6 +638,8 @@ class CudaBackend final : public Backend {
         decays.push_back(s.weight_decay);
     }
     if (end == 0) return;
+    for (float wd : decays)
+      if (!std::isfinite(wd)) bad(op, "weight decay " + std::to_string(wd) + " is not a finite number");
     if (decays.size() > static_cast<std::size_t>(kAdamWMaxDecays)) {
       Backend::adamw_update_segments(master, param, grad, m, v, segments, p);
       return;
@@ -671,7 +673,7 @@ class CudaBackend final : public Backend {
   // ---- TSUMUGI_CUDA_PROFILE=1: the GPU time of every op inside a real run, from a pair of events
   // around each (the outermost op only: a fused op's fallback pieces count as that op), summed per
   // op and shape and printed when the backend goes away, with the gaps between ops: the time the
-  // GPU waited for the host, short gaps (under 1 ms: launches, synchronizations and host work
+  // GPU waited for the host (or ran work no op timer wraps: the NCCL collectives), short gaps (under 1 ms: launches, synchronizations and host work
   // within and between steps) apart from long ones (start-up, evaluation, checkpoints). The
   // events cost the host a few microseconds per op, so runs for speed figures leave it off.
   class OpTimer {
@@ -768,9 +770,9 @@ class CudaBackend final : public Backend {
       std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%% %11.1f\n", r.first.c_str(), r.second.calls, r.second.ms,
                    100.0 * r.second.ms / span, 1e3 * r.second.ms / static_cast<double>(r.second.calls));
     std::fprintf(stderr, "  %-44s %9s %11.2f %6.1f%%\n", "all ops", "", busy, 100.0 * busy / span);
-    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "GPU idle, gaps under 1 ms", prof_short_gaps_.calls,
+    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "gaps under 1 ms (idle, or untimed: NCCL)", prof_short_gaps_.calls,
                  prof_short_gaps_.ms, 100.0 * prof_short_gaps_.ms / span);
-    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "GPU idle, gaps of 1 ms or more", prof_long_gaps_.calls,
+    std::fprintf(stderr, "  %-44s %9ld %11.2f %6.1f%%\n", "gaps of 1 ms or more (idle, or NCCL)", prof_long_gaps_.calls,
                  prof_long_gaps_.ms, 100.0 * prof_long_gaps_.ms / span);
   }
 
@@ -1125,9 +1127,10 @@ class CudaBackend final : public Backend {
       p.algo = res.algo;
     } else {
       std::fprintf(stderr,
-                   "tsumugi: no cuBLASLt algorithm for matmul m=%d n=%d k=%d (%s); using "
-                   "cublasGemmEx\n",
-                   g.m, g.n, g.k, cublasGetStatusString(st));
+                   "tsumugi: no cuBLASLt algorithm for matmul m=%d n=%d k=%d%s (%s); %s\n", g.m,
+                   g.n, g.k, g.epi == Gemm::Epi::None ? "" : " with a GELU epilogue",
+                   cublasGetStatusString(st),
+                   g.epi == Gemm::Epi::None ? "using cublasGemmEx" : "running the GELU apart");
     }
     return p;
   }

@@ -290,11 +290,13 @@ __global__ void norm_partials_final_kernel(const float* part_w, const float* par
   }
 }
 
-// Blocks of the fused LayerNorm backward: at least 16 rows per warp, at most 2 blocks per SM
-// (the register budget of 256 threads at C = 768 allows 2).
-unsigned ln_fused_blocks(int N, int sm_count) {
+// Blocks of the fused LayerNorm backward: at least 16 rows per warp, and no more than fit the
+// GPU at once: 256 threads of up to 128 registers (NV <= 3, C <= 768; ptxas: 64 / 110 / 128)
+// make 2 blocks per SM, NV = 4 takes 171 registers, so 1.
+unsigned ln_fused_blocks(int N, int C, int sm_count) {
   const int by_rows = (N + 16 * kRowsPerBlock - 1) / (16 * kRowsPerBlock);
-  return static_cast<unsigned>(std::max(1, std::min(by_rows, 2 * std::max(sm_count, 1))));
+  const int per_sm = (C + 255) / 256 <= 3 ? 2 : 1;
+  return static_cast<unsigned>(std::max(1, std::min(by_rows, per_sm * std::max(sm_count, 1))));
 }
 
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd_out, const bf16* inp,
@@ -348,7 +350,7 @@ bool add_layernorm_forward(const Ctx& c, bf16* sum, bf16* out, float* mean, floa
 
 std::size_t norm_backward_scratch_bytes(int N, int C, int sm_count) {
   const std::size_t fused =
-      2 * align_up(static_cast<std::size_t>(ln_fused_blocks(N, sm_count)) * C * sizeof(float), 256);
+      2 * align_up(static_cast<std::size_t>(ln_fused_blocks(N, C, sm_count)) * C * sizeof(float), 256);
   return std::max(column_reduce_scratch_bytes(N, C, sm_count), fused);
 }
 
@@ -359,7 +361,7 @@ void layernorm_backward(const Ctx& c, bf16* dinp, bf16* dweight, bf16* dbias, co
   const int nv = (C + 255) / 256;
   if (!c.ln_two_pass && dweight && dbias && nv <= kLnFusedMaxVec &&
       vec8_ok(C, {dinp, dout, inp, weight})) {
-    const unsigned blocks = ln_fused_blocks(N, c.sm_count);
+    const unsigned blocks = ln_fused_blocks(N, C, c.sm_count);
     float* part_w = static_cast<float*>(scratch);
     float* part_b = reinterpret_cast<float*>(
         static_cast<char*>(scratch) + align_up(static_cast<std::size_t>(blocks) * C * sizeof(float), 256));
