@@ -502,8 +502,11 @@ TEST_F(CudaOps, MatmulGeluFusedAndApart) {
       const std::vector<float> dact_g = get(*gpu_, dact.g, N * F);
       const bool untouched = std::all_of(dact_g.begin(), dact_g.end(), [](float v) { return v == 0.f; });
       std::printf("  %s: GELU backward %s\n", tag.c_str(), untouched ? "fused (DGELU)" : "apart");
-      if (kEmu) EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
-      else if (fusion[0] != '2' || F % 8 != 0) EXPECT_FALSE(untouched) << tag;
+      if (kEmu) {
+        EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
+      } else if (fusion[0] != '2' || F % 8 != 0) {
+        EXPECT_FALSE(untouched) << tag;
+      }
     }
     TearDown();
     std::swap(gpu_, alt);
@@ -612,9 +615,12 @@ TEST_F(CudaOps, LayerNorm) {
          {std::tuple{&out2, &out, NC, "out"}, {&mean2, &mean, std::size_t(N), "mean"},
           {&rstd2, &rstd, std::size_t(N), "rstd"}}) {
       const std::vector<float> f = get(*gpu_, fused->g, n), s2 = get(*gpu_, apart->g, n);
-      if (kEmu) EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
-      else expect_close(std::string("add_layernorm_forward = add + layernorm_forward ") + what + tag, s2, f,
-                        Tol{8e-3, 1e-6});
+      if (kEmu) {
+        EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
+      } else {
+        expect_close(std::string("add_layernorm_forward = add + layernorm_forward ") + what + tag, s2, f,
+                     Tol{8e-3, 1e-6});
+      }
     }
   }
   TearDown();
