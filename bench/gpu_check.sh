@@ -169,11 +169,14 @@ kernel_bench() {
     grep -E 'cross-entropy|layernorm bwd|estimated step'
   echo "== B=64 (the micro-batch llm.c trains GPT-2 124M with)"
   "$BIN_BENCH" 64 1024 2>&1 | grep -E 'matmul|estimated step'
-  # The MLP's GELU in cuBLASLt's matmul epilogues: 1 forward only, 2 forward and backward.
+  # The MLP's GELU in cuBLASLt's matmul epilogues: 1 forward only, 2 forward and backward; bias
+  # gradients from the weight-gradient matmuls.
   for m in 1 2; do
     echo "== TSUMUGI_CUDA_GELU_FUSION=$m"
     TSUMUGI_CUDA_GELU_FUSION=$m "$BIN_BENCH" 16 1024 2>&1 | grep -E 'gelu|estimated step'
   done
+  echo "== TSUMUGI_CUDA_BGRAD_FUSION=1"
+  TSUMUGI_CUDA_BGRAD_FUSION=1 "$BIN_BENCH" 16 1024 2>&1 | grep -E 'matmul bwd|estimated step'
   return "$rc"
 }
 
@@ -193,11 +196,12 @@ PY
 
 # The same GPT-2 124M run with each optional CUDA setting and with larger micro-batches (bigger
 # matmuls; AdamW, the gradient norm and the host's per-step work spread over more tokens), 30
-# steps each, for a direct comparison with the defaults in one session. Each line: NAME ENV B.
+# steps each, for a direct comparison with the defaults in one session. Each line: NAME
+# VAR=VALUE[,VAR=VALUE...] B.
 train_variants() {
   local rc=0 name env_set b
   while read -r name env_set b; do
-    env $env_set "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
+    env ${env_set//,/ } "$BIN_TSUMUGI" -q pretrain --config configs/gpt2-124m.toml --set backend=cuda \
       --set train.seq_len=1024 --set "train.micro_batch_size=$b" --set "train.batch_size=$b" \
       --set train.steps=30 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
       --set train.report_interval=0 --set train.sample_tokens=0 --set "out_dir=$OUT/variant-$name" </dev/null || rc=1
@@ -205,9 +209,10 @@ train_variants() {
   done <<'EOF2'
 B16-gelu-fusion-1 TSUMUGI_CUDA_GELU_FUSION=1 16
 B16-gelu-fusion-2 TSUMUGI_CUDA_GELU_FUSION=2 16
+B16-bgrad-fusion TSUMUGI_CUDA_BGRAD_FUSION=1 16
 B32 TSUMUGI_CUDA_GELU_FUSION=0 32
 B64 TSUMUGI_CUDA_GELU_FUSION=0 64
-B64-gelu-fusion-2 TSUMUGI_CUDA_GELU_FUSION=2 64
+B64-both-fusions TSUMUGI_CUDA_GELU_FUSION=2,TSUMUGI_CUDA_BGRAD_FUSION=1 64
 EOF2
   # Where the time goes inside a run: GPU time per op and shape, and the GPU's idle gaps (events
   # around every op slow the host a little, so this run is not a speed figure). 20 steps.

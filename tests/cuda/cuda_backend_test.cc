@@ -513,6 +513,43 @@ TEST_F(CudaOps, MatmulGeluFusedAndApart) {
   }
 }
 
+// TSUMUGI_CUDA_BGRAD_FUSION=1: the bias gradient from the weight-gradient matmul's BGRADB
+// epilogue (in the weight gradient's type, then added to dbias, which accumulates; an fp32 dbias
+// too), against the CPU.
+TEST_F(CudaOps, MatmulBiasGradientFromTheEpilogue) {
+  setenv("TSUMUGI_CUDA_BGRAD_FUSION", "1", 1);
+  std::string why;
+  auto alt = make_gpu(&why);
+  unsetenv("TSUMUGI_CUDA_BGRAD_FUSION");
+  ASSERT_TRUE(alt) << why;
+  std::swap(gpu_, alt);
+  for (const MatmulCase& mc : {MatmulCase{pick(2048, 40), pick(768, 24), pick(2304, 48), true},
+                               MatmulCase{pick(77, 9), pick(130, 20), pick(50, 17), true}}) {
+    const std::string tag = "N=" + std::to_string(mc.N) + " IC=" + std::to_string(mc.IC) +
+                            " OC=" + std::to_string(mc.OC);
+    const std::size_t N = mc.N, IC = mc.IC, OC = mc.OC;
+    auto& inp = twin(randn(N * IC, 1.f, 121), Kind::Activation);
+    auto& w = twin(randn(OC * IC, 0.05f, 122), Kind::Param);
+    auto& dout = twin(randn(N * OC, 1.f, 123), Kind::Activation);
+    auto& dinp = twin_zero(N * IC, Kind::Activation);
+    auto& dw = twin(randn(OC * IC, 1.f, 124), Kind::Grad);
+    auto& db = twin(randn(OC, 1.f, 125), Kind::Grad);
+    auto& db32 = twin(randn(OC, 1.f, 126), Kind::Float32);
+    for (int rep = 0; rep < 2; ++rep) {  // the second one accumulates onto the first
+      cpu_->matmul_backward(dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
+      gpu_->matmul_backward(dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
+    }
+    compare("bgrad fusion: dinp " + tag, dinp, kMatmul);
+    compare("bgrad fusion: dweight += (2x) " + tag, dw, kMatmul);
+    compare("bgrad fusion: dbias += (2x) " + tag, db, kMatmul);
+    cpu_->matmul_backward(Buf{}, dw.c, db32.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
+    gpu_->matmul_backward(Buf{}, dw.g, db32.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
+    compare("bgrad fusion: fp32 dbias += " + tag, db32, kMatmul);
+  }
+  TearDown();
+  std::swap(gpu_, alt);
+}
+
 TEST_F(CudaOps, MatmulOnOffsetViewsAndFp32Bias) {
   // Parameters usually live in one buffer; a view at an odd offset is only 2-byte aligned.
   const int N = pick(300, 20), IC = pick(256, 24), OC = pick(384, 16);
@@ -981,19 +1018,21 @@ TEST(CudaProfile, CountsEveryOuterOpOnce) {
 // it catches integration mistakes (kinds, views, op order) that single ops cannot.
 class CudaModel : public ::testing::TestWithParam<std::string> {};
 
-// "<preset>+gelu_fusion": the GPT-2 MLP with its GELU in the matmul epilogues
-// (TSUMUGI_CUDA_GELU_FUSION=2).
+// "<preset>+fusions": the GPT-2 MLP with its GELU in the matmul epilogues and every bias
+// gradient from the weight-gradient matmul (TSUMUGI_CUDA_GELU_FUSION=2, TSUMUGI_CUDA_BGRAD_FUSION=1).
 TEST_P(CudaModel, LossAndGradientsMatchCpu) {
   std::string preset = GetParam();
   const std::size_t plus = preset.find('+');
   if (plus != std::string::npos) {
-    ASSERT_EQ(preset.substr(plus), "+gelu_fusion");
+    ASSERT_EQ(preset.substr(plus), "+fusions");
     preset.resize(plus);
     setenv("TSUMUGI_CUDA_GELU_FUSION", "2", 1);
+    setenv("TSUMUGI_CUDA_BGRAD_FUSION", "1", 1);
   }
   std::string why;
   auto gpu = make_gpu(&why);
   unsetenv("TSUMUGI_CUDA_GELU_FUSION");
+  unsetenv("TSUMUGI_CUDA_BGRAD_FUSION");
   if (!gpu) GTEST_SKIP() << "no CUDA backend here: " << why;
   auto cpu = make_cpu_backend(false);
   using tsumugi::model::Model;
@@ -1050,7 +1089,7 @@ TEST_P(CudaModel, LossAndGradientsMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, CudaModel,
-                         ::testing::Values("gpt2-tiny", "llama-tiny", "gpt2-tiny+gelu_fusion"),
+                         ::testing::Values("gpt2-tiny", "llama-tiny", "gpt2-tiny+fusions"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (auto& ch : n) if (ch == '-' || ch == '+') ch = '_';

@@ -112,7 +112,8 @@ struct Gemm {
   DType bias_t = DType::BF16;
   // GELU epilogues: GeluAux writes C's pre-activation to aux and gelu of it to C; GeluGrad
   // multiplies the product by gelu'(aux). aux has C's type and layout (leading dimension ldc).
-  enum class Epi { None, GeluAux, GeluGrad } epi = Epi::None;
+  // BgradB writes the sums of op(B) over k (one per column of C, in C's type) to aux.
+  enum class Epi { None, GeluAux, GeluGrad, BgradB } epi = Epi::None;
   void* aux = nullptr;
 };
 
@@ -423,6 +424,19 @@ class CudaBackend final : public Backend {
       g.ct = dtype_of(dweight.kind);
       g.ldc = IC;
       g.accumulate = true;
+      // TSUMUGI_CUDA_BGRAD_FUSION=1: the bias gradient from the same matmul (cuBLASLt's BGRADB
+      // epilogue sums dout's columns while it reads them), into scratch (cuBLASLt overwrites it;
+      // dbias accumulates) and then added to dbias, instead of a column reduction re-reading dout.
+      if (dbias && bgrad_fusion_ && N > 0 && IC > 0 && OC > 0) {
+        need(dbias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, "matmul_backward", "dbias");
+        Gemm f = g;
+        f.epi = Gemm::Epi::BgradB;
+        f.aux = scratch(align_up(sz(OC) * dtype_size(g.ct), 256));
+        if (lt_fused(f)) {
+          TSU_CUDA_NS::accumulate(ctx_, dbias.ptr, dtype_of(dbias.kind), f.aux, g.ct, static_cast<std::size_t>(OC));
+          return;
+        }
+      }
       gemm(g);
     }
     if (dbias) {
@@ -967,29 +981,34 @@ class CudaBackend final : public Backend {
 
   // A matmul with a GELU epilogue through cuBLASLt, or false (nothing launched) when this shape,
   // these pointers or this build cannot take it.
+  // A matmul with a fused epilogue (GELU or bias gradient) through cuBLASLt, or false (nothing
+  // launched) when this shape, these pointers or this build cannot take it.
   bool lt_fused(const Gemm& g) {
-    if (force_gemm_ex_ || g.accumulate || g.k == 0) return false;
-    // cuBLASLt reads the bias itself only in D's type, 16-byte aligned; aux needs a leading
-    // dimension divisible by 8 and 16-byte alignment.
+    if (force_gemm_ex_ || g.k == 0 || g.epi == Gemm::Epi::None) return false;
+    const bool bgrad = g.epi == Gemm::Epi::BgradB;
+    if (g.accumulate && !bgrad) return false;
+    // cuBLASLt reads the bias itself only in D's type, 16-byte aligned; the GELU's aux needs a
+    // leading dimension divisible by 8; aux and the bias gradient 16-byte alignment.
     if (g.bias && (g.bias_t != g.ct || reinterpret_cast<std::uintptr_t>(g.bias) % 16 != 0))
       return false;
-    if (g.ldc % 8 != 0 || reinterpret_cast<std::uintptr_t>(g.aux) % 16 != 0) return false;
+    if ((!bgrad && g.ldc % 8 != 0) || reinterpret_cast<std::uintptr_t>(g.aux) % 16 != 0) return false;
     LtPlan& plan = lt_plan(g, g.bias != nullptr);
     if (!plan.ok) return false;
     if (g.bias)
       TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &g.bias, sizeof(g.bias)));
-    TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                                  &g.aux, sizeof(g.aux)));
-    const float alpha = 1.f, beta = 0.f;
+    TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.op, bgrad ? CUBLASLT_MATMUL_DESC_BIAS_POINTER : CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+        &g.aux, sizeof(g.aux)));
+    const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
     const cublasStatus_t st =
         cublasLtMatmul(lt_, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &beta, g.C, plan.c, g.C,
                        plan.c, &plan.algo, workspace_, kWorkspaceBytes, stream_);
     if (st == CUBLAS_STATUS_SUCCESS) return true;
     std::fprintf(stderr,
-                 "tsumugi: cuBLASLt matmul %dx%dx%d with a GELU epilogue failed (%s); running "
-                 "the GELU apart for this shape\n",
-                 g.m, g.n, g.k, cublasGetStatusString(st));
+                 "tsumugi: cuBLASLt matmul %dx%dx%d with a fused %s failed (%s); running it apart "
+                 "for this shape\n",
+                 g.m, g.n, g.k, bgrad ? "bias gradient" : "GELU", cublasGetStatusString(st));
     plan.ok = false;
     return false;
   }
@@ -1076,8 +1095,12 @@ class CudaBackend final : public Backend {
     if (g.epi == Gemm::Epi::GeluAux)
       epi = fuse_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
     if (g.epi == Gemm::Epi::GeluGrad) epi = CUBLASLT_EPILOGUE_DGELU;
+    if (g.epi == Gemm::Epi::BgradB) epi = CUBLASLT_EPILOGUE_BGRADB;
     TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    if (g.epi != Gemm::Epi::None) {
+    if (g.epi == Gemm::Epi::BgradB) {
+      TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.aux,
+                                                    sizeof(g.aux)));
+    } else if (g.epi != Gemm::Epi::None) {
       // The heuristic judges alignment from the aux pointer; the call sets each one's own.
       const int64_t aux_ld = g.ldc;
       TSU_BLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
@@ -1156,6 +1179,7 @@ class CudaBackend final : public Backend {
     ctx_.ln_two_pass = std::string(env("TSUMUGI_CUDA_LN")) == "two_pass";
     force_gemm_ex_ = std::string(env("TSUMUGI_CUDA_MATMUL")) == "cublas";
     prof_ = std::string(env("TSUMUGI_CUDA_PROFILE")) == "1";
+    bgrad_fusion_ = std::string(env("TSUMUGI_CUDA_BGRAD_FUSION")) == "1";
     const std::string fusion = env("TSUMUGI_CUDA_GELU_FUSION");
     if (!fusion.empty()) {
       if (fusion != "0" && fusion != "1" && fusion != "2")
@@ -1233,6 +1257,7 @@ class CudaBackend final : public Backend {
   Ctx ctx_;
   bool force_gemm_ex_ = false;
   int gelu_fusion_ = 0;  // TSUMUGI_CUDA_GELU_FUSION: 0 none, 1 forward, 2 forward and backward
+  bool bgrad_fusion_ = false;  // TSUMUGI_CUDA_BGRAD_FUSION=1
   bool prof_ = false;  // TSUMUGI_CUDA_PROFILE=1
   int prof_depth_ = 0;
   ProfSpan prof_open_;

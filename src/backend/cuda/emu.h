@@ -626,7 +626,8 @@ enum cublasLtEpilogue_t : uint32_t {
   CUBLASLT_EPILOGUE_BIAS = 4,
   CUBLASLT_EPILOGUE_GELU_AUX = 32 | 128,
   CUBLASLT_EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4,
-  CUBLASLT_EPILOGUE_DGELU = 64 | 128
+  CUBLASLT_EPILOGUE_DGELU = 64 | 128,
+  CUBLASLT_EPILOGUE_BGRADB = 512
 };
 enum cublasLtMatmulDescAttributes_t {
   CUBLASLT_MATMUL_DESC_TRANSA = 3,
@@ -867,6 +868,7 @@ inline bool lt_epilogue_ok(const LtDesc* d, const LtLayout* D) {
     case CUBLASLT_EPILOGUE_DEFAULT:
       return true;
     case CUBLASLT_EPILOGUE_BIAS:
+    case CUBLASLT_EPILOGUE_BGRADB:
       return d->bias != nullptr;
     case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
       if (!d->bias) return false;
@@ -906,6 +908,19 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, c
   const bool with_bias =
       d->epilogue == CUBLASLT_EPILOGUE_BIAS || d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
   const void* bias = with_bias ? d->bias : nullptr;
+  if (d->epilogue == CUBLASLT_EPILOGUE_BGRADB) {
+    // The bias gradient: for each column j of D, the sum of op(B)[l, j] over l < k, in D's type,
+    // from B as it is before the product (D may be C, and C is not B).
+    const bool tbb = d->tb == CUBLAS_OP_T;
+    const int kk = static_cast<int>(ta ? Al->rows : Al->cols);
+    for (uint64_t j = 0; j < Dl->cols; ++j) {
+      float acc = 0.f;
+      for (int l = 0; l < kk; ++l)
+        acc += emu::load_as_float(B, Bl->type, tbb ? j + static_cast<std::size_t>(l) * Bl->ld
+                                                    : l + static_cast<std::size_t>(j) * Bl->ld);
+      emu::store_from_float(const_cast<void*>(d->bias), Dl->type, j, acc);
+    }
+  }
   emu::GeluEpi epi = emu::GeluEpi::None;
   if (d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX || d->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
     epi = emu::GeluEpi::Aux;
