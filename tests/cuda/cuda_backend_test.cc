@@ -16,10 +16,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -154,6 +156,21 @@ class CudaOps : public ::testing::Test {
   }
   void compare(const std::string& what, const Twin& t, Tol tol) {
     expect_close(what, get(*cpu_, t.c, t.n), get(*gpu_, t.g, t.n), tol);
+  }
+
+  // Runs body with gpu_ replaced by a backend started under these environment settings (the CUDA
+  // backend reads them when it starts), then frees what body allocated there and puts gpu_ back.
+  void with_gpu_env(std::initializer_list<std::pair<const char*, const char*>> env,
+                    const std::function<void()>& body) {
+    for (const auto& [name, value] : env) setenv(name, value, 1);
+    std::string why;
+    auto alt = make_gpu(&why);
+    for (const auto& [name, value] : env) unsetenv(name);
+    ASSERT_TRUE(alt) << why;
+    std::swap(gpu_, alt);
+    body();
+    TearDown();  // free on the backend that allocated them
+    std::swap(gpu_, alt);
   }
 
   std::unique_ptr<Backend> cpu_, gpu_;
@@ -461,55 +478,49 @@ TEST_F(CudaOps, Matmul) {
 // by 8) takes the unfused path inside the fused backend.
 TEST_F(CudaOps, MatmulGeluFusedAndApart) {
   for (const char* fusion : {"2", "0"}) {
-    setenv("TSUMUGI_CUDA_GELU_FUSION", fusion, 1);
-    std::string why;
-    auto alt = make_gpu(&why);
-    unsetenv("TSUMUGI_CUDA_GELU_FUSION");
-    ASSERT_TRUE(alt) << why;
-    std::swap(gpu_, alt);
-    for (const MatmulCase& mc : {MatmulCase{pick(1024, 24), pick(768, 16), pick(3072, 64), true},
-                                 MatmulCase{pick(300, 20), pick(256, 24), pick(1000, 40), false},
-                                 MatmulCase{pick(77, 9), pick(64, 16), pick(130, 18), true}}) {
-      const std::string tag = std::string("fusion ") + fusion + " N=" + std::to_string(mc.N) +
-                              " C=" + std::to_string(mc.IC) + " F=" + std::to_string(mc.OC);
-      const std::size_t N = mc.N, C = mc.IC, F = mc.OC;
-      auto& x = twin(randn(N * C, 1.f, 31), Kind::Activation);
-      auto& w_up = twin(randn(F * C, 0.05f, 32), Kind::Param);
-      auto& b_up = twin(randn(F, 0.5f, 33), Kind::Param);
-      auto& pre = twin_zero(N * F, Kind::Activation);
-      auto& act = twin_zero(N * F, Kind::Activation);
-      const Buf bc = mc.bias ? b_up.c : Buf{}, bg = mc.bias ? b_up.g : Buf{};
-      cpu_->matmul_gelu_forward(act.c, pre.c, x.c, w_up.c, bc, mc.N, mc.IC, mc.OC);
-      gpu_->matmul_gelu_forward(act.g, pre.g, x.g, w_up.g, bg, mc.N, mc.IC, mc.OC);
-      compare("matmul_gelu_forward pre " + tag, pre, kMatmul);
-      compare("matmul_gelu_forward act " + tag, act, kMatmul);
-      // The down projection [C, F] and its backward through the GELU.
-      auto& w_dn = twin(randn(C * F, 0.05f, 34), Kind::Param);
-      auto& dout = twin(randn(N * C, 1.f, 35), Kind::Activation);
-      auto& dpre = twin_zero(N * F, Kind::Activation);
-      auto& dact = twin_zero(N * F, Kind::Activation);
-      auto& dw = twin(randn(C * F, 1.f, 36), Kind::Grad);
-      auto& db = twin(randn(C, 1.f, 37), Kind::Grad);
-      cpu_->matmul_gelu_backward(dpre.c, dw.c, db.c, dout.c, act.c, w_dn.c, pre.c, dact.c, mc.N, mc.OC, mc.IC);
-      gpu_->matmul_gelu_backward(dpre.g, dw.g, db.g, dout.g, act.g, w_dn.g, pre.g, dact.g, mc.N, mc.OC, mc.IC);
-      // dpre = (dout W) * gelu'(pre): one more rounding on the unfused path (dact in bf16).
-      compare("matmul_gelu_backward dpre " + tag, dpre, Tol{2e-2, 5e-3});
-      compare("matmul_gelu_backward dweight += " + tag, dw, kMatmul);
-      compare("matmul_gelu_backward dbias += " + tag, db, kMatmul);
-      // The fused backward never needs the activation's gradient, so dact shows which path ran.
-      // The emulator offers every epilogue cuBLASLt documents; a real cuBLASLt may have no
-      // algorithm for a shape and the ops then run apart, which is also correct.
-      const std::vector<float> dact_g = get(*gpu_, dact.g, N * F);
-      const bool untouched = std::all_of(dact_g.begin(), dact_g.end(), [](float v) { return v == 0.f; });
-      std::printf("  %s: GELU backward %s\n", tag.c_str(), untouched ? "fused (DGELU)" : "apart");
-      if (kEmu) {
-        EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
-      } else if (fusion[0] != '2' || F % 8 != 0) {
-        EXPECT_FALSE(untouched) << tag;
+    with_gpu_env({{"TSUMUGI_CUDA_GELU_FUSION", fusion}}, [&] {
+      for (const MatmulCase& mc : {MatmulCase{pick(1024, 24), pick(768, 16), pick(3072, 64), true},
+                                   MatmulCase{pick(300, 20), pick(256, 24), pick(1000, 40), false},
+                                   MatmulCase{pick(77, 9), pick(64, 16), pick(130, 18), true}}) {
+        const std::string tag = std::string("fusion ") + fusion + " N=" + std::to_string(mc.N) +
+                                " C=" + std::to_string(mc.IC) + " F=" + std::to_string(mc.OC);
+        const std::size_t N = mc.N, C = mc.IC, F = mc.OC;
+        auto& x = twin(randn(N * C, 1.f, 31), Kind::Activation);
+        auto& w_up = twin(randn(F * C, 0.05f, 32), Kind::Param);
+        auto& b_up = twin(randn(F, 0.5f, 33), Kind::Param);
+        auto& pre = twin_zero(N * F, Kind::Activation);
+        auto& act = twin_zero(N * F, Kind::Activation);
+        const Buf bc = mc.bias ? b_up.c : Buf{}, bg = mc.bias ? b_up.g : Buf{};
+        cpu_->matmul_gelu_forward(act.c, pre.c, x.c, w_up.c, bc, mc.N, mc.IC, mc.OC);
+        gpu_->matmul_gelu_forward(act.g, pre.g, x.g, w_up.g, bg, mc.N, mc.IC, mc.OC);
+        compare("matmul_gelu_forward pre " + tag, pre, kMatmul);
+        compare("matmul_gelu_forward act " + tag, act, kMatmul);
+        // The down projection [C, F] and its backward through the GELU.
+        auto& w_dn = twin(randn(C * F, 0.05f, 34), Kind::Param);
+        auto& dout = twin(randn(N * C, 1.f, 35), Kind::Activation);
+        auto& dpre = twin_zero(N * F, Kind::Activation);
+        auto& dact = twin_zero(N * F, Kind::Activation);
+        auto& dw = twin(randn(C * F, 1.f, 36), Kind::Grad);
+        auto& db = twin(randn(C, 1.f, 37), Kind::Grad);
+        cpu_->matmul_gelu_backward(dpre.c, dw.c, db.c, dout.c, act.c, w_dn.c, pre.c, dact.c, mc.N, mc.OC, mc.IC);
+        gpu_->matmul_gelu_backward(dpre.g, dw.g, db.g, dout.g, act.g, w_dn.g, pre.g, dact.g, mc.N, mc.OC, mc.IC);
+        // dpre = (dout W) * gelu'(pre): one more rounding on the unfused path (dact in bf16).
+        compare("matmul_gelu_backward dpre " + tag, dpre, Tol{2e-2, 5e-3});
+        compare("matmul_gelu_backward dweight += " + tag, dw, kMatmul);
+        compare("matmul_gelu_backward dbias += " + tag, db, kMatmul);
+        // The fused backward never needs the activation's gradient, so dact shows which path ran.
+        // The emulator offers every epilogue cuBLASLt documents; a real cuBLASLt may have no
+        // algorithm for a shape and the ops then run apart, which is also correct.
+        const std::vector<float> dact_g = get(*gpu_, dact.g, N * F);
+        const bool untouched = std::all_of(dact_g.begin(), dact_g.end(), [](float v) { return v == 0.f; });
+        std::printf("  %s: GELU backward %s\n", tag.c_str(), untouched ? "fused (DGELU)" : "apart");
+        if (kEmu) {
+          EXPECT_EQ(untouched, fusion[0] == '2' && F % 8 == 0) << tag;
+        } else if (fusion[0] != '2' || F % 8 != 0) {
+          EXPECT_FALSE(untouched) << tag;
+        }
       }
-    }
-    TearDown();
-    std::swap(gpu_, alt);
+    });
   }
 }
 
@@ -517,37 +528,31 @@ TEST_F(CudaOps, MatmulGeluFusedAndApart) {
 // epilogue (in the weight gradient's type, then added to dbias, which accumulates; an fp32 dbias
 // too), against the CPU.
 TEST_F(CudaOps, MatmulBiasGradientFromTheEpilogue) {
-  setenv("TSUMUGI_CUDA_BGRAD_FUSION", "1", 1);
-  std::string why;
-  auto alt = make_gpu(&why);
-  unsetenv("TSUMUGI_CUDA_BGRAD_FUSION");
-  ASSERT_TRUE(alt) << why;
-  std::swap(gpu_, alt);
-  for (const MatmulCase& mc : {MatmulCase{pick(2048, 40), pick(768, 24), pick(2304, 48), true},
-                               MatmulCase{pick(77, 9), pick(130, 20), pick(50, 17), true}}) {
-    const std::string tag = "N=" + std::to_string(mc.N) + " IC=" + std::to_string(mc.IC) +
-                            " OC=" + std::to_string(mc.OC);
-    const std::size_t N = mc.N, IC = mc.IC, OC = mc.OC;
-    auto& inp = twin(randn(N * IC, 1.f, 121), Kind::Activation);
-    auto& w = twin(randn(OC * IC, 0.05f, 122), Kind::Param);
-    auto& dout = twin(randn(N * OC, 1.f, 123), Kind::Activation);
-    auto& dinp = twin_zero(N * IC, Kind::Activation);
-    auto& dw = twin(randn(OC * IC, 1.f, 124), Kind::Grad);
-    auto& db = twin(randn(OC, 1.f, 125), Kind::Grad);
-    auto& db32 = twin(randn(OC, 1.f, 126), Kind::Float32);
-    for (int rep = 0; rep < 2; ++rep) {  // the second one accumulates onto the first
-      cpu_->matmul_backward(dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
-      gpu_->matmul_backward(dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
+  with_gpu_env({{"TSUMUGI_CUDA_BGRAD_FUSION", "1"}}, [&] {
+    for (const MatmulCase& mc : {MatmulCase{pick(2048, 40), pick(768, 24), pick(2304, 48), true},
+                                 MatmulCase{pick(77, 9), pick(130, 20), pick(50, 17), true}}) {
+      const std::string tag = "N=" + std::to_string(mc.N) + " IC=" + std::to_string(mc.IC) +
+                              " OC=" + std::to_string(mc.OC);
+      const std::size_t N = mc.N, IC = mc.IC, OC = mc.OC;
+      auto& inp = twin(randn(N * IC, 1.f, 121), Kind::Activation);
+      auto& w = twin(randn(OC * IC, 0.05f, 122), Kind::Param);
+      auto& dout = twin(randn(N * OC, 1.f, 123), Kind::Activation);
+      auto& dinp = twin_zero(N * IC, Kind::Activation);
+      auto& dw = twin(randn(OC * IC, 1.f, 124), Kind::Grad);
+      auto& db = twin(randn(OC, 1.f, 125), Kind::Grad);
+      auto& db32 = twin(randn(OC, 1.f, 126), Kind::Float32);
+      for (int rep = 0; rep < 2; ++rep) {  // the second one accumulates onto the first
+        cpu_->matmul_backward(dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
+        gpu_->matmul_backward(dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
+      }
+      compare("bgrad fusion: dinp " + tag, dinp, kMatmul);
+      compare("bgrad fusion: dweight += (2x) " + tag, dw, kMatmul);
+      compare("bgrad fusion: dbias += (2x) " + tag, db, kMatmul);
+      cpu_->matmul_backward(Buf{}, dw.c, db32.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
+      gpu_->matmul_backward(Buf{}, dw.g, db32.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
+      compare("bgrad fusion: fp32 dbias += " + tag, db32, kMatmul);
     }
-    compare("bgrad fusion: dinp " + tag, dinp, kMatmul);
-    compare("bgrad fusion: dweight += (2x) " + tag, dw, kMatmul);
-    compare("bgrad fusion: dbias += (2x) " + tag, db, kMatmul);
-    cpu_->matmul_backward(Buf{}, dw.c, db32.c, dout.c, inp.c, w.c, mc.N, mc.IC, mc.OC, false);
-    gpu_->matmul_backward(Buf{}, dw.g, db32.g, dout.g, inp.g, w.g, mc.N, mc.IC, mc.OC, false);
-    compare("bgrad fusion: fp32 dbias += " + tag, db32, kMatmul);
-  }
-  TearDown();
-  std::swap(gpu_, alt);
+  });
 }
 
 TEST_F(CudaOps, MatmulOnOffsetViewsAndFp32Bias) {
@@ -571,29 +576,23 @@ TEST_F(CudaOps, MatmulOnOffsetViewsAndFp32Bias) {
 }
 
 TEST_F(CudaOps, MatmulThroughCublasGemmEx) {
-  setenv("TSUMUGI_CUDA_MATMUL", "cublas", 1);
-  std::string why;
-  auto alt = make_gpu(&why);
-  unsetenv("TSUMUGI_CUDA_MATMUL");
-  ASSERT_TRUE(alt) << why;
-  std::swap(gpu_, alt);
-  const int N = pick(512, 20), IC = pick(768, 24), OC = pick(1024, 16);
-  auto& inp = twin(randn(static_cast<std::size_t>(N) * IC, 1.f, 41), Kind::Activation);
-  auto& w = twin(randn(static_cast<std::size_t>(OC) * IC, 0.05f, 42), Kind::Param);
-  auto& b = twin(randn(OC, 0.5f, 43), Kind::Param);
-  auto& out = twin_zero(static_cast<std::size_t>(N) * OC, Kind::Activation);
-  cpu_->matmul_forward(out.c, inp.c, w.c, b.c, N, IC, OC);
-  gpu_->matmul_forward(out.g, inp.g, w.g, b.g, N, IC, OC);
-  compare("cublasGemmEx matmul_forward +bias", out, kMatmul);
-  auto& dout = twin(randn(static_cast<std::size_t>(N) * OC, 1.f, 44), Kind::Activation);
-  auto& dinp = twin_zero(static_cast<std::size_t>(N) * IC, Kind::Activation);
-  auto& dw = twin(randn(static_cast<std::size_t>(OC) * IC, 1.f, 45), Kind::Grad);
-  cpu_->matmul_backward(dinp.c, dw.c, Buf{}, dout.c, inp.c, w.c, N, IC, OC, false);
-  gpu_->matmul_backward(dinp.g, dw.g, Buf{}, dout.g, inp.g, w.g, N, IC, OC, false);
-  compare("cublasGemmEx matmul_backward dinp", dinp, kMatmul);
-  compare("cublasGemmEx matmul_backward dweight +=", dw, kMatmul);
-  TearDown();  // free on the backend that allocated them
-  std::swap(gpu_, alt);
+  with_gpu_env({{"TSUMUGI_CUDA_MATMUL", "cublas"}}, [&] {
+    const int N = pick(512, 20), IC = pick(768, 24), OC = pick(1024, 16);
+    auto& inp = twin(randn(static_cast<std::size_t>(N) * IC, 1.f, 41), Kind::Activation);
+    auto& w = twin(randn(static_cast<std::size_t>(OC) * IC, 0.05f, 42), Kind::Param);
+    auto& b = twin(randn(OC, 0.5f, 43), Kind::Param);
+    auto& out = twin_zero(static_cast<std::size_t>(N) * OC, Kind::Activation);
+    cpu_->matmul_forward(out.c, inp.c, w.c, b.c, N, IC, OC);
+    gpu_->matmul_forward(out.g, inp.g, w.g, b.g, N, IC, OC);
+    compare("cublasGemmEx matmul_forward +bias", out, kMatmul);
+    auto& dout = twin(randn(static_cast<std::size_t>(N) * OC, 1.f, 44), Kind::Activation);
+    auto& dinp = twin_zero(static_cast<std::size_t>(N) * IC, Kind::Activation);
+    auto& dw = twin(randn(static_cast<std::size_t>(OC) * IC, 1.f, 45), Kind::Grad);
+    cpu_->matmul_backward(dinp.c, dw.c, Buf{}, dout.c, inp.c, w.c, N, IC, OC, false);
+    gpu_->matmul_backward(dinp.g, dw.g, Buf{}, dout.g, inp.g, w.g, N, IC, OC, false);
+    compare("cublasGemmEx matmul_backward dinp", dinp, kMatmul);
+    compare("cublasGemmEx matmul_backward dweight +=", dw, kMatmul);
+  });
 }
 
 // ---------------------------------------------------------------------------- norms
@@ -602,66 +601,60 @@ TEST_F(CudaOps, LayerNorm) {
   // last one partly past C at 520), else (and with TSUMUGI_CUDA_LN=two_pass) as column sums and a
   // row kernel, vectorised or scalar (odd C).
   for (const char* mode : {"", "two_pass"}) {
-  setenv("TSUMUGI_CUDA_LN", mode, 1);
-  std::string why;
-  auto alt = make_gpu(&why);
-  unsetenv("TSUMUGI_CUDA_LN");
-  ASSERT_TRUE(alt) << why;
-  std::swap(gpu_, alt);
-  for (int C : {pick(768, 96), pick(1024, 520), pick(2048, 1032), pick(1001, 50)}) {
-    const int N = pick(1000, 300);
-    const std::string tag = " C=" + std::to_string(C) + (*mode ? " two_pass" : "");
-    const std::size_t NC = static_cast<std::size_t>(N) * C;
-    auto& x = twin(randn(NC, 2.f, 51, 0.5f), Kind::Activation);
-    auto& w = twin(randn(C, 0.3f, 52, 1.f), Kind::Param);
-    auto& b = twin(randn(C, 0.3f, 53), Kind::Param);
-    auto& out = twin_zero(NC, Kind::Activation);
-    auto& mean = twin_zero(N, Kind::Float32);
-    auto& rstd = twin_zero(N, Kind::Float32);
-    cpu_->layernorm_forward(out.c, mean.c, rstd.c, x.c, w.c, b.c, N, C, 1e-5f);
-    gpu_->layernorm_forward(out.g, mean.g, rstd.g, x.g, w.g, b.g, N, C, 1e-5f);
-    compare("layernorm_forward out" + tag, out, kBf16Out);
-    compare("layernorm_forward mean" + tag, mean, kFp32);
-    compare("layernorm_forward rstd" + tag, rstd, kFp32);
-    auto& dout = twin(randn(NC, 1.f, 54), Kind::Activation);
-    auto& dx = twin(randn(NC, 1.f, 55), Kind::Activation);  // +=
-    auto& dw = twin(randn(C, 1.f, 56), Kind::Grad);
-    auto& db = twin(randn(C, 1.f, 57), Kind::Grad);
-    cpu_->layernorm_backward(dx.c, dw.c, db.c, dout.c, x.c, w.c, mean.c, rstd.c, N, C);
-    gpu_->layernorm_backward(dx.g, dw.g, db.g, dout.g, x.g, w.g, mean.g, rstd.g, N, C);
-    compare("layernorm_backward dinp +=" + tag, dx, kBf16Out);
-    compare("layernorm_backward dweight +=" + tag, dw, kMatmul);
-    compare("layernorm_backward dbias +=" + tag, db, kMatmul);
+    with_gpu_env({{"TSUMUGI_CUDA_LN", mode}}, [&] {
+      for (int C : {pick(768, 96), pick(1024, 520), pick(2048, 1032), pick(1001, 50)}) {
+        const int N = pick(1000, 300);
+        const std::string tag = " C=" + std::to_string(C) + (*mode ? " two_pass" : "");
+        const std::size_t NC = static_cast<std::size_t>(N) * C;
+        auto& x = twin(randn(NC, 2.f, 51, 0.5f), Kind::Activation);
+        auto& w = twin(randn(C, 0.3f, 52, 1.f), Kind::Param);
+        auto& b = twin(randn(C, 0.3f, 53), Kind::Param);
+        auto& out = twin_zero(NC, Kind::Activation);
+        auto& mean = twin_zero(N, Kind::Float32);
+        auto& rstd = twin_zero(N, Kind::Float32);
+        cpu_->layernorm_forward(out.c, mean.c, rstd.c, x.c, w.c, b.c, N, C, 1e-5f);
+        gpu_->layernorm_forward(out.g, mean.g, rstd.g, x.g, w.g, b.g, N, C, 1e-5f);
+        compare("layernorm_forward out" + tag, out, kBf16Out);
+        compare("layernorm_forward mean" + tag, mean, kFp32);
+        compare("layernorm_forward rstd" + tag, rstd, kFp32);
+        auto& dout = twin(randn(NC, 1.f, 54), Kind::Activation);
+        auto& dx = twin(randn(NC, 1.f, 55), Kind::Activation);  // +=
+        auto& dw = twin(randn(C, 1.f, 56), Kind::Grad);
+        auto& db = twin(randn(C, 1.f, 57), Kind::Grad);
+        cpu_->layernorm_backward(dx.c, dw.c, db.c, dout.c, x.c, w.c, mean.c, rstd.c, N, C);
+        gpu_->layernorm_backward(dx.g, dw.g, db.g, dout.g, x.g, w.g, mean.g, rstd.g, N, C);
+        compare("layernorm_backward dinp +=" + tag, dx, kBf16Out);
+        compare("layernorm_backward dweight +=" + tag, dw, kMatmul);
+        compare("layernorm_backward dbias +=" + tag, db, kMatmul);
 
-    // The residual add fused with the norm equals add then layernorm_forward, bit for bit, and
-    // the CPU's two ops within bf16 rounding.
-    auto& r = twin(randn(NC, 1.f, 58), Kind::Activation);
-    auto& sum = twin_zero(NC, Kind::Activation);
-    auto& out2 = twin_zero(NC, Kind::Activation);
-    auto& mean2 = twin_zero(N, Kind::Float32);
-    auto& rstd2 = twin_zero(N, Kind::Float32);
-    cpu_->add_layernorm_forward(sum.c, out2.c, mean2.c, rstd2.c, x.c, r.c, w.c, b.c, N, C, 1e-5f);
-    gpu_->add_layernorm_forward(sum.g, out2.g, mean2.g, rstd2.g, x.g, r.g, w.g, b.g, N, C, 1e-5f);
-    compare("add_layernorm_forward sum" + tag, sum, kBf16Out);
-    compare("add_layernorm_forward out" + tag, out2, kBf16Out);
-    gpu_->add(sum.g, x.g, r.g, NC);
-    gpu_->layernorm_forward(out.g, mean.g, rstd.g, sum.g, w.g, b.g, N, C, 1e-5f);
-    // Bit for bit under the emulator; nvcc could contract a multiply-add differently in the two
-    // kernels, so on a GPU within one bf16 rounding.
-    for (auto [fused, apart, n, what] :
-         {std::tuple{&out2, &out, NC, "out"}, {&mean2, &mean, std::size_t(N), "mean"},
-          {&rstd2, &rstd, std::size_t(N), "rstd"}}) {
-      const std::vector<float> f = get(*gpu_, fused->g, n), s2 = get(*gpu_, apart->g, n);
-      if (kEmu) {
-        EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
-      } else {
-        expect_close(std::string("add_layernorm_forward = add + layernorm_forward ") + what + tag, s2, f,
-                     Tol{8e-3, 1e-6});
+        // The residual add fused with the norm equals add then layernorm_forward, bit for bit, and
+        // the CPU's two ops within bf16 rounding.
+        auto& r = twin(randn(NC, 1.f, 58), Kind::Activation);
+        auto& sum = twin_zero(NC, Kind::Activation);
+        auto& out2 = twin_zero(NC, Kind::Activation);
+        auto& mean2 = twin_zero(N, Kind::Float32);
+        auto& rstd2 = twin_zero(N, Kind::Float32);
+        cpu_->add_layernorm_forward(sum.c, out2.c, mean2.c, rstd2.c, x.c, r.c, w.c, b.c, N, C, 1e-5f);
+        gpu_->add_layernorm_forward(sum.g, out2.g, mean2.g, rstd2.g, x.g, r.g, w.g, b.g, N, C, 1e-5f);
+        compare("add_layernorm_forward sum" + tag, sum, kBf16Out);
+        compare("add_layernorm_forward out" + tag, out2, kBf16Out);
+        gpu_->add(sum.g, x.g, r.g, NC);
+        gpu_->layernorm_forward(out.g, mean.g, rstd.g, sum.g, w.g, b.g, N, C, 1e-5f);
+        // Bit for bit under the emulator; nvcc could contract a multiply-add differently in the two
+        // kernels, so on a GPU within one bf16 rounding.
+        for (auto [fused, apart, n, what] :
+             {std::tuple{&out2, &out, NC, "out"}, {&mean2, &mean, std::size_t(N), "mean"},
+              {&rstd2, &rstd, std::size_t(N), "rstd"}}) {
+          const std::vector<float> f = get(*gpu_, fused->g, n), s2 = get(*gpu_, apart->g, n);
+          if (kEmu) {
+            EXPECT_EQ(std::memcmp(f.data(), s2.data(), n * sizeof(float)), 0) << what << tag;
+          } else {
+            expect_close(std::string("add_layernorm_forward = add + layernorm_forward ") + what + tag, s2, f,
+                         Tol{8e-3, 1e-6});
+          }
+        }
       }
-    }
-  }
-  TearDown();
-  std::swap(gpu_, alt);
+    });
   }
 }
 
@@ -815,50 +808,44 @@ TEST_F(CudaOps, CrossEntropy) {
   // V % 8 == 0 keeps the row in shared memory (TSUMUGI_CUDA_CE=two_pass: the two-pass vector
   // kernel, which also serves vocabularies too large for shared memory); odd V the scalar kernel.
   for (const char* mode : {"", "two_pass"}) {
-  setenv("TSUMUGI_CUDA_CE", mode, 1);
-  std::string why;
-  auto alt = make_gpu(&why);
-  unsetenv("TSUMUGI_CUDA_CE");
-  ASSERT_TRUE(alt) << why;
-  std::swap(gpu_, alt);
-  for (int V : {pick(50304, 1000), pick(50257, 999)}) {
-    const int N = pick(64, 5);
-    const std::size_t NV = static_cast<std::size_t>(N) * V;
-    auto& logits = twin(randn(NV, 3.f, 91), Kind::Activation);
-    std::vector<int32_t> t(N);
-    for (int i = 0; i < N; ++i) t[i] = (i * 7919) % V;
-    t[1] = -1;  // ignored
-    auto& targets = twin_ints(t);
-    auto& losses = twin(randn(N, 1.f, 92), Kind::Float32);
-    const std::string tag = " V=" + std::to_string(V);
-    // dloss = 0: losses only, logits untouched
-    cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, 0.f);
-    gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, 0.f);
-    compare("cross_entropy losses (forward only)" + tag, losses, Tol{1e-4, 1e-4});
-    compare("cross_entropy logits untouched" + tag, logits, Tol{0, 0});
-    const float dloss = 1.f / N;
-    cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, dloss);
-    gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, dloss);
-    compare("cross_entropy losses" + tag, losses, Tol{1e-4, 1e-4});
-    compare("cross_entropy dlogits" + tag, logits, kBf16Out);
-    const double lc = cpu_->sum(losses.c, N), lg = gpu_->sum(losses.g, N);
-    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc));
-  }
-  // A NaN logit gives a NaN loss on its row only.
-  {
-    const int V = pick(50304, 1000), N = 3;
-    std::vector<float> x = randn(static_cast<std::size_t>(N) * V, 1.f, 93);
-    x[V + 17] = NAN;
-    auto& logits = twin(x, Kind::Activation);
-    auto& targets = twin_ints({1, 2, 3});
-    auto& losses = twin_zero(N, Kind::Float32);
-    gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, 1.f);
-    const std::vector<float> l = get(*gpu_, losses.g, N);
-    EXPECT_TRUE(std::isfinite(l[0]) && std::isnan(l[1]) && std::isfinite(l[2]))
-        << mode << ": " << l[0] << " " << l[1] << " " << l[2];
-  }
-  TearDown();
-  std::swap(gpu_, alt);
+    with_gpu_env({{"TSUMUGI_CUDA_CE", mode}}, [&] {
+      for (int V : {pick(50304, 1000), pick(50257, 999)}) {
+        const int N = pick(64, 5);
+        const std::size_t NV = static_cast<std::size_t>(N) * V;
+        auto& logits = twin(randn(NV, 3.f, 91), Kind::Activation);
+        std::vector<int32_t> t(N);
+        for (int i = 0; i < N; ++i) t[i] = (i * 7919) % V;
+        t[1] = -1;  // ignored
+        auto& targets = twin_ints(t);
+        auto& losses = twin(randn(N, 1.f, 92), Kind::Float32);
+        const std::string tag = " V=" + std::to_string(V);
+        // dloss = 0: losses only, logits untouched
+        cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, 0.f);
+        gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, 0.f);
+        compare("cross_entropy losses (forward only)" + tag, losses, Tol{1e-4, 1e-4});
+        compare("cross_entropy logits untouched" + tag, logits, Tol{0, 0});
+        const float dloss = 1.f / N;
+        cpu_->cross_entropy_forward_backward(losses.c, logits.c, targets.c, N, V, dloss);
+        gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, dloss);
+        compare("cross_entropy losses" + tag, losses, Tol{1e-4, 1e-4});
+        compare("cross_entropy dlogits" + tag, logits, kBf16Out);
+        const double lc = cpu_->sum(losses.c, N), lg = gpu_->sum(losses.g, N);
+        EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc));
+      }
+      // A NaN logit gives a NaN loss on its row only.
+      {
+        const int V = pick(50304, 1000), N = 3;
+        std::vector<float> x = randn(static_cast<std::size_t>(N) * V, 1.f, 93);
+        x[V + 17] = NAN;
+        auto& logits = twin(x, Kind::Activation);
+        auto& targets = twin_ints({1, 2, 3});
+        auto& losses = twin_zero(N, Kind::Float32);
+        gpu_->cross_entropy_forward_backward(losses.g, logits.g, targets.g, N, V, 1.f);
+        const std::vector<float> l = get(*gpu_, losses.g, N);
+        EXPECT_TRUE(std::isfinite(l[0]) && std::isnan(l[1]) && std::isfinite(l[2]))
+            << mode << ": " << l[0] << " " << l[1] << " " << l[2];
+      }
+    });
   }
 }
 
