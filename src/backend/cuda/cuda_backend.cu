@@ -410,20 +410,7 @@ class CudaBackend final : public Backend {
     if (dweight) {
       need(dweight, sz(OC, IC), {DType::BF16, DType::F32}, "matmul_backward", "dweight");
       need(inp, sz(N, IC), {DType::BF16}, "matmul_backward", "inp");
-      // dweight^T [IC,OC] += inp^T [IC,N] x dout [N,OC]
-      Gemm g;
-      g.tb = true;
-      g.m = IC;
-      g.n = OC;
-      g.k = N;
-      g.A = inp.ptr;
-      g.lda = IC;
-      g.B = dout.ptr;
-      g.ldb = OC;
-      g.C = dweight.ptr;
-      g.ct = dtype_of(dweight.kind);
-      g.ldc = IC;
-      g.accumulate = true;
+      const Gemm g = weight_grad_gemm(dweight, dout, inp, N, IC, OC);
       // TSUMUGI_CUDA_BGRAD_FUSION=1: the bias gradient from the same matmul (cuBLASLt's BGRADB
       // epilogue sums dout's columns while it reads them), into scratch (cuBLASLt overwrites it;
       // dbias accumulates) and then added to dbias, instead of a column reduction re-reading dout.
@@ -981,6 +968,25 @@ class CudaBackend final : public Backend {
 
   // A matmul with a GELU epilogue through cuBLASLt, or false (nothing launched) when this shape,
   // these pointers or this build cannot take it.
+  // dweight^T [IC,OC] += inp^T [IC,N] x dout [N,OC]
+  static Gemm weight_grad_gemm(const Buf& dweight, const Buf& dout, const Buf& inp, int N, int IC,
+                               int OC) {
+    Gemm g;
+    g.tb = true;
+    g.m = IC;
+    g.n = OC;
+    g.k = N;
+    g.A = inp.ptr;
+    g.lda = IC;
+    g.B = dout.ptr;
+    g.ldb = OC;
+    g.C = dweight.ptr;
+    g.ct = dtype_of(dweight.kind);
+    g.ldc = IC;
+    g.accumulate = true;
+    return g;
+  }
+
   // A matmul with a fused epilogue (GELU or bias gradient) through cuBLASLt, or false (nothing
   // launched) when this shape, these pointers or this build cannot take it.
   bool lt_fused(const Gemm& g) {
