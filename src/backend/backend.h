@@ -143,13 +143,13 @@ class Backend {
   // ---- norms. mean/rstd are Float32 [N].
   virtual void layernorm_forward(Buf out, Buf mean, Buf rstd, const Buf& inp, const Buf& weight,
                                  const Buf& bias, int N, int C, float eps) = 0;
-  // dinp += ..., dweight += ..., dbias += ...  (dweight, dbias may be empty: frozen)
   // The residual add and the LayerNorm that follows it (GPT-2's second norm in a block) as one
   // op: sum = a + b (written: the residual stream), then layernorm_forward(out, mean, rstd, sum,
   // weight, bias). The default runs add and layernorm_forward; the CUDA backend normalises the sum
   // while it is still in registers, with the same results.
   virtual void add_layernorm_forward(Buf sum, Buf out, Buf mean, Buf rstd, const Buf& a, const Buf& b,
                                      const Buf& weight, const Buf& bias, int N, int C, float eps);
+  // dinp += ..., dweight += ..., dbias += ...  (dweight, dbias may be empty: frozen)
   virtual void layernorm_backward(Buf dinp, Buf dweight, Buf dbias, const Buf& dout,
                                   const Buf& inp, const Buf& weight, const Buf& mean,
                                   const Buf& rstd, int N, int C) = 0;
