@@ -17,7 +17,7 @@
 # (build parallelism), STAGES (comma-separated stages to run after the build, default all:
 # data,tests,kernel-bench,train-bench,train-variants,train-parity,nccl-2gpu; a lent GPU machine
 # allows 10 minutes per command, so a first call can take the build and the tests and a second,
-# on the still-warm machine, the rest).
+# on the still-warm machine, the rest: STAGES=data,train-bench,... reuses demo-out/).
 #
 # The training stages read demo-out/ (the demo's tokenizer and Megatron shards); the data stage
 # makes it from data/corpus with the built binary when it is missing (about a minute), so carry
@@ -361,6 +361,50 @@ for f in "$OUT"/variant-*/metrics.jsonl; do
   v=$(basename "$(dirname "$f")")
   median_speed "$f" "GPT-2 124M, ${v#variant-}"
 done
+# The same figures as a Markdown table for README, in $OUT/summary.md.
+python3 - "$OUT" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+  "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" <<'PY' || true
+import glob, json, os, re, statistics, sys
+out, commit, gpu = sys.argv[1], sys.argv[2], sys.argv[3] or "?"
+rows = []
+def speed(path):
+    r = [json.loads(l) for l in open(path) if l.strip()]
+    r = [x for x in r if "tokens_per_s" in x and x.get("step", 0) > 10]
+    if not r:
+        return None
+    return statistics.median(x["tokens_per_s"] for x in r), statistics.median(x["mfu"] for x in r), len(r)
+runs = [("B16, defaults", os.path.join(out, "gpt2-124m", "metrics.jsonl"))]
+runs += [(os.path.basename(os.path.dirname(f))[len("variant-"):], f)
+         for f in sorted(glob.glob(os.path.join(out, "variant-*", "metrics.jsonl")))]
+for name, f in runs:
+    if os.path.exists(f) and (s := speed(f)):
+        rows.append(f"| GPT-2 124M training, {name} (median of steps 11+, {s[2]} steps) | {s[0]:,.0f} tokens/s, MFU {100 * s[1]:.1f}% |")
+tests = os.path.join(out, "cuda_tests.log")
+if os.path.exists(tests):
+    t = open(tests).read()
+    ok = re.search(r"\[  PASSED  \] (\d+) test", t)
+    bad = re.search(r"\[  FAILED  \] (\d+) test", t)
+    rows.insert(0, f"| CUDA op tests against the CPU backend | {ok.group(1) if ok else 0} pass, {bad.group(1) if bad else 0} fail |")
+bench = os.path.join(out, "kernel_bench.log")
+if os.path.exists(bench):
+    for line in open(bench):
+        if line.startswith("estimated step"):
+            what, _, fig = line.strip().replace("|", "/").partition(": ")
+            rows.append(f"| kernel bench, {what} | {fig} |")
+            break
+prof = os.path.join(out, "profile.log")
+if os.path.exists(prof):
+    for line in open(prof):
+        if "gaps" in line or "all ops" in line:
+            m = re.match(r"\s*(.*?)\s+(\d+\s+)?([\d.]+)\s+([\d.]+%)\s*$", line)
+            if m:
+                calls = f", {m.group(2).strip()} gaps" if m.group(2) else ""
+                rows.append(f"| profile of 20 steps: {m.group(1)} | {m.group(3)} ms, {m.group(4)} of the GPU timeline{calls} |")
+if rows:
+    text = f"On one {gpu}, commit {commit}:\n\n| what | figure |\n|---|---|\n" + "\n".join(rows) + "\n"
+    open(os.path.join(out, "summary.md"), "w").write(text)
+    print("\n" + text)
+PY
 if [ -f "$OUT/gpt2-124m/metrics.jsonl" ]; then
   python3 - "$OUT/gpt2-124m/metrics.jsonl" <<'PY' || tail -n 1 "$OUT/gpt2-124m/metrics.jsonl"
 import json, sys
