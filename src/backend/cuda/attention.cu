@@ -33,7 +33,6 @@ namespace wmma = nvcuda::wmma;
 namespace wmma = emu::wmma;
 #endif
 
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 struct AttnArgs {

@@ -105,6 +105,8 @@ __device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000)
 
 inline std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
+constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x * kLog2e)
+
 // 8 bf16 values as one 16-byte access: memory-bound kernels need wide loads to keep enough
 // bytes in flight.
 __device__ __forceinline__ void load8(const bf16* p, float* f) {

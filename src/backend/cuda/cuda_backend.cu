@@ -402,6 +402,8 @@ class CudaBackend final : public Backend {
                        const Buf& weight, int N, int IC, int OC, bool accumulate_dinp) override {
     const OpTimer op_timer(this, "matmul_backward", IC, OC);
     need(dout, sz(N, OC), {DType::BF16}, "matmul_backward", "dout");
+    if (dbias)
+      need(dbias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, "matmul_backward", "dbias");
     if (dinp) {
       need(dinp, sz(N, IC), {DType::BF16, DType::F32}, "matmul_backward", "dinp");
       need(weight, sz(OC, IC), {DType::BF16}, "matmul_backward", "weight");
@@ -415,7 +417,6 @@ class CudaBackend final : public Backend {
       // epilogue sums dout's columns while it reads them), into scratch (cuBLASLt overwrites it;
       // dbias accumulates) and then added to dbias, instead of a column reduction re-reading dout.
       if (dbias && bgrad_fusion_ && N > 0 && IC > 0 && OC > 0) {
-        need(dbias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, "matmul_backward", "dbias");
         Gemm f = g;
         f.epi = Gemm::Epi::BgradB;
         f.aux = scratch(align_up(sz(OC) * dtype_size(g.ct), 256));
@@ -427,8 +428,6 @@ class CudaBackend final : public Backend {
       gemm(g);
     }
     if (dbias) {
-      need(dbias, static_cast<std::size_t>(OC), {DType::BF16, DType::F32}, "matmul_backward",
-           "dbias");
       void* s = scratch(column_reduce_scratch_bytes(N, OC, ctx_.sm_count));
       column_reduce(ctx_, as_bf16(dout), nullptr, nullptr, nullptr, nullptr, DType::F32,
                     dbias.ptr, dtype_of(dbias.kind), N, OC, s);
@@ -928,21 +927,31 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // D [m,n] = op(A) op(B) (+ D when accumulating) in cuBLAS's column-major terms, D being C's
+  // buffer with leading dimension ldc.
+  static Gemm gemm_of(bool ta, bool tb, int m, int n, int k, const void* A, int lda, const void* B,
+                      int ldb, const Buf& C, int ldc, bool accumulate) {
+    Gemm g;
+    g.ta = ta;
+    g.tb = tb;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.A = A;
+    g.lda = lda;
+    g.B = B;
+    g.ldb = ldb;
+    g.C = C.ptr;
+    g.ct = dtype_of(C.kind);
+    g.ldc = ldc;
+    g.accumulate = accumulate;
+    return g;
+  }
+
+  // out^T [OC,N] = op_T(W as [IC,OC]) x inp^T [IC,N] (+ bias along the OC rows)
   static Gemm forward_gemm(const Buf& out, const Buf& inp, const Buf& weight, const Buf& bias,
                            int N, int IC, int OC) {
-    Gemm g;
-    g.ta = true;
-    g.tb = false;
-    g.m = OC;
-    g.n = N;
-    g.k = IC;
-    g.A = weight.ptr;
-    g.lda = IC;
-    g.B = inp.ptr;
-    g.ldb = IC;
-    g.C = out.ptr;
-    g.ct = dtype_of(out.kind);
-    g.ldc = OC;
+    Gemm g = gemm_of(true, false, OC, N, IC, weight.ptr, IC, inp.ptr, IC, out, OC, false);
     g.bias = bias ? bias.ptr : nullptr;
     g.bias_t = bias ? dtype_of(bias.kind) : DType::BF16;
     return g;
@@ -951,40 +960,13 @@ class CudaBackend final : public Backend {
   // dinp^T [IC,N] = W^T [IC,OC] x dout^T [OC,N]
   static Gemm input_grad_gemm(const Buf& dinp, const Buf& dout, const Buf& weight, int N, int IC,
                               int OC, bool accumulate) {
-    Gemm g;
-    g.m = IC;
-    g.n = N;
-    g.k = OC;
-    g.A = weight.ptr;
-    g.lda = IC;
-    g.B = dout.ptr;
-    g.ldb = OC;
-    g.C = dinp.ptr;
-    g.ct = dtype_of(dinp.kind);
-    g.ldc = IC;
-    g.accumulate = accumulate;
-    return g;
+    return gemm_of(false, false, IC, N, OC, weight.ptr, IC, dout.ptr, OC, dinp, IC, accumulate);
   }
 
-  // A matmul with a GELU epilogue through cuBLASLt, or false (nothing launched) when this shape,
-  // these pointers or this build cannot take it.
   // dweight^T [IC,OC] += inp^T [IC,N] x dout [N,OC]
   static Gemm weight_grad_gemm(const Buf& dweight, const Buf& dout, const Buf& inp, int N, int IC,
                                int OC) {
-    Gemm g;
-    g.tb = true;
-    g.m = IC;
-    g.n = OC;
-    g.k = N;
-    g.A = inp.ptr;
-    g.lda = IC;
-    g.B = dout.ptr;
-    g.ldb = OC;
-    g.C = dweight.ptr;
-    g.ct = dtype_of(dweight.kind);
-    g.ldc = IC;
-    g.accumulate = true;
-    return g;
+    return gemm_of(false, true, IC, OC, N, inp.ptr, IC, dout.ptr, OC, dweight, IC, true);
   }
 
   // A matmul with a fused epilogue (GELU or bias gradient) through cuBLASLt, or false (nothing

@@ -104,8 +104,6 @@ __global__ void __launch_bounds__(kCeThreads)
   }
 }
 
-constexpr float kCeLog2e = 1.4426950408889634f;
-
 // Sum of v over the block's kCeThreads threads (every thread gets it); `red` is kCeWarps floats.
 __device__ __forceinline__ float ce_block_sum(float v, float* red) {
   v = warp_sum(v);
@@ -154,13 +152,13 @@ __global__ void __launch_bounds__(kCeThreads)
     for (int k = 0; k < 8; ++k) m = fmaxf(m, ld(e + k));
   }
   m = ce_block_max(m, red);
-  const float m2 = m * kCeLog2e;
+  const float m2 = m * kLog2e;
   float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // independent sums: no serial chain
   for (int i = threadIdx.x; i < nv; i += kCeThreads) {
     const uint4 u = row_s[i];
     const bf16* e = reinterpret_cast<const bf16*>(&u);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) part[k] += exp2f(fmaf(ld(e + k), kCeLog2e, -m2));
+    for (int k = 0; k < 8; ++k) part[k] += exp2f(fmaf(ld(e + k), kLog2e, -m2));
   }
   float sum = 0.f;
 #pragma unroll
@@ -175,7 +173,7 @@ __global__ void __launch_bounds__(kCeThreads)
   }
   if (dloss == 0.f) return;
   const bool ignored = tgt < 0;
-  const float lse2 = lse * kCeLog2e;
+  const float lse2 = lse * kLog2e;
   for (int i = threadIdx.x; i < nv; i += kCeThreads) {
     uint4 u = row_s[i];
     bf16* e = reinterpret_cast<bf16*>(&u);
@@ -183,7 +181,7 @@ __global__ void __launch_bounds__(kCeThreads)
     for (int k = 0; k < 8; ++k) {
       const int j = i * 8 + k;
       const float g =
-          ignored ? 0.f : dloss * (exp2f(fmaf(ld(e + k), kCeLog2e, -lse2)) - (j == tgt ? 1.f : 0.f));
+          ignored ? 0.f : dloss * (exp2f(fmaf(ld(e + k), kLog2e, -lse2)) - (j == tgt ? 1.f : 0.f));
       st(e + k, g);
     }
     xv[i] = u;
