@@ -1,11 +1,12 @@
 // A CPU emulation of the small part of CUDA, cuBLASLt, cuBLAS, WMMA and CUB that the CUDA
 // backend uses. Built only into the test `tsumugi_cuda_emu_tests` (TSUMUGI_CUDA_EMULATION), it
 // runs the backend's real kernel code on machines without a GPU:
-//  * every GPU thread of a block is a fiber (ucontext); __syncthreads, __syncwarp and shuffles
-//    switch fibers, so barrier-dependent code runs with CUDA's semantics. A barrier that not
-//    every thread reaches (divergent sync, sync after some threads returned) aborts with a
-//    message, as do launch configurations a real GPU rejects (block size, grid limits, dynamic
-//    shared memory above 48 KiB without cudaFuncSetAttribute, or above the A100's 163 KiB).
+//  * every GPU thread of a block is a fiber with its own stack (see switch_fiber); __syncthreads,
+//    __syncwarp and shuffles switch fibers, so barrier-dependent code runs with CUDA's
+//    semantics. A barrier that not every thread reaches (divergent sync, sync after some threads
+//    returned) aborts with a message, as do launch configurations a real GPU rejects (block
+//    size, grid limits, dynamic shared memory above 48 KiB without cudaFuncSetAttribute, or
+//    above the A100's 163 KiB).
 //  * WMMA fragments hold the whole 16x16 tile in every lane; loads check the 32-byte pointer
 //    and ldm alignment rules. Each lane computes the full product (redundant, but exact). Loads
 //    and stores are warp barriers (all lanes read before any lane writes), as the collective
@@ -21,7 +22,9 @@
 // shake out missing barriers.
 #pragma once
 
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -100,12 +103,55 @@ namespace emu {
 // ---- fibers ------------------------------------------------------------------------------------
 enum State { kRunnable, kWaitBlock, kWaitWarp, kDone };
 
+// Switching fibers. glibc's swapcontext saves and restores the signal mask with a system call on
+// every switch, which made it ~85% of an emulated training step (every barrier and shuffle is a
+// switch per thread). On x86-64 a switch is instead a few instructions: push the callee-saved
+// registers and the SSE/x87 control words, swap stack pointers, pop. Elsewhere, ucontext.
+#if defined(__x86_64__)
+// tsu_emu_swap(&save_sp, load_sp): defined once per translation unit that includes this header,
+// weak so the linker keeps one.
+asm(R"(
+  .pushsection .text
+  .weak tsu_emu_swap
+  .hidden tsu_emu_swap
+  .type tsu_emu_swap, @function
+tsu_emu_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size tsu_emu_swap, .-tsu_emu_swap
+  .popsection
+)");
+extern "C" void tsu_emu_swap(void** save_sp, void* load_sp);
+using FiberContext = void*;  // the saved stack pointer
+#else
+using FiberContext = ucontext_t;
+#endif
+
 struct Runtime {
-  std::vector<ucontext_t> ctx;
+  std::vector<FiberContext> ctx;
   std::vector<State> state;
   std::vector<char*> stacks;
   std::size_t stack_size = 512 * 1024;
-  ucontext_t main_ctx;
+  FiberContext main_ctx;
   int current = -1;
   int nthreads = 0;
   std::vector<unsigned char> shfl;
@@ -143,18 +189,55 @@ inline void set_thread_index(int t) {
   threadIdx.z = t / (blockDim.x * blockDim.y);
 }
 
+inline void switch_fiber(FiberContext& save, FiberContext& load) {
+#if defined(__x86_64__)
+  tsu_emu_swap(&save, load);
+#else
+  swapcontext(&save, &load);
+#endif
+}
+
 inline void block_until(State s) {
   Runtime& r = rt();
   const int me = r.current;
   r.state[me] = s;
-  swapcontext(&r.ctx[me], &r.main_ctx);
+  switch_fiber(r.ctx[me], r.main_ctx);
 }
 
+// A fiber's first function; it never returns (the block loop does not resume a finished fiber).
 inline void fiber_entry(int idx) {
   Runtime& r = rt();
   r.body();
   r.state[idx] = kDone;
-  swapcontext(&r.ctx[idx], &r.main_ctx);
+  switch_fiber(r.ctx[idx], r.main_ctx);
+}
+inline void fiber_start() { fiber_entry(rt().current); }
+
+// Makes fiber i start in fiber_entry(i) on its own stack at the next switch to it.
+inline void init_fiber(int i) {
+  Runtime& r = rt();
+#if defined(__x86_64__)
+  // The frame tsu_emu_swap pops: control words, r15..rbp (zero), then fiber_start as the return
+  // address. Above it a zero "return address" of fiber_start itself, which leaves rsp at
+  // 8 mod 16 on entry, as after a call.
+  auto* top = reinterpret_cast<uint64_t*>(
+      (reinterpret_cast<std::uintptr_t>(r.stacks[i]) + r.stack_size) & ~std::uintptr_t{15});
+  uint64_t* sp = top - 9;
+  uint32_t mxcsr = 0;
+  uint16_t fcw = 0;
+  asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fcw));
+  sp[0] = mxcsr | (uint64_t{fcw} << 32);
+  for (int k = 1; k <= 6; ++k) sp[k] = 0;
+  sp[7] = reinterpret_cast<uint64_t>(&fiber_start);
+  sp[8] = 0;
+  r.ctx[i] = sp;
+#else
+  getcontext(&r.ctx[i]);
+  r.ctx[i].uc_stack.ss_sp = r.stacks[i];
+  r.ctx[i].uc_stack.ss_size = r.stack_size;
+  r.ctx[i].uc_link = nullptr;
+  makecontext(&r.ctx[i], reinterpret_cast<void (*)()>(&fiber_entry), 1, i);
+#endif
 }
 
 inline void run_block() {
@@ -164,19 +247,13 @@ inline void run_block() {
     while (static_cast<int>(r.stacks.size()) < n)
       r.stacks.push_back(static_cast<char*>(std::malloc(r.stack_size)));
   }
-  r.ctx.assign(n, ucontext_t{});
+  r.ctx.assign(n, FiberContext{});
   r.state.assign(n, kRunnable);
   r.shfl.assign(static_cast<std::size_t>(n) * 8, 0);
   r.xchg.assign(static_cast<std::size_t>(n) * 64, 0);
   r.cp_open.assign(n, {});
   r.cp_groups.assign(n, {});
-  for (int i = 0; i < n; ++i) {
-    getcontext(&r.ctx[i]);
-    r.ctx[i].uc_stack.ss_sp = r.stacks[i];
-    r.ctx[i].uc_stack.ss_size = r.stack_size;
-    r.ctx[i].uc_link = nullptr;
-    makecontext(&r.ctx[i], reinterpret_cast<void (*)()>(&fiber_entry), 1, i);
-  }
+  for (int i = 0; i < n; ++i) init_fiber(i);
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   if (r.order == 1) std::reverse(order.begin(), order.end());
@@ -186,7 +263,7 @@ inline void run_block() {
       if (r.state[i] != kRunnable) continue;
       r.current = i;
       set_thread_index(i);
-      swapcontext(&r.main_ctx, &r.ctx[i]);
+      switch_fiber(r.main_ctx, r.ctx[i]);
     }
     r.current = -1;
     int done = 0;
