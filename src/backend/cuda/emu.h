@@ -362,30 +362,33 @@ inline float bf16_hi(uint32_t v) { return __bfloat162float(__nv_bfloat16{static_
 inline void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b, const float* c) {
   struct Lane {
     uint32_t a[4], b[2];
-    float c[4];
   } me, all[32];
   std::memcpy(me.a, a, 16);
   std::memcpy(me.b, b, 8);
-  std::memcpy(me.c, c, 16);
+  const float acc[4] = {c[0], c[1], c[2], c[3]};  // d may be c
   warp_gather(&me, sizeof(Lane), reinterpret_cast<unsigned char*>(all));
-  float A[16][16], B[16][8], C[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const int g = l >> 2, t = l & 3;
-    const Lane& x = all[l];
-    A[g][2 * t] = bf16_lo(x.a[0]), A[g][2 * t + 1] = bf16_hi(x.a[0]);
-    A[g + 8][2 * t] = bf16_lo(x.a[1]), A[g + 8][2 * t + 1] = bf16_hi(x.a[1]);
-    A[g][2 * t + 8] = bf16_lo(x.a[2]), A[g][2 * t + 9] = bf16_hi(x.a[2]);
-    A[g + 8][2 * t + 8] = bf16_lo(x.a[3]), A[g + 8][2 * t + 9] = bf16_hi(x.a[3]);
-    B[2 * t][g] = bf16_lo(x.b[0]), B[2 * t + 1][g] = bf16_hi(x.b[0]);
-    B[2 * t + 8][g] = bf16_lo(x.b[1]), B[2 * t + 9][g] = bf16_hi(x.b[1]);
-    C[g][2 * t] = x.c[0], C[g][2 * t + 1] = x.c[1];
-    C[g + 8][2 * t] = x.c[2], C[g + 8][2 * t + 1] = x.c[3];
-  }
+  // This lane's outputs are D[g][2t..2t+1] and D[g+8][2t..2t+1] (its own C elements), so it
+  // needs only A's rows g and g+8, held by lanes 4g..4g+3, and B's columns 2t and 2t+1, held by
+  // lanes 8t..8t+7 (lane l holds A row l/4 and B column l/4, at k = 2(l%4), +1, +8, +9).
   const int lane = rt().current & 31, g = lane >> 2, t = lane & 3;
+  float A[2][16], B[2][16];
+  for (int q = 0; q < 4; ++q) {
+    const Lane& x = all[4 * g + q];
+    A[0][2 * q] = bf16_lo(x.a[0]), A[0][2 * q + 1] = bf16_hi(x.a[0]);
+    A[1][2 * q] = bf16_lo(x.a[1]), A[1][2 * q + 1] = bf16_hi(x.a[1]);
+    A[0][2 * q + 8] = bf16_lo(x.a[2]), A[0][2 * q + 9] = bf16_hi(x.a[2]);
+    A[1][2 * q + 8] = bf16_lo(x.a[3]), A[1][2 * q + 9] = bf16_hi(x.a[3]);
+    for (int col = 0; col < 2; ++col) {
+      const Lane& y = all[4 * (2 * t + col) + q];
+      B[col][2 * q] = bf16_lo(y.b[0]), B[col][2 * q + 1] = bf16_hi(y.b[0]);
+      B[col][2 * q + 8] = bf16_lo(y.b[1]), B[col][2 * q + 9] = bf16_hi(y.b[1]);
+    }
+  }
   for (int e = 0; e < 4; ++e) {
-    const int i = g + (e >= 2 ? 8 : 0), j = 2 * t + (e & 1);
-    float s = C[i][j];
-    for (int k = 0; k < 16; ++k) s += A[i][k] * B[k][j];
+    const float* arow = A[e >> 1];
+    const float* bcol = B[e & 1];
+    float s = acc[e];
+    for (int k = 0; k < 16; ++k) s += arow[k] * bcol[k];
     d[e] = s;
   }
 }
@@ -772,16 +775,41 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void*
                  void* C, cudaDataType ct, long ldc, const void* bias, cudaDataType biast,
                  GeluEpi epi = GeluEpi::None, void* aux = nullptr, long aux_ld = 0) {
   if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) fatal("gemm: leading dimension too small");
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      float acc = 0.f;
-      for (int l = 0; l < k; ++l) {
-        const float a = load_as_float(A, at, ta ? l + static_cast<std::size_t>(i) * lda
+  // op(A) rows and op(B) columns as contiguous fp32 vectors, converted once; every output is then
+  // the same in-order fp32 sum over l as a plain triple loop, four rows at a time (independent
+  // chains) so the emulated trainer is not held up by one dependent add per cycle.
+  const std::size_t K = static_cast<std::size_t>(k);
+  std::vector<float> arow(static_cast<std::size_t>(m) * K), bcol(static_cast<std::size_t>(n) * K);
+  for (int i = 0; i < m; ++i)
+    for (int l = 0; l < k; ++l)
+      arow[i * K + l] = load_as_float(A, at, ta ? l + static_cast<std::size_t>(i) * lda
                                                 : i + static_cast<std::size_t>(l) * lda);
-        const float b = load_as_float(B, bt, tb ? j + static_cast<std::size_t>(l) * ldb
+  for (int j = 0; j < n; ++j)
+    for (int l = 0; l < k; ++l)
+      bcol[j * K + l] = load_as_float(B, bt, tb ? j + static_cast<std::size_t>(l) * ldb
                                                 : l + static_cast<std::size_t>(j) * ldb);
-        acc += a * b;
+  std::vector<float> dots(static_cast<std::size_t>(m));
+  for (int j = 0; j < n; ++j) {
+    const float* b = bcol.data() + j * K;
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {
+      const float *a0 = arow.data() + i * K, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
+      float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+      for (std::size_t l = 0; l < K; ++l) {
+        s0 += a0[l] * b[l];
+        s1 += a1[l] * b[l];
+        s2 += a2[l] * b[l];
+        s3 += a3[l] * b[l];
       }
+      dots[i] = s0, dots[i + 1] = s1, dots[i + 2] = s2, dots[i + 3] = s3;
+    }
+    for (; i < m; ++i) {
+      float s = 0.f;
+      for (std::size_t l = 0; l < K; ++l) s += arow[i * K + l] * b[l];
+      dots[i] = s;
+    }
+    for (i = 0; i < m; ++i) {
+      const float acc = dots[i];
       const std::size_t ci = i + static_cast<std::size_t>(j) * ldc;
       float v = alpha * acc;
       if (beta != 0.f) v += beta * load_as_float(C, ct, ci);
@@ -795,6 +823,7 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void*
       }
       store_from_float(C, ct, ci, v);
     }
+  }
   check_guards("gemm");
 }
 }  // namespace emu
