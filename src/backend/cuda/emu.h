@@ -107,6 +107,8 @@ enum State { kRunnable, kWaitBlock, kWaitWarp, kDone };
 // every switch, which made it ~85% of an emulated training step (every barrier and shuffle is a
 // switch per thread). On x86-64 a switch is instead a few instructions: push the callee-saved
 // registers and the SSE/x87 control words, swap stack pointers, pop. Elsewhere, ucontext.
+// (A fiber starts by "returning" into fiber_start, which a CET shadow stack would refuse; glibc
+// enables those only on request, and this header is built into the emulator tests alone.)
 #if defined(__x86_64__)
 // tsu_emu_swap(&save_sp, load_sp): defined once per translation unit that includes this header,
 // weak so the linker keeps one.
