@@ -1,7 +1,8 @@
 // The CUDA emulator's own contract (src/backend/cuda/emu.h), which every emulated kernel test
 // leans on: a block's threads are fibers that really interleave at barriers and shuffles, in
-// every fiber order, keep their registers and floating-point state across switches, and a
-// barrier that not every thread reaches ends the run with a message.
+// every fiber order (forward, reverse, shuffled, one warp at a time), keep their registers and
+// floating-point state across switches, and a barrier that not every thread reaches ends the run
+// with a message.
 #include <gtest/gtest.h>
 
 #include <cfenv>
@@ -46,6 +47,22 @@ __global__ void rounding_kernel(float* out) {
   volatile float one = 1.0f, three = 3.0f;
   out[threadIdx.x] = one / three;
   std::fesetround(FE_TONEAREST);
+}
+
+// Every warp publishes a value in its slot and every thread sums the slots; then each warp
+// overwrites its slot for a next round. Without the trailing barrier a warp that runs ahead
+// overwrites its slot before slower warps have summed it.
+__global__ void slot_reuse_kernel(float* out, bool trailing_sync) {
+  __shared__ float slot[kThreads / 32];
+  const int warp = threadIdx.x / 32;
+  if (threadIdx.x % 32 == 0) slot[warp] = warp + 1;
+  __syncthreads();
+  float s = 0.f;
+  for (int w = 0; w < kThreads / 32; ++w) s += slot[w];
+  if (trailing_sync) __syncthreads();
+  s = __shfl_xor_sync(0xffffffffu, s, 1);
+  if (threadIdx.x % 32 == 0) slot[warp] = -1.f;
+  out[threadIdx.x] = s;
 }
 
 __global__ void divergent_barrier_kernel() {
@@ -116,11 +133,29 @@ TEST_P(EmuFibers, EachFiberKeepsItsRoundingMode) {
   }
 }
 
+TEST_P(EmuFibers, OnlyTheWarpOrderSeesASharedSlotReusedTooEarly) {
+  // In the thread orders every thread runs to its next warp barrier (the shuffle) before any warp
+  // passes one, so all reads of the slots come before any overwrite; one warp at a time lets
+  // warp 0 overwrite its slot before warp 1 has read it, as a GPU may.
+  std::vector<float> out(kThreads);
+  const float want = kThreads / 32 * (kThreads / 32 + 1) / 2;
+  for (bool sync : {true, false}) {
+    emu::launch(slot_reuse_kernel, dim3(1), dim3(kThreads), 0, nullptr, out.data(), sync);
+    int wrong = 0;
+    for (float v : out) wrong += v != want;
+    if (sync || GetParam() != 3) {
+      EXPECT_EQ(wrong, 0) << (sync ? "with" : "without") << " the trailing barrier";
+    } else {
+      EXPECT_EQ(wrong, kThreads - 32) << "every warp after the first reads an overwritten slot";
+    }
+  }
+}
+
 std::string order_name(const ::testing::TestParamInfo<int>& info) {
-  const char* names[] = {"forward", "reverse", "shuffle"};
+  const char* names[] = {"forward", "reverse", "shuffle", "warps"};
   return names[info.param];
 }
-INSTANTIATE_TEST_SUITE_P(Orders, EmuFibers, ::testing::Values(0, 1, 2), order_name);
+INSTANTIATE_TEST_SUITE_P(Orders, EmuFibers, ::testing::Values(0, 1, 2, 3), order_name);
 
 TEST(EmuFibersDeathTest, BarrierAfterSomeThreadsReturnedEndsTheRun) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");

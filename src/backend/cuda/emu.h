@@ -18,8 +18,8 @@
 //  * device memory is host memory with guard bytes after each allocation; a kernel that writes
 //    past the end of a buffer is reported after its launch.
 //  * cuBLASLt / cublasGemmEx compute column-major GEMMs by definition, with bias epilogue.
-// Fiber order between barriers follows TSU_EMU_ORDER (forward, reverse, shuffle) so tests can
-// shake out missing barriers.
+// Fiber order between barriers follows TSU_EMU_ORDER (forward, reverse, shuffle, or warps: each
+// warp as far as it gets before the next) so tests can shake out missing barriers.
 #pragma once
 
 #if !defined(__x86_64__)
@@ -172,12 +172,13 @@ struct Runtime {
   std::size_t smem_cap = 0;
   std::map<const void*, int> smem_attr;
   std::string kernel;
-  int order = 0;  // 0 forward, 1 reverse, 2 shuffle
+  int order = 0;  // 0 forward, 1 reverse, 2 shuffle, 3 warps (one warp at a time)
   std::mt19937 rng{12345};
   Runtime() {
     const char* o = std::getenv("TSU_EMU_ORDER");
     if (o && std::string(o) == "reverse") order = 1;
     if (o && std::string(o) == "shuffle") order = 2;
+    if (o && std::string(o) == "warps") order = 3;
   }
 };
 inline Runtime& rt() {
@@ -259,30 +260,45 @@ inline void run_block() {
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   if (r.order == 1) std::reverse(order.begin(), order.end());
+  auto run = [&](int i) {
+    r.current = i;
+    set_thread_index(i);
+    switch_fiber(r.main_ctx, r.ctx[i]);
+  };
+  // Lets warp w past its warp barrier once every lane waits there; false if none waits.
+  auto release_warp = [&](int w) {
+    int waiting = 0, lanes = 0;
+    for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i, ++lanes) waiting += r.state[i] == kWaitWarp;
+    if (waiting == 0) return false;
+    if (waiting != lanes)
+      fatal(r.kernel + ": warp " + std::to_string(w) + " reached __syncwarp/shuffle with only " +
+            std::to_string(waiting) + " of " + std::to_string(lanes) + " lanes");
+    for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i) r.state[i] = kRunnable;
+    return true;
+  };
   for (;;) {
-    if (r.order == 2) std::shuffle(order.begin(), order.end(), r.rng);
-    for (int i : order) {
-      if (r.state[i] != kRunnable) continue;
-      r.current = i;
-      set_thread_index(i);
-      switch_fiber(r.main_ctx, r.ctx[i]);
+    if (r.order == 3) {
+      // One warp at a time, as far as it gets before a block barrier: the most any warp can run
+      // ahead of the others on a GPU. A warp that reuses shared memory other warps have yet to
+      // read (a missing trailing __syncthreads) is seen only here; in the other orders every
+      // thread runs to its next warp barrier before any warp passes one.
+      for (int w = 0; w * 32 < n; ++w) {
+        do {
+          for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i)
+            if (r.state[i] == kRunnable) run(i);
+        } while (release_warp(w));
+      }
+    } else {
+      if (r.order == 2) std::shuffle(order.begin(), order.end(), r.rng);
+      for (int i : order)
+        if (r.state[i] == kRunnable) run(i);
     }
     r.current = -1;
     int done = 0;
     for (int i = 0; i < n; ++i) done += r.state[i] == kDone;
     if (done == n) return;
     bool released = false;
-    for (int w = 0; w * 32 < n; ++w) {
-      int waiting = 0, lanes = 0;
-      for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i, ++lanes) waiting += r.state[i] == kWaitWarp;
-      if (waiting == 0) continue;
-      if (waiting != lanes)
-        fatal(r.kernel + ": warp " + std::to_string(w) +
-              " reached __syncwarp/shuffle with only " + std::to_string(waiting) + " of " +
-              std::to_string(lanes) + " lanes");
-      for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i) r.state[i] = kRunnable;
-      released = true;
-    }
+    for (int w = 0; w * 32 < n; ++w) released |= release_warp(w);
     if (released) continue;
     int at_block = 0;
     for (int i = 0; i < n; ++i) at_block += r.state[i] == kWaitBlock;
