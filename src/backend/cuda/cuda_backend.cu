@@ -439,12 +439,8 @@ class CudaBackend final : public Backend {
                          const Buf& bias, int N, int C, float eps) override {
     const OpTimer op_timer(this, "layernorm_forward");
     const char* op = "layernorm_forward";
-    need(out, sz(N, C), {DType::BF16}, op, "out");
     need(inp, sz(N, C), {DType::BF16}, op, "inp");
-    need(weight, static_cast<std::size_t>(C), {DType::BF16}, op, "weight");
-    if (bias) need(bias, static_cast<std::size_t>(C), {DType::BF16}, op, "bias");
-    if (mean) need(mean, static_cast<std::size_t>(N), {DType::F32}, op, "mean");
-    if (rstd) need(rstd, static_cast<std::size_t>(N), {DType::F32}, op, "rstd");
+    need_layernorm_forward(op, out, mean, rstd, weight, bias, N, C);
     TSU_CUDA_NS::layernorm_forward(ctx_, as_bf16(out), opt_f32(mean), opt_f32(rstd), as_bf16(inp),
                                    as_bf16(weight), bias ? as_bf16(bias) : nullptr, N, C, eps);
   }
@@ -454,13 +450,9 @@ class CudaBackend final : public Backend {
     const OpTimer op_timer(this, "add_layernorm_forward");
     const char* op = "add_layernorm_forward";
     need(sum, sz(N, C), {DType::BF16}, op, "sum");
-    need(out, sz(N, C), {DType::BF16}, op, "out");
     need(a, sz(N, C), {DType::BF16}, op, "a");
     need(b, sz(N, C), {DType::BF16}, op, "b");
-    need(weight, static_cast<std::size_t>(C), {DType::BF16}, op, "weight");
-    if (bias) need(bias, static_cast<std::size_t>(C), {DType::BF16}, op, "bias");
-    if (mean) need(mean, static_cast<std::size_t>(N), {DType::F32}, op, "mean");
-    if (rstd) need(rstd, static_cast<std::size_t>(N), {DType::F32}, op, "rstd");
+    need_layernorm_forward(op, out, mean, rstd, weight, bias, N, C);
     if (TSU_CUDA_NS::add_layernorm_forward(ctx_, as_bf16(sum), as_bf16(out), opt_f32(mean),
                                            opt_f32(rstd), as_bf16(a), as_bf16(b), as_bf16(weight),
                                            bias ? as_bf16(bias) : nullptr, N, C, eps))
@@ -673,8 +665,9 @@ class CudaBackend final : public Backend {
   // ---- TSUMUGI_CUDA_PROFILE=1: the GPU time of every op inside a real run, from a pair of events
   // around each (the outermost op only: a fused op's fallback pieces count as that op), summed per
   // op and shape and printed when the backend goes away, with the gaps between ops: the time the
-  // GPU waited for the host (or ran work no op timer wraps: the NCCL collectives), short gaps (under 1 ms: launches, synchronizations and host work
-  // within and between steps) apart from long ones (start-up, evaluation, checkpoints). The
+  // GPU waited for the host (or ran work no op timer wraps: the NCCL collectives), short gaps
+  // (under 1 ms: launches, synchronizations and host work within and between steps) apart from
+  // long ones (start-up, evaluation, checkpoints). The
   // events cost the host a few microseconds per op, so runs for speed figures leave it off.
   class OpTimer {
    public:
@@ -786,6 +779,17 @@ class CudaBackend final : public Backend {
     prof_free_.clear();
     if (prof_prev_end_) (void)cudaEventDestroy(prof_prev_end_);
     prof_prev_end_ = nullptr;
+  }
+
+  // What layernorm_forward and add_layernorm_forward both take: out [N,C], weight and bias [C]
+  // (bias optional), mean and rstd [N] (optional).
+  static void need_layernorm_forward(const char* op, const Buf& out, const Buf& mean, const Buf& rstd,
+                                     const Buf& weight, const Buf& bias, int N, int C) {
+    need(out, sz(N, C), {DType::BF16}, op, "out");
+    need(weight, static_cast<std::size_t>(C), {DType::BF16}, op, "weight");
+    if (bias) need(bias, static_cast<std::size_t>(C), {DType::BF16}, op, "bias");
+    if (mean) need(mean, static_cast<std::size_t>(N), {DType::F32}, op, "mean");
+    if (rstd) need(rstd, static_cast<std::size_t>(N), {DType::F32}, op, "rstd");
   }
 
   static bf16* as_bf16(const Buf& b) { return static_cast<bf16*>(b.ptr); }
@@ -969,6 +973,11 @@ class CudaBackend final : public Backend {
     return gemm_of(false, true, IC, OC, N, inp.ptr, IC, dout.ptr, OC, dweight, IC, true);
   }
 
+  static const char* epilogue_name(Gemm::Epi e) {
+    if (e == Gemm::Epi::None) return "";
+    return e == Gemm::Epi::BgradB ? "bias gradient" : "GELU";
+  }
+
   // A matmul with a fused epilogue (GELU or bias gradient) through cuBLASLt, or false (nothing
   // launched) when this shape, these pointers or this build cannot take it.
   bool lt_fused(const Gemm& g) {
@@ -996,7 +1005,7 @@ class CudaBackend final : public Backend {
     std::fprintf(stderr,
                  "tsumugi: cuBLASLt matmul %dx%dx%d with a fused %s failed (%s); running it apart "
                  "for this shape\n",
-                 g.m, g.n, g.k, bgrad ? "bias gradient" : "GELU", cublasGetStatusString(st));
+                 g.m, g.n, g.k, epilogue_name(g.epi), cublasGetStatusString(st));
     plan.ok = false;
     return false;
   }
@@ -1138,10 +1147,10 @@ class CudaBackend final : public Backend {
       p.algo = res.algo;
     } else {
       std::fprintf(stderr,
-                   "tsumugi: no cuBLASLt algorithm for matmul m=%d n=%d k=%d%s (%s); %s\n", g.m,
-                   g.n, g.k, g.epi == Gemm::Epi::None ? "" : " with a GELU epilogue",
+                   "tsumugi: no cuBLASLt algorithm for matmul m=%d n=%d k=%d%s%s (%s); %s\n", g.m,
+                   g.n, g.k, g.epi == Gemm::Epi::None ? "" : " with a fused ", epilogue_name(g.epi),
                    cublasGetStatusString(st),
-                   g.epi == Gemm::Epi::None ? "using cublasGemmEx" : "running the GELU apart");
+                   g.epi == Gemm::Epi::None ? "using cublasGemmEx" : "running it apart");
     }
     return p;
   }
